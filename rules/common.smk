@@ -1,0 +1,103 @@
+# Helpers, validation and wiring shared by the rules. No stage logic lives here:
+# sheet parsing and checks are kakashi.sources, so tests exercise the same code.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# Run stages with this checkout's package, from the Python that runs Snakemake (a venv's
+# python need not be activated; under --sdm conda the env's python comes first on PATH).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
+)
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from kakashi.errors import SheetError
+from kakashi.fetch import read_playlist_tsv
+from kakashi.sources import SAFE_ID, config_hash, read_sheet, stable_split
+
+KAKASHI = "python -m kakashi"
+CONDA_ENV = "../envs/kakashi.yaml"
+
+validate(config, "../schemas/config.schema.yaml")
+
+try:
+    SOURCES = read_sheet(config["sources"], config["split"]["val"], config["split"]["test"])
+except SheetError as error:
+    raise WorkflowError(f"invalid sources sheet: {error}") from None
+
+CONFIG_HASH = config_hash(config)
+VIDEOS = SOURCES[SOURCES["kind"] == "video"]
+PLAYLISTS = SOURCES[SOURCES["kind"] == "playlist"]
+
+
+wildcard_constraints:
+    seq=SAFE_ID.pattern,
+    playlist=SAFE_ID.pattern,
+    split="train|val|test",
+
+
+def shard_path(seq, split):
+    return f"results/shards/split={split}/{seq}.parquet"
+
+
+def video_shards(wildcards):
+    return [shard_path(seq, row["split"]) for seq, row in VIDEOS.iterrows()]
+
+
+def playlist_markers(wildcards):
+    return [f"results/playlists/{name}.done" for name in PLAYLISTS.index]
+
+
+def playlist_entries(name):
+    """Entries of a playlist row; known only once its checkpoint has listed it."""
+    return read_playlist_tsv(Path(checkpoints.playlist.get(playlist=name).output[0]))
+
+
+def playlist_of(seq):
+    """The playlist row a sequence id like NAME-001 comes from, or None."""
+    name, _, index = seq.rpartition("-")
+    if name in PLAYLISTS.index and index.isdigit() and seq not in VIDEOS.index:
+        return name
+    return None
+
+
+def source_row(seq):
+    """Sheet fields of a sequence: its own row, or its playlist's row for an entry."""
+    if seq in VIDEOS.index:
+        return VIDEOS.loc[seq]
+    name = playlist_of(seq)
+    if name is None:
+        raise WorkflowError(f"{seq!r} is neither a sheet id nor a playlist entry")
+    return PLAYLISTS.loc[name]
+
+
+def sequence_split(seq):
+    row = source_row(seq)
+    if isinstance(row["split"], str) and row["split"]:
+        return row["split"]
+    return stable_split(seq, config["split"]["val"], config["split"]["test"])
+
+
+def is_remote(seq):
+    return seq not in VIDEOS.index or VIDEOS.loc[seq, "source"].startswith(
+        ("http://", "https://", "ftp://")
+    )
+
+
+def source_uri(seq, playlist_tsv=None):
+    if playlist_tsv:
+        entries = {entry["seq"]: entry for entry in read_playlist_tsv(Path(playlist_tsv))}
+        if seq not in entries:
+            raise WorkflowError(f"{seq} is not an entry of {playlist_tsv}")
+        return entries[seq]["url"]
+    return source_row(seq)["source"]
+
+
+def end_seconds(seq):
+    end = source_row(seq)["end"]
+    return "" if end != end else end  # NaN: to the end of the video

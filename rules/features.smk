@@ -1,0 +1,23 @@
+rule features:
+    input:
+        "results/clips/{seq}.wav",
+    output:
+        "results/features/{seq}.npz",
+    params:
+        fps=config["fps"],
+        hop_length=config["features"]["hop_length"],
+        feature_set=",".join(config["features"]["set"]),
+        n_mfcc=config["features"]["n_mfcc"],
+    log:
+        "results/logs/features/{seq}.log",
+    benchmark:
+        "results/benchmarks/features/{seq}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    shell:
+        "{KAKASHI} features {input:q} -o {output:q} --fps {params.fps}"
+        " --hop-length {params.hop_length} --set {params.feature_set}"
+        " --n-mfcc {params.n_mfcc} > {log:q} 2>&1"

@@ -1,0 +1,3 @@
+from kakashi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Offline pose backend: MediaPipe BlazePose (``mediapipe==0.10.21``).
+
+Works out of the box: the wheel ships the BlazePose models for
+``model_complexity=1`` (levels 0 and 2 download their models at run time). It tracks
+one person and gives 33 "world" landmarks in metres, origin between the hips, with
+image axes (x right, y down, z away from the camera). We map them to H36M-17 with
+y up and the dancer facing +z when facing the camera.
+
+BlazePose runs on one core, so a clip is split into ``workers`` contiguous chunks that
+run in parallel processes; the tracker restarts at each chunk boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from kakashi import skeleton
+from kakashi.errors import MediaError, PoseError
+from kakashi.pose import PoseSequence
+
+log = logging.getLogger("kakashi.pose.mediapipe")
+
+# BlazePose landmark indices.
+NOSE, LEFT_EAR, RIGHT_EAR = 0, 7, 8
+LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW = 11, 12, 13, 14
+LEFT_WRIST, RIGHT_WRIST, LEFT_HIP, RIGHT_HIP = 15, 16, 23, 24
+LEFT_KNEE, RIGHT_KNEE, LEFT_ANKLE, RIGHT_ANKLE = 25, 26, 27, 28
+
+# H36M joints copied directly from one BlazePose landmark.
+DIRECT = {
+    "right_hip": RIGHT_HIP,
+    "right_knee": RIGHT_KNEE,
+    "right_ankle": RIGHT_ANKLE,
+    "left_hip": LEFT_HIP,
+    "left_knee": LEFT_KNEE,
+    "left_ankle": LEFT_ANKLE,
+    "neck": NOSE,
+    "left_shoulder": LEFT_SHOULDER,
+    "left_elbow": LEFT_ELBOW,
+    "left_wrist": LEFT_WRIST,
+    "right_shoulder": RIGHT_SHOULDER,
+    "right_elbow": RIGHT_ELBOW,
+    "right_wrist": RIGHT_WRIST,
+}
+# The head top lies about half the ear-to-thorax distance above the ears.
+HEAD_TOP_EXTENSION = 0.5
+
+
+def blazepose_to_h36m(landmarks: np.ndarray) -> np.ndarray:
+    """Map BlazePose world landmarks (..., 33, 3) in image axes to H36M-17 (..., 17, 3).
+
+    Output axes: x = subject's left when facing the camera, y up, z towards the camera.
+    """
+    canonical = landmarks * np.array([1.0, -1.0, -1.0])  # y down -> up, z away -> towards
+    out = np.zeros(landmarks.shape[:-2] + (skeleton.NUM_JOINTS, 3))
+    for name, index in DIRECT.items():
+        out[..., skeleton.INDEX[name], :] = canonical[..., index, :]
+    pelvis = 0.5 * (canonical[..., LEFT_HIP, :] + canonical[..., RIGHT_HIP, :])
+    thorax = 0.5 * (canonical[..., LEFT_SHOULDER, :] + canonical[..., RIGHT_SHOULDER, :])
+    ears = 0.5 * (canonical[..., LEFT_EAR, :] + canonical[..., RIGHT_EAR, :])
+    out[..., skeleton.INDEX["pelvis"], :] = pelvis
+    out[..., skeleton.INDEX["thorax"], :] = thorax
+    out[..., skeleton.INDEX["spine"], :] = 0.5 * (pelvis + thorax)
+    out[..., skeleton.INDEX["head"], :] = ears + HEAD_TOP_EXTENSION * (ears - thorax)
+    return out - out[..., :1, :]  # root-centred
+
+
+def _mapped_landmarks() -> list[int]:
+    return sorted(set(DIRECT.values()) | {LEFT_EAR, RIGHT_EAR})
+
+
+def count_frames(video: Path) -> int:
+    """Decode-count the frames (container headers can be wrong); cheap: no pixel copy."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise MediaError(f"cannot open video {video}; the file is missing or corrupt")
+    frames = 0
+    while capture.grab():
+        frames += 1
+    capture.release()
+    return frames
+
+
+def _estimate_chunk(video: str, first: int, last: int, model_complexity: int) -> tuple:
+    """Run BlazePose on frames [first, last) of ``video``; returns (landmarks, visibility)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import cv2
+    import mediapipe as mp
+
+    capture = cv2.VideoCapture(video)
+    for _ in range(first):
+        capture.grab()
+    count = last - first
+    landmarks = np.zeros((count, 33, 3), dtype=np.float64)
+    visibility = np.zeros((count, 33), dtype=np.float64)
+    found = np.zeros(count, dtype=bool)
+    with mp.solutions.pose.Pose(
+        static_image_mode=False,
+        model_complexity=model_complexity,
+        smooth_landmarks=True,
+        enable_segmentation=False,
+    ) as tracker:
+        for i in range(count):
+            ok, frame = capture.read()
+            if not ok:
+                landmarks, visibility, found = landmarks[:i], visibility[:i], found[:i]
+                break
+            result = tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if result.pose_world_landmarks is None:
+                continue
+            found[i] = True
+            for j, point in enumerate(result.pose_world_landmarks.landmark):
+                landmarks[i, j] = (point.x, point.y, point.z)
+                visibility[i, j] = point.visibility
+    capture.release()
+    return landmarks, visibility, found
+
+
+class MediaPipeBackend:
+    """BlazePose full-body (model_complexity 1) on CPU, in ``workers`` processes."""
+
+    name = "mediapipe"
+
+    def __init__(self, workers: int = 1, model_complexity: int = 1) -> None:
+        if model_complexity != 1:
+            # Levels 0 and 2 download their model at run time, which fails offline.
+            raise PoseError(
+                "mediapipe backend: only model_complexity 1 ships inside the wheel; "
+                f"got {model_complexity}"
+            )
+        self.workers = max(1, workers)
+        self.model_complexity = model_complexity
+
+    def estimate(self, video: Path) -> PoseSequence:
+        import cv2
+
+        video = Path(video)
+        frames = count_frames(video)
+        if frames == 0:
+            raise MediaError(f"video {video} has no decodable frames")
+        capture = cv2.VideoCapture(str(video))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        # Chunks shorter than ~10 s are not worth a process (model load, tracker warm-up).
+        workers = min(self.workers, max(1, frames // 300))
+        bounds = np.linspace(0, frames, workers + 1).astype(int)
+        chunks = list(zip(bounds[:-1], bounds[1:]))
+        if workers == 1:
+            results = [_estimate_chunk(str(video), 0, frames, self.model_complexity)]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = [
+                    pool.submit(_estimate_chunk, str(video), int(a), int(b), self.model_complexity)
+                    for a, b in chunks
+                ]
+                results = [future.result() for future in futures]
+        landmarks = np.concatenate([r[0] for r in results])
+        visibility = np.concatenate([r[1] for r in results])
+        found = np.concatenate([r[2] for r in results])
+        pose = blazepose_to_h36m(landmarks).astype(np.float32)
+        conf = np.where(found, visibility[:, _mapped_landmarks()].mean(axis=1), 0.0)
+        log.info(
+            "%s: %d frames, person in %d, %d worker(s)", video, len(pose), found.sum(), workers
+        )
+        return PoseSequence(
+            pose=pose,
+            root=np.zeros((len(pose), 3), dtype=np.float32),
+            conf=conf.astype(np.float32),
+            fps=float(fps),
+            meta={
+                "backend": self.name,
+                "model": f"blazepose_full (model_complexity={self.model_complexity})",
+                "root_measured": False,
+                "chunks": [[int(a), int(b)] for a, b in chunks],
+            },
+        )

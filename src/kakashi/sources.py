@@ -1,0 +1,168 @@
+"""The sources sheet: loading, validation and stable splits.
+
+The sheet is a TSV with one row per source. Each row is validated against
+``schemas/sources.schema.yaml`` through ``snakemake.utils.validate`` (which also fills
+in defaults), then checked across rows. Every error names the sheet, the line and the
+id, so a user can fix it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+
+from kakashi.errors import SheetError
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+SHEET_SCHEMA = SCHEMA_DIR / "sources.schema.yaml"
+CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
+SPLITS = ("train", "val", "test")
+NUMERIC_COLUMNS = ("start", "end")
+# Kept in step with the id pattern of the schema; also the Snakemake wildcard constraint.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def is_url(source: str) -> bool:
+    """True for sources yt-dlp should download (anything with a URL scheme)."""
+    return urlparse(source).scheme in ("http", "https", "ftp")
+
+
+def looks_like_playlist(url: str) -> bool:
+    """Guess whether a URL names a playlist (YouTube-style ``list=`` or ``/playlist``)."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    return ("list" in query and "v" not in query) or "/playlist" in parsed.path
+
+
+def stable_split(seq: str, val: float = 0.1, test: float = 0.1) -> str:
+    """The split of a sequence from a hash of its id: the same on every machine and run."""
+    if val + test > 1:
+        raise SheetError(f"split fractions val={val} + test={test} exceed 1; lower them in config.yaml")
+    digest = hashlib.sha256(seq.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    if position < test:
+        return "test"
+    if position < test + val:
+        return "val"
+    return "train"
+
+
+def _schema_columns() -> set[str]:
+    import yaml
+
+    with open(SHEET_SCHEMA) as handle:
+        return set(yaml.safe_load(handle)["properties"])
+
+
+def _row_label(sheet: Path, line: int, row: dict) -> str:
+    ident = row.get("id")
+    return f"{sheet}, line {line}" + (f" (id {ident!r})" if ident else "")
+
+
+def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.DataFrame:
+    """Read and validate a sources sheet; return one row per source, indexed by id.
+
+    Columns of the result: ``source`` (absolute path or URL), ``kind``, ``start``,
+    ``end`` (NaN for the end of the video), ``split`` (the given one, or a stable hash
+    of the id; playlist rows keep theirs empty so each entry gets its own).
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    sheet = Path(path)
+    if not sheet.is_file():
+        raise SheetError(
+            f"sources sheet {sheet} does not exist; create it or point config 'sources' at one"
+        )
+    try:
+        frame = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    except Exception as exc:  # pandas raises several kinds for malformed TSV
+        raise SheetError(f"sources sheet {sheet} cannot be read as TSV: {exc}") from exc
+    frame.columns = [column.strip() for column in frame.columns]
+    unknown = [column for column in frame.columns if column not in _schema_columns()]
+    if unknown:
+        raise SheetError(
+            f"sources sheet {sheet}: unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(_schema_columns()))}"
+        )
+
+    rows: list[dict] = []
+    seen: dict[str, int] = {}
+    for offset, record in enumerate(frame.to_dict(orient="records")):
+        line = offset + 2  # the header is line 1
+        row = {key: value.strip() for key, value in record.items() if value.strip() != ""}
+        label = _row_label(sheet, line, row)
+        for column in NUMERIC_COLUMNS:
+            if column in row:
+                try:
+                    row[column] = float(row[column])
+                except ValueError:
+                    raise SheetError(
+                        f"{label}: {column} must be a number of seconds, got {row[column]!r}"
+                    ) from None
+                if not math.isfinite(row[column]):
+                    raise SheetError(f"{label}: {column} must be finite, got {row[column]!r}")
+        if "id" in row and not SAFE_ID.fullmatch(row["id"]):
+            raise SheetError(
+                f"{label}: id {row['id']!r} is not a safe file name; use only letters, digits, "
+                "'_', '.' and '-' (not first), at most 100 characters"
+            )
+        try:
+            validate(row, str(SHEET_SCHEMA), set_default=True)
+        except WorkflowError as exc:
+            raise SheetError(f"{label}: {_first_line(exc)}") from None
+        ident = row["id"]
+        if ident in seen:
+            raise SheetError(f"{label}: duplicate id {ident!r}, first used on line {seen[ident]}")
+        seen[ident] = line
+        if "end" in row and row["end"] <= row["start"]:
+            raise SheetError(f"{label}: end ({row['end']} s) must be after start ({row['start']} s)")
+        source = row["source"]
+        if is_url(source):
+            row.setdefault("kind", "playlist" if looks_like_playlist(source) else "video")
+        else:
+            if row.get("kind") == "playlist":
+                raise SheetError(f"{label}: kind 'playlist' needs a URL, got {source!r}")
+            row["kind"] = "video"
+            local = Path(source).expanduser()
+            if not local.is_absolute():
+                local = sheet.parent / local
+            if not local.is_file():
+                raise SheetError(
+                    f"{label}: source file {str(local)!r} does not exist; fix the path "
+                    "(relative paths are relative to the sheet's folder)"
+                )
+            row["source"] = str(local.resolve())
+        if row["kind"] == "video" and "split" not in row:
+            row["split"] = stable_split(ident, val, test)
+        rows.append(row)
+    if not rows:
+        raise SheetError(f"sources sheet {sheet} has no rows; add at least one source")
+    result = pd.DataFrame(rows).set_index("id", drop=False)
+    for column in ("end", "split"):
+        if column not in result:
+            result[column] = None
+    result["end"] = result["end"].astype(float)
+    return result
+
+
+def _first_line(exc: Exception) -> str:
+    """snakemake's validation errors carry the whole schema; keep the informative part."""
+    text = str(exc)
+    for line in text.splitlines():
+        if line.strip() and not line.startswith(("Error validating", "Failed validating")):
+            return line.strip()
+    return text.strip()
+
+
+def config_hash(config: dict) -> str:
+    """A short hash of the config sections that change what a shard contains."""
+    relevant = {key: config.get(key) for key in ("fps", "features", "pose", "cut", "align")}
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
