@@ -18,8 +18,8 @@ include: "rules/shard.smk"
 
 
 rule all:
+    default_target: True
     input:
         video_shards,
         playlist_markers,
         "results/dataset_info.txt",
-    default_target: True

@@ -1,32 +1,37 @@
 # Helpers, validation and wiring shared by the rules. No stage logic lives here:
 # sheet parsing and checks are kakashi.sources, so tests exercise the same code.
 
-import os
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-# Run stages with this checkout's package, from the Python that runs Snakemake (a venv's
-# python need not be activated; under --sdm conda the env's python comes first on PATH).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
-)
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
 
 from kakashi.errors import SheetError
 from kakashi.fetch import read_playlist_tsv
-from kakashi.sources import SAFE_ID, config_hash, read_sheet, stable_split
+from kakashi.sources import SAFE_ID, config_hash, is_url, read_sheet, stable_split
 
-KAKASHI = "python -m kakashi"
+# Stages run as `python -m kakashi` from this checkout's src/: with the Python that runs
+# Snakemake (a venv need not be activated), or under --sdm conda the environment's python.
+_PYTHON = (
+    "python"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else shlex.quote(sys.executable)
+)
+KAKASHI = f"PYTHONPATH={shlex.quote(str(SRC))} {_PYTHON} -m kakashi"
 CONDA_ENV = "../envs/kakashi.yaml"
 
 validate(config, "../schemas/config.schema.yaml")
 
 try:
-    SOURCES = read_sheet(config["sources"], config["split"]["val"], config["split"]["test"])
+    SOURCES = read_sheet(
+        config["sources"], config["split"]["val"], config["split"]["test"]
+    )
 except SheetError as error:
     raise WorkflowError(f"invalid sources sheet: {error}") from None
 
@@ -55,7 +60,14 @@ def playlist_markers(wildcards):
 
 def playlist_entries(name):
     """Entries of a playlist row; known only once its checkpoint has listed it."""
-    return read_playlist_tsv(Path(checkpoints.playlist.get(playlist=name).output[0]))
+    entries = read_playlist_tsv(Path(checkpoints.playlist.get(playlist=name).output[0]))
+    clashes = [entry["seq"] for entry in entries if entry["seq"] in VIDEOS.index]
+    if clashes:
+        raise WorkflowError(
+            f"playlist {name!r}: entry id(s) {', '.join(clashes)} are also sheet ids; "
+            "rename the sheet rows or the playlist row"
+        )
+    return entries
 
 
 def playlist_of(seq):
@@ -84,14 +96,14 @@ def sequence_split(seq):
 
 
 def is_remote(seq):
-    return seq not in VIDEOS.index or VIDEOS.loc[seq, "source"].startswith(
-        ("http://", "https://", "ftp://")
-    )
+    return seq not in VIDEOS.index or is_url(VIDEOS.loc[seq, "source"])
 
 
 def source_uri(seq, playlist_tsv=None):
     if playlist_tsv:
-        entries = {entry["seq"]: entry for entry in read_playlist_tsv(Path(playlist_tsv))}
+        entries = {
+            entry["seq"]: entry for entry in read_playlist_tsv(Path(playlist_tsv))
+        }
         if seq not in entries:
             raise WorkflowError(f"{seq} is not an entry of {playlist_tsv}")
         return entries[seq]["url"]
@@ -101,3 +113,37 @@ def source_uri(seq, playlist_tsv=None):
 def end_seconds(seq):
     end = source_row(seq)["end"]
     return "" if end != end else end  # NaN: to the end of the video
+
+
+def fetch_inputs(wildcards):
+    name = playlist_of(wildcards.seq)
+    return {"playlist": f"results/playlists/{name}.tsv"} if name else {}
+
+
+def playlist_entry_shards(wildcards):
+    return [
+        shard_path(entry["seq"], sequence_split(entry["seq"]))
+        for entry in playlist_entries(wildcards.playlist)
+    ]
+
+
+def cut_input(wildcards):
+    if is_remote(wildcards.seq):
+        return f"results/raw/{wildcards.seq}.video"
+    return VIDEOS.loc[wildcards.seq, "source"]  # local files are read in place
+
+
+def shard_inputs(wildcards):
+    actual = sequence_split(wildcards.seq)
+    if actual != wildcards.split:
+        raise WorkflowError(
+            f"{wildcards.seq} belongs to split {actual!r}; ask for {shard_path(wildcards.seq, actual)}"
+        )
+    inputs = {
+        "pose": f"results/pose/{wildcards.seq}.npz",
+        "features": f"results/features/{wildcards.seq}.npz",
+    }
+    name = playlist_of(wildcards.seq)
+    if name:
+        inputs["playlist"] = f"results/playlists/{name}.tsv"
+    return inputs

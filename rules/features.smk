@@ -3,21 +3,22 @@ rule features:
         "results/clips/{seq}.wav",
     output:
         "results/features/{seq}.npz",
-    params:
-        fps=config["fps"],
-        hop_length=config["features"]["hop_length"],
-        feature_set=",".join(config["features"]["set"]),
-        n_mfcc=config["features"]["n_mfcc"],
     log:
         "results/logs/features/{seq}.log",
     benchmark:
         "results/benchmarks/features/{seq}.tsv"
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=15,
-    conda:
-        CONDA_ENV
+    params:
+        kakashi=KAKASHI,
+        fps=config["fps"],
+        hop_length=config["features"]["hop_length"],
+        feature_set=",".join(config["features"]["set"]),
+        n_mfcc=config["features"]["n_mfcc"],
     shell:
-        "{KAKASHI} features {input:q} -o {output:q} --fps {params.fps}"
+        "{params.kakashi} features {input:q} -o {output:q} --fps {params.fps}"
         " --hop-length {params.hop_length} --set {params.feature_set}"
         " --n-mfcc {params.n_mfcc} > {log:q} 2>&1"

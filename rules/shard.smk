@@ -1,37 +1,22 @@
-def shard_inputs(wildcards):
-    actual = sequence_split(wildcards.seq)
-    if actual != wildcards.split:
-        raise WorkflowError(
-            f"{wildcards.seq} belongs to split {actual!r}; ask for {shard_path(wildcards.seq, actual)}"
-        )
-    inputs = {
-        "pose": f"results/pose/{wildcards.seq}.npz",
-        "features": f"results/features/{wildcards.seq}.npz",
-    }
-    name = playlist_of(wildcards.seq)
-    if name:
-        inputs["playlist"] = f"results/playlists/{name}.tsv"
-    return inputs
-
-
 rule shard:
     input:
         unpack(shard_inputs),
     output:
         "results/shards/split={split}/{seq}.parquet",
-    params:
-        uri=lambda wildcards, input: source_uri(wildcards.seq, input.get("playlist")),
-        tolerance=config["align"]["tolerance_frames"],
-        config_hash=CONFIG_HASH,
     log:
         "results/logs/shard/{split}/{seq}.log",
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        kakashi=KAKASHI,
+        uri=lambda wildcards, input: source_uri(wildcards.seq, input.get("playlist")),
+        tolerance=config["align"]["tolerance_frames"],
+        config_hash=CONFIG_HASH,
     shell:
-        "{KAKASHI} shard --pose {input.pose:q} --features {input.features:q}"
+        "{params.kakashi} shard --pose {input.pose:q} --features {input.features:q}"
         " --seq {wildcards.seq} --split {wildcards.split} --source-kind video"
         " --source-uri {params.uri:q} --config-hash {params.config_hash}"
         " --tolerance-frames {params.tolerance} -o {output:q} > {log:q} 2>&1"
@@ -47,5 +32,7 @@ rule dataset_info:
         "results/logs/dataset_info.log",
     conda:
         CONDA_ENV
+    params:
+        kakashi=KAKASHI,
     shell:
-        "{KAKASHI} dataset info results/shards -o {output:q} > {log:q} 2>&1"
+        "{params.kakashi} dataset info results/shards -o {output:q} > {log:q} 2>&1"

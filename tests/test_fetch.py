@@ -8,19 +8,13 @@ see ``GenericIE._extract_rss`` in ``yt_dlp/extractor/generic.py``).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import re
-import shutil
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 import imageio_ffmpeg
 import pytest
 
+from conftest import DEMO_VIDEO, Site, closed_port, write_feed
 from kakashi.errors import FetchError, KakashiError
 from kakashi.fetch import (
     PlaylistEntry,
@@ -30,89 +24,10 @@ from kakashi.fetch import (
     write_playlist_tsv,
 )
 
-SHARED_DATA = Path("/work/shared/data")
-DANCER = SHARED_DATA / "video_mgt_dancer" / "dancer.avi"
+DANCER = DEMO_VIDEO
 DANCER_SECS = 62.88
 
-if not DANCER.is_file():
-    pytest.skip(
-        f"test media {DANCER} is absent (no /work/shared/data); fetch tests need a real video",
-        allow_module_level=True,
-    )
-
 FAST = {"retries": 0, "socket_timeout": 5.0}
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # yt-dlp's generic extractor reads only the first bytes of a response and
-        # then hangs up, so the server sees connection resets: harmless here.
-        pass
-
-
-class Site:
-    """A folder served over HTTP on 127.0.0.1."""
-
-    def __init__(self, root: Path, base: str) -> None:
-        self.root = root
-        self.base = base
-
-    def url(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    root = tmp_path / "www"
-    root.mkdir()
-    for name in ("a.avi", "b.avi", "c.avi"):
-        shutil.copyfile(DANCER, root / name)
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = _QuietServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield Site(root, f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_feed(site: Site, items: list[tuple[str, str, str | None]]) -> str:
-    """Write an RSS 2.0 feed of (title, enclosure URL, guid) items; return its URL."""
-    parts = []
-    for title, url, guid in items:
-        guid_xml = f"<guid>{escape(guid)}</guid>" if guid else ""
-        parts.append(
-            f"<item><title>{escape(title)}</title>"
-            f'<enclosure url={quoteattr(url)} type="video/x-msvideo" length="2852574"/>'
-            f"{guid_xml}</item>"
-        )
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
-        "<title>Dances</title><link>http://127.0.0.1/</link><description>test</description>"
-        + "".join(parts)
-        + "</channel></rss>\n"
-    )
-    (site.root / "feed.xml").write_text(xml, encoding="utf-8")
-    return site.url("feed.xml")
 
 
 def test_download_direct_video(site: Site, tmp_path: Path) -> None:
@@ -135,7 +50,7 @@ def test_download_replaces_existing_file(site: Site, tmp_path: Path) -> None:
 
 
 def test_list_playlist_rss(site: Site, tmp_path: Path) -> None:
-    feed = _write_feed(
+    feed = write_feed(
         site,
         [
             ("First\tdance", site.url("a.avi"), "guid-1"),  # guid: yt-dlp smuggles it
@@ -165,14 +80,14 @@ def test_list_playlist_rejects_single_video(site: Site) -> None:
 
 
 def test_list_playlist_rejects_empty_feed(site: Site) -> None:
-    feed = _write_feed(site, [])
+    feed = write_feed(site, [])
     with pytest.raises(FetchError) as info:
         list_playlist(feed, **FAST)
     assert feed in str(info.value)
 
 
 def test_download_refuses_playlist(site: Site, tmp_path: Path) -> None:
-    feed = _write_feed(site, [("One", site.url("a.avi"), None), ("Two", site.url("b.avi"), None)])
+    feed = write_feed(site, [("One", site.url("a.avi"), None), ("Two", site.url("b.avi"), None)])
     out = tmp_path / "x.video"
     with pytest.raises(FetchError, match="playlist") as info:
         download_video(feed, out, **FAST)
@@ -195,7 +110,7 @@ def test_download_404_raises(site: Site, tmp_path: Path) -> None:
 
 
 def test_download_closed_port_raises(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/video.mp4"
+    url = f"http://127.0.0.1:{closed_port()}/video.mp4"
     out = tmp_path / "closed.video"
     with pytest.raises(FetchError) as info:
         download_video(url, out, **FAST)
@@ -205,7 +120,7 @@ def test_download_closed_port_raises(tmp_path: Path) -> None:
 
 
 def test_list_playlist_closed_port_raises() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/feed.xml"
+    url = f"http://127.0.0.1:{closed_port()}/feed.xml"
     with pytest.raises(FetchError) as info:
         list_playlist(url, **FAST)
     assert url in str(info.value)

@@ -61,7 +61,9 @@ def _cmd_features(args: argparse.Namespace) -> None:
     )
     features.save(args.output)
     log.info(
-        "%s: %d frames x %d features (%.2f s)", args.audio, *features.values.shape,
+        "%s: %d frames x %d features (%.2f s)",
+        args.audio,
+        *features.values.shape,
         features.duration_s,
     )
 

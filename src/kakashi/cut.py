@@ -75,7 +75,7 @@ def cut_video(
         if sub.h > max_height:
             # libx264 with yuv420p needs even dimensions.
             height = max_height - max_height % 2
-            width = int(round(sub.w * height / sub.h / 2)) * 2
+            width = round(sub.w * height / sub.h / 2) * 2
             sub = sub.resized(new_size=(width, height))
         elif sub.w % 2 or sub.h % 2:
             sub = sub.cropped(x1=0, y1=0, width=sub.w - sub.w % 2, height=sub.h - sub.h % 2)
@@ -110,8 +110,14 @@ def cut_video(
         partial_video.replace(out_video)
         partial_audio.replace(out_audio)
         log.info(
-            "cut %s: %.3f-%.3f s, %d frames at %d fps, %dx%d", source, start, stop, frames, fps,
-            sub.w, sub.h,
+            "cut %s: %.3f-%.3f s, %d frames at %d fps, %dx%d",
+            source,
+            start,
+            stop,
+            frames,
+            fps,
+            sub.w,
+            sub.h,
         )
         return CutResult(out_video, out_audio, start, stop, frames, (sub.w, sub.h))
     finally:

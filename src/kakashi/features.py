@@ -143,7 +143,7 @@ def audio_features(
     n_mfcc: int = 20,
 ) -> AudioFeatures:
     """Decode an audio file and compute one feature vector per frame at ``fps``."""
-    sr = int(round(fps * hop_length))
+    sr = round(fps * hop_length)
     samples = load_audio(audio_path, sr)
     duration = len(samples) / sr
     values = compute_features(samples, sr, fps, hop_length, feature_set, n_mfcc)

@@ -8,6 +8,7 @@ message names the URL and says what the user can do about it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -65,7 +66,7 @@ def _ffmpeg_exe() -> str | None:
         import imageio_ffmpeg
 
         return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:  # noqa: BLE001 - any failure just means "no ffmpeg"
+    except Exception as exc:
         log.warning("imageio-ffmpeg has no usable ffmpeg (%s); merging may fail", exc)
         return None
 
@@ -313,10 +314,8 @@ def write_playlist_tsv(entries: Iterable[PlaylistEntry], path: Path, prefix: str
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        except OSError:
-            pass
         raise
 
 

@@ -53,7 +53,10 @@ def align(pose: PoseSequence, features: AudioFeatures, tolerance_frames: int, na
     frames = min(pose_frames, audio_frames)
     if difference:
         log.info(
-            "%s: pose %d frames, audio %d frames: trimmed to %d", name, pose_frames, audio_frames,
+            "%s: pose %d frames, audio %d frames: trimmed to %d",
+            name,
+            pose_frames,
+            audio_frames,
             frames,
         )
     return Aligned(
@@ -101,11 +104,13 @@ def write_shard(
         "frames_without_person": int((aligned.conf <= 0).sum()),
         **metadata,
     }
-    encoded = {key: value if isinstance(value, str) else json.dumps(value) for key, value in kv.items()}
+    # Every value is JSON, so a reader gets back exactly the type that was written.
+    encoded = {key: json.dumps(value) for key, value in kv.items()}
     table = table.replace_schema_metadata(encoded)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
+    # A leading dot hides the partial file from pyarrow.dataset discovery.
+    partial = path.with_name("." + path.name + ".part")
     pq.write_table(table, partial, compression="zstd")
     partial.replace(path)
 
@@ -118,7 +123,7 @@ def read_metadata(path: str | Path) -> dict:
         key, value = key.decode(), value.decode()
         try:
             decoded[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError:  # written by another tool
             decoded[key] = value
     return decoded
 
@@ -146,9 +151,15 @@ def dataset_info(root: str | Path) -> dict:
 def format_info(summary: dict, root: str | Path) -> str:
     """The human-readable table that ``kakashi dataset info`` prints."""
     lines = [f"shards in {root}"]
-    header = f"{'split':<8}{'sequences':>10}{'frames':>12}{'hours':>10}{'minutes':>10}{'no person':>11}"
+    header = (
+        f"{'split':<8}{'sequences':>10}{'frames':>12}{'hours':>10}{'minutes':>10}{'no person':>11}"
+    )
     lines.append(header)
-    rows = [(name, summary["splits"][name]) for name in ("train", "val", "test") if name in summary["splits"]]
+    rows = [
+        (name, summary["splits"][name])
+        for name in ("train", "val", "test")
+        if name in summary["splits"]
+    ]
     rows.append(("total", summary))
     for name, entry in rows:
         lines.append(

@@ -43,7 +43,9 @@ BONES: tuple[tuple[int, int], ...] = tuple(
 )
 
 
-def mirror(pose: np.ndarray, root: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def mirror(
+    pose: np.ndarray, root: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Mirror a sequence left-right: negate x and swap left/right joints.
 
     ``pose`` is (..., 17, 3); ``root`` is (..., 3) or None. Mirroring twice is the identity.

@@ -25,6 +25,7 @@ CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
 SPLITS = ("train", "val", "test")
 NUMERIC_COLUMNS = ("start", "end")
 # Kept in step with the id pattern of the schema; also the Snakemake wildcard constraint.
+MAX_ID_LENGTH = 100
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -43,7 +44,9 @@ def looks_like_playlist(url: str) -> bool:
 def stable_split(seq: str, val: float = 0.1, test: float = 0.1) -> str:
     """The split of a sequence from a hash of its id: the same on every machine and run."""
     if val + test > 1:
-        raise SheetError(f"split fractions val={val} + test={test} exceed 1; lower them in config.yaml")
+        raise SheetError(
+            f"split fractions val={val} + test={test} exceed 1; lower them in config.yaml"
+        )
     digest = hashlib.sha256(seq.encode("utf-8")).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     if position < test:
@@ -81,7 +84,7 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
             f"sources sheet {sheet} does not exist; create it or point config 'sources' at one"
         )
     try:
-        frame = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
+        frame = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises several kinds for malformed TSV
         raise SheetError(f"sources sheet {sheet} cannot be read as TSV: {exc}") from exc
     frame.columns = [column.strip() for column in frame.columns]
@@ -122,7 +125,9 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
             raise SheetError(f"{label}: duplicate id {ident!r}, first used on line {seen[ident]}")
         seen[ident] = line
         if "end" in row and row["end"] <= row["start"]:
-            raise SheetError(f"{label}: end ({row['end']} s) must be after start ({row['start']} s)")
+            raise SheetError(
+                f"{label}: end ({row['end']} s) must be after start ({row['start']} s)"
+            )
         source = row["source"]
         if is_url(source):
             row.setdefault("kind", "playlist" if looks_like_playlist(source) else "video")
@@ -139,6 +144,11 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
                     "(relative paths are relative to the sheet's folder)"
                 )
             row["source"] = str(local.resolve())
+        if row["kind"] == "playlist" and len(ident) > MAX_ID_LENGTH - 4:
+            raise SheetError(
+                f"{label}: a playlist id may have at most {MAX_ID_LENGTH - 4} characters, "
+                "so that its entries' ids (ID-001, ...) stay within the limit"
+            )
         if row["kind"] == "video" and "split" not in row:
             row["split"] = stable_split(ident, val, test)
         rows.append(row)
@@ -149,6 +159,7 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
         if column not in result:
             result[column] = None
     result["end"] = result["end"].astype(float)
+    result["split"] = result["split"].astype(object).where(result["split"].notna(), None)
     return result
 
 
@@ -157,7 +168,7 @@ def _first_line(exc: Exception) -> str:
     text = str(exc)
     for line in text.splitlines():
         if line.strip() and not line.startswith(("Error validating", "Failed validating")):
-            return line.strip()
+            return line.strip().removeprefix("ValidationError: ")
     return text.strip()
 
 

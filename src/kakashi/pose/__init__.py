@@ -96,7 +96,7 @@ def fill_missing(sequence: PoseSequence, source: str, min_person_fraction: float
     frames = len(sequence)
     missing = int(frames - found.sum())
     fraction = found.mean() if frames else 0.0
-    if fraction < min_person_fraction:
+    if fraction < min_person_fraction or not found.any():
         raise PoseError(
             f"no person found in {missing} of {frames} frames of {source} "
             f"(person in {fraction:.0%}, need {min_person_fraction:.0%}); check that one "

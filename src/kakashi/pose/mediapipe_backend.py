@@ -12,6 +12,7 @@ run in parallel processes; the tracker restarts at each chunk boundary.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +49,9 @@ DIRECT = {
     "right_elbow": RIGHT_ELBOW,
     "right_wrist": RIGHT_WRIST,
 }
+# Chunks shorter than this (10 s at 30 fps) are not worth a process: model load and
+# tracker warm-up would eat the gain.
+MIN_CHUNK_FRAMES = 300
 # The head top lies about half the ear-to-thorax distance above the ears.
 HEAD_TOP_EXTENSION = 0.5
 
@@ -58,7 +62,7 @@ def blazepose_to_h36m(landmarks: np.ndarray) -> np.ndarray:
     Output axes: x = subject's left when facing the camera, y up, z towards the camera.
     """
     canonical = landmarks * np.array([1.0, -1.0, -1.0])  # y down -> up, z away -> towards
-    out = np.zeros(landmarks.shape[:-2] + (skeleton.NUM_JOINTS, 3))
+    out = np.zeros((*landmarks.shape[:-2], skeleton.NUM_JOINTS, 3))
     for name, index in DIRECT.items():
         out[..., skeleton.INDEX[name], :] = canonical[..., index, :]
     pelvis = 0.5 * (canonical[..., LEFT_HIP, :] + canonical[..., RIGHT_HIP, :])
@@ -111,8 +115,11 @@ def _estimate_chunk(video: str, first: int, last: int, model_complexity: int) ->
         for i in range(count):
             ok, frame = capture.read()
             if not ok:
-                landmarks, visibility, found = landmarks[:i], visibility[:i], found[:i]
-                break
+                # A short chunk would shift every later frame in time: refuse it.
+                raise MediaError(
+                    f"{video}: frame {first + i} could not be decoded although the file "
+                    f"counted {last} frames; the clip is damaged, delete it to re-cut it"
+                )
             result = tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
             if result.pose_world_landmarks is None:
                 continue
@@ -129,7 +136,9 @@ class MediaPipeBackend:
 
     name = "mediapipe"
 
-    def __init__(self, workers: int = 1, model_complexity: int = 1) -> None:
+    def __init__(
+        self, workers: int = 1, model_complexity: int = 1, min_chunk_frames: int = MIN_CHUNK_FRAMES
+    ) -> None:
         if model_complexity != 1:
             # Levels 0 and 2 download their model at run time, which fails offline.
             raise PoseError(
@@ -138,6 +147,7 @@ class MediaPipeBackend:
             )
         self.workers = max(1, workers)
         self.model_complexity = model_complexity
+        self.min_chunk_frames = min_chunk_frames
 
     def estimate(self, video: Path) -> PoseSequence:
         import cv2
@@ -149,10 +159,9 @@ class MediaPipeBackend:
         capture = cv2.VideoCapture(str(video))
         fps = capture.get(cv2.CAP_PROP_FPS)
         capture.release()
-        # Chunks shorter than ~10 s are not worth a process (model load, tracker warm-up).
-        workers = min(self.workers, max(1, frames // 300))
+        workers = min(self.workers, max(1, frames // self.min_chunk_frames))
         bounds = np.linspace(0, frames, workers + 1).astype(int)
-        chunks = list(zip(bounds[:-1], bounds[1:]))
+        chunks = list(itertools.pairwise(bounds))
         if workers == 1:
             results = [_estimate_chunk(str(video), 0, frames, self.model_complexity)]
         else:

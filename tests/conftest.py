@@ -1,0 +1,174 @@
+"""Shared fixtures: paths to the repository, its demo media and the shared test data."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "data" / "demo"
+DEMO_VIDEO = DEMO / "dancer.avi"
+DEMO_SONG = DEMO / "music" / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
+SHARED = Path(os.environ.get("KAKASHI_SHARED_DATA", REPO.parent / "shared" / "data"))
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file from the shared test data; skips the test (with the reason) when absent."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"shared test data {path} is absent (set KAKASHI_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_clip(tmp_path_factory) -> tuple[Path, Path]:
+    """The first 8 s of the demo video, cut to 30 fps: (clip.mp4, clip.wav)."""
+    from kakashi.cut import cut_video
+
+    folder = tmp_path_factory.mktemp("demo_clip")
+    result = cut_video(DEMO_VIDEO, folder / "clip.mp4", folder / "clip.wav", 0, 8, fps=30)
+    return result.video, result.audio
+
+
+def run_snakemake(
+    workdir: Path, *args: str, config: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run this repository's workflow in ``workdir``; output captured for assertions.
+
+    ``config`` is written to a YAML file layered over config.yaml (nested keys merge).
+    """
+    configfiles = [str(REPO / "config.yaml")]
+    if config:
+        override = workdir / "test-config.yaml"
+        override.write_text(yaml.safe_dump(_plain(config)))
+        configfiles.append(str(override))
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *configfiles,
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return str(value) if isinstance(value, Path) else value
+
+
+def write_sheet(path: Path, rows: list[dict]) -> Path:
+    """Write a sources sheet TSV with the union of the rows' keys as columns."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(str(row.get(column, "")) for column in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def copy_demo_video(tmp_path):
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copyfile(DEMO_VIDEO, target)
+        return target
+
+    return copy
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # yt-dlp's generic extractor reads only the first bytes of a response and
+        # then hangs up, so the server sees connection resets: harmless here.
+        pass
+
+
+class Site:
+    """A folder served over HTTP on 127.0.0.1."""
+
+    def __init__(self, root: Path, base: str) -> None:
+        self.root = root
+        self.base = base
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """A real HTTP server on 127.0.0.1 serving three copies of the demo video."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for name in ("a.avi", "b.avi", "c.avi"):
+        shutil.copyfile(DEMO_VIDEO, root / name)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    server.timeout = 5
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield Site(root, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_feed(site: Site, items: list[tuple[str, str, str | None]]) -> str:
+    """Write an RSS 2.0 feed of (title, enclosure URL, guid) items; return its URL."""
+    parts = []
+    for title, url, guid in items:
+        guid_xml = f"<guid>{escape(guid)}</guid>" if guid else ""
+        parts.append(
+            f"<item><title>{escape(title)}</title>"
+            f'<enclosure url={quoteattr(url)} type="video/x-msvideo" length="2852574"/>'
+            f"{guid_xml}</item>"
+        )
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        "<title>Dances</title><link>http://127.0.0.1/</link><description>test</description>"
+        + "".join(parts)
+        + "</channel></rss>\n"
+    )
+    (site.root / "feed.xml").write_text(xml, encoding="utf-8")
+    return site.url("feed.xml")
