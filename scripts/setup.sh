@@ -15,4 +15,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/kakashi --version
+# Compile librosa's numba functions once now (~20 s), so parallel jobs only load the cache.
+.venv/bin/python -c "from kakashi.features import warm_up; warm_up()"
 touch "$stamp"

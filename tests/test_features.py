@@ -43,3 +43,29 @@ def test_unreadable_audio_names_the_file(tmp_path) -> None:
     bad.write_bytes(b"this is not an ogg file" * 10)
     with pytest.raises(MediaError, match="not_audio.ogg"):
         audio_features(bad)
+
+
+@pytest.mark.slow
+def test_parallel_first_runs_do_not_crash(tmp_path) -> None:
+    """Two jobs compiling librosa's numba cache at once used to segfault (fresh install)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kakashi", "features", str(DEMO_SONG), "-o", str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for out in (tmp_path / "a.npz", tmp_path / "b.npz")
+    ]
+    for job in jobs:
+        output, _ = job.communicate(timeout=300)
+        assert job.returncode == 0, output
+    assert list((tmp_path / "numba-cache").rglob("*.nbi")), "the cache went elsewhere"
+    a, b = AudioFeatures.load(tmp_path / "a.npz"), AudioFeatures.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(a.values, b.values)

@@ -135,6 +135,37 @@ def compute_features(
     return _fit_length(stacked, n_frames)
 
 
+_NUMBA_READY = False
+
+
+def warm_up(fps: float = 30, hop_length: int = 512) -> None:
+    """Compile (or load from cache) librosa's numba functions, one process at a time.
+
+    librosa's numba functions compile on first use and cache to disk. Two processes
+    compiling at once (two Snakemake jobs on a fresh install) can load each other's
+    half-written cache files and crash with a segmentation fault. So the first use in
+    each process runs on one second of noise under an exclusive file lock; later
+    processes find the cache complete and only load it.
+    """
+    global _NUMBA_READY
+    if _NUMBA_READY:
+        return
+    import fcntl
+    import os
+    import tempfile
+
+    lock_path = Path(tempfile.gettempdir()) / f"kakashi-numba-{os.getuid()}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            sr = round(fps * hop_length)
+            noise = np.random.default_rng(0).normal(scale=0.1, size=sr).astype(np.float32)
+            compute_features(noise, sr, fps, hop_length)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _NUMBA_READY = True
+
+
 def audio_features(
     audio_path: str | Path,
     fps: float = 30,
