@@ -109,6 +109,14 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
     print(text)
 
 
+def _cmd_export_dance(args: argparse.Namespace) -> None:
+    from kakashi.dance import dance_from_shard
+
+    dance = dance_from_shard(args.shard)
+    dance.save(args.output)
+    log.info("%s: %d frames at %g fps -> %s", args.shard, len(dance), dance.fps, args.output)
+
+
 def _optional_seconds(text: str) -> float | None:
     value = float(text) if text not in ("", "nan", "None") else math.nan
     return None if math.isnan(value) else value
@@ -182,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.add_argument("-o", "--output", help="also write the summary here")
     info.set_defaults(func=_cmd_dataset_info)
+    export = commands.add_parser("export-dance", help="a shard's ground truth as a dance file")
+    export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
+    export.add_argument("-o", "--output", required=True, help="dance (.npz)")
+    export.set_defaults(func=_cmd_export_dance)
     return parser
 
 
