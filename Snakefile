@@ -12,6 +12,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/fetch.smk"
 include: "rules/cut.smk"
+include: "rules/motion.smk"
 include: "rules/features.smk"
 include: "rules/pose.smk"
 include: "rules/shard.smk"
@@ -20,6 +21,6 @@ include: "rules/shard.smk"
 rule all:
     default_target: True
     input:
-        video_shards,
+        sheet_shards,
         playlist_markers,
-        "results/dataset_info.txt",
+        results("dataset_info.txt"),

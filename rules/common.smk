@@ -36,7 +36,16 @@ except SheetError as error:
     raise WorkflowError(f"invalid sources sheet: {error}") from None
 
 CONFIG_HASH = config_hash(config)
-VIDEOS = SOURCES[SOURCES["kind"] == "video"]
+RESULTS = config["results"].rstrip("/")
+
+
+def results(path):
+    """A path under the output folder (config `results`, default results/)."""
+    return f"{RESULTS}/{path}"
+
+
+# Rows that are one sequence each (videos and motion files); playlists expand later.
+SINGLES = SOURCES[SOURCES["kind"] != "playlist"]
 PLAYLISTS = SOURCES[SOURCES["kind"] == "playlist"]
 
 
@@ -47,21 +56,21 @@ wildcard_constraints:
 
 
 def shard_path(seq, split):
-    return f"results/shards/split={split}/{seq}.parquet"
+    return f"{RESULTS}/shards/split={split}/{seq}.parquet"
 
 
-def video_shards(wildcards):
-    return [shard_path(seq, row["split"]) for seq, row in VIDEOS.iterrows()]
+def sheet_shards(wildcards):
+    return [shard_path(seq, row["split"]) for seq, row in SINGLES.iterrows()]
 
 
 def playlist_markers(wildcards):
-    return [f"results/playlists/{name}.done" for name in PLAYLISTS.index]
+    return [f"{RESULTS}/playlists/{name}.done" for name in PLAYLISTS.index]
 
 
 def playlist_entries(name):
     """Entries of a playlist row; known only once its checkpoint has listed it."""
     entries = read_playlist_tsv(Path(checkpoints.playlist.get(playlist=name).output[0]))
-    clashes = [entry["seq"] for entry in entries if entry["seq"] in VIDEOS.index]
+    clashes = [entry["seq"] for entry in entries if entry["seq"] in SINGLES.index]
     if clashes:
         raise WorkflowError(
             f"playlist {name!r}: entry id(s) {', '.join(clashes)} are also sheet ids; "
@@ -73,15 +82,15 @@ def playlist_entries(name):
 def playlist_of(seq):
     """The playlist row a sequence id like NAME-001 comes from, or None."""
     name, _, index = seq.rpartition("-")
-    if name in PLAYLISTS.index and index.isdigit() and seq not in VIDEOS.index:
+    if name in PLAYLISTS.index and index.isdigit() and seq not in SINGLES.index:
         return name
     return None
 
 
 def source_row(seq):
     """Sheet fields of a sequence: its own row, or its playlist's row for an entry."""
-    if seq in VIDEOS.index:
-        return VIDEOS.loc[seq]
+    if seq in SINGLES.index:
+        return SINGLES.loc[seq]
     name = playlist_of(seq)
     if name is None:
         raise WorkflowError(f"{seq!r} is neither a sheet id nor a playlist entry")
@@ -95,8 +104,35 @@ def sequence_split(seq):
     return stable_split(seq, config["split"]["val"], config["split"]["test"])
 
 
+def source_kind(seq):
+    """video or motion (a playlist entry is a video)."""
+    return SINGLES.loc[seq, "kind"] if seq in SINGLES.index else "video"
+
+
+def pose_file(seq):
+    folder = "motion" if source_kind(seq) == "motion" else "pose"
+    return f"{RESULTS}/{folder}/{seq}.npz"
+
+
+def audio_file(seq):
+    if source_kind(seq) == "motion":
+        return f"{RESULTS}/motion/{seq}.wav"
+    return f"{RESULTS}/clips/{seq}.wav"
+
+
+def optional(value):
+    """A sheet value for a `--flag=VALUE` argument: empty where the cell was empty."""
+    return "" if value is None or value != value else value
+
+
+def motion_field(seq, column):
+    if source_kind(seq) != "motion":
+        raise WorkflowError(f"{seq} is a {source_kind(seq)}, not a motion row")
+    return optional(SINGLES.loc[seq, column])
+
+
 def is_remote(seq):
-    return seq not in VIDEOS.index or is_url(VIDEOS.loc[seq, "source"])
+    return seq not in SINGLES.index or is_url(SINGLES.loc[seq, "source"])
 
 
 def source_uri(seq, playlist_tsv=None):
@@ -111,13 +147,12 @@ def source_uri(seq, playlist_tsv=None):
 
 
 def end_seconds(seq):
-    end = source_row(seq)["end"]
-    return "" if end != end else end  # NaN: to the end of the video
+    return optional(source_row(seq)["end"])  # empty: to the end
 
 
 def fetch_inputs(wildcards):
     name = playlist_of(wildcards.seq)
-    return {"playlist": f"results/playlists/{name}.tsv"} if name else {}
+    return {"playlist": f"{RESULTS}/playlists/{name}.tsv"} if name else {}
 
 
 def playlist_entry_shards(wildcards):
@@ -128,9 +163,11 @@ def playlist_entry_shards(wildcards):
 
 
 def cut_input(wildcards):
+    if source_kind(wildcards.seq) == "motion":
+        raise WorkflowError(f"{wildcards.seq} is a motion row: it has no video to cut")
     if is_remote(wildcards.seq):
-        return f"results/raw/{wildcards.seq}.video"
-    return VIDEOS.loc[wildcards.seq, "source"]  # local files are read in place
+        return f"{RESULTS}/raw/{wildcards.seq}.video"
+    return SINGLES.loc[wildcards.seq, "source"]  # local files are read in place
 
 
 def shard_inputs(wildcards):
@@ -140,10 +177,10 @@ def shard_inputs(wildcards):
             f"{wildcards.seq} belongs to split {actual!r}; ask for {shard_path(wildcards.seq, actual)}"
         )
     inputs = {
-        "pose": f"results/pose/{wildcards.seq}.npz",
-        "features": f"results/features/{wildcards.seq}.npz",
+        "pose": pose_file(wildcards.seq),
+        "features": f"{RESULTS}/features/{wildcards.seq}.npz",
     }
     name = playlist_of(wildcards.seq)
     if name:
-        inputs["playlist"] = f"results/playlists/{name}.tsv"
+        inputs["playlist"] = f"{RESULTS}/playlists/{name}.tsv"
     return inputs

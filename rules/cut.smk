@@ -2,12 +2,12 @@ rule cut:
     input:
         cut_input,
     output:
-        video="results/clips/{seq}.mp4",
-        audio="results/clips/{seq}.wav",
+        video=results("clips/{seq}.mp4"),
+        audio=results("clips/{seq}.wav"),
     log:
-        "results/logs/cut/{seq}.log",
+        results("logs/cut/{seq}.log"),
     benchmark:
-        "results/benchmarks/cut/{seq}.tsv"
+        results("benchmarks/cut/{seq}.tsv")
     conda:
         CONDA_ENV
     threads: 2

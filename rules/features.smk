@@ -1,12 +1,12 @@
 rule features:
     input:
-        "results/clips/{seq}.wav",
+        lambda wildcards: audio_file(wildcards.seq),
     output:
-        "results/features/{seq}.npz",
+        results("features/{seq}.npz"),
     log:
-        "results/logs/features/{seq}.log",
+        results("logs/features/{seq}.log"),
     benchmark:
-        "results/benchmarks/features/{seq}.tsv"
+        results("benchmarks/features/{seq}.tsv")
     conda:
         CONDA_ENV
     resources:

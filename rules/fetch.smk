@@ -1,8 +1,8 @@
 checkpoint playlist:
     output:
-        "results/playlists/{playlist}.tsv",
+        results("playlists/{playlist}.tsv"),
     log:
-        "results/logs/playlist/{playlist}.log",
+        results("logs/playlist/{playlist}.log"),
     retries: config["fetch"]["retries"]
     conda:
         CONDA_ENV
@@ -18,9 +18,9 @@ rule fetch:
     input:
         unpack(fetch_inputs),
     output:
-        temp("results/raw/{seq}.video"),
+        temp(results("raw/{seq}.video")),
     log:
-        "results/logs/fetch/{seq}.log",
+        results("logs/fetch/{seq}.log"),
     retries: config["fetch"]["retries"]
     conda:
         CONDA_ENV
@@ -40,7 +40,7 @@ rule playlist_done:
     input:
         playlist_entry_shards,
     output:
-        touch("results/playlists/{playlist}.done"),
+        touch(results("playlists/{playlist}.done")),
     log:
-        "results/logs/playlist_done/{playlist}.log",
+        results("logs/playlist_done/{playlist}.log"),
     localrule: True

@@ -1,12 +1,12 @@
 rule pose:
     input:
-        "results/clips/{seq}.mp4",
+        results("clips/{seq}.mp4"),
     output:
-        "results/pose/{seq}.npz",
+        results("pose/{seq}.npz"),
     log:
-        "results/logs/pose/{seq}.log",
+        results("logs/pose/{seq}.log"),
     benchmark:
-        "results/benchmarks/pose/{seq}.tsv"
+        results("benchmarks/pose/{seq}.tsv")
     conda:
         CONDA_ENV
     threads: config["pose"]["workers"]

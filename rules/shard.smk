@@ -2,9 +2,9 @@ rule shard:
     input:
         unpack(shard_inputs),
     output:
-        "results/shards/split={split}/{seq}.parquet",
+        results("shards/split={split}/{seq}.parquet"),
     log:
-        "results/logs/shard/{split}/{seq}.log",
+        results("logs/shard/{split}/{seq}.log"),
     conda:
         CONDA_ENV
     resources:
@@ -13,26 +13,28 @@ rule shard:
     params:
         kakashi=KAKASHI,
         uri=lambda wildcards, input: source_uri(wildcards.seq, input.get("playlist")),
+        kind=lambda wildcards: source_kind(wildcards.seq),
         tolerance=config["align"]["tolerance_frames"],
         config_hash=CONFIG_HASH,
     shell:
         "{params.kakashi} shard --pose {input.pose:q} --features {input.features:q}"
-        " --seq {wildcards.seq} --split {wildcards.split} --source-kind video"
+        " --seq {wildcards.seq} --split {wildcards.split} --source-kind {params.kind}"
         " --source-uri {params.uri:q} --config-hash {params.config_hash}"
         " --tolerance-frames {params.tolerance} -o {output:q} > {log:q} 2>&1"
 
 
 rule dataset_info:
     input:
-        video_shards,
+        sheet_shards,
         playlist_markers,
     output:
-        "results/dataset_info.txt",
+        results("dataset_info.txt"),
     log:
-        "results/logs/dataset_info.log",
+        results("logs/dataset_info.log"),
     conda:
         CONDA_ENV
     params:
         kakashi=KAKASHI,
+        shards=results("shards"),
     shell:
-        "{params.kakashi} dataset info results/shards -o {output:q} > {log:q} 2>&1"
+        "{params.kakashi} dataset info {params.shards:q} -o {output:q} > {log:q} 2>&1"

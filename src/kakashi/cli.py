@@ -77,6 +77,23 @@ def _cmd_pose(args: argparse.Namespace) -> None:
     sequence.save(args.output)
 
 
+def _cmd_motion(args: argparse.Namespace) -> None:
+    from kakashi.motion_source import prepare_motion
+
+    prepare_motion(
+        args.source,
+        args.audio,
+        args.output,
+        args.audio_output,
+        fps=args.fps,
+        start=args.start,
+        end=args.end,
+        audio_offset_s=args.audio_offset,
+        source_fps=args.source_fps,
+        skeleton=args.skeleton or None,
+    )
+
+
 def _cmd_shard(args: argparse.Namespace) -> None:
     from kakashi.features import AudioFeatures
     from kakashi.pose import PoseSequence
@@ -107,6 +124,13 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
+
+
+def _cmd_sheet_m2d(args: argparse.Namespace) -> None:
+    from kakashi.datasets import m2d_sheet
+
+    rows = m2d_sheet(args.data_dir, args.output)
+    log.info("wrote %d Dance-with-Melody sequences to %s", rows, args.output)
 
 
 def _cmd_export_dance(args: argparse.Namespace) -> None:
@@ -171,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--name", help="source name for messages")
     pose.set_defaults(func=_cmd_pose)
 
+    motion = commands.add_parser("motion", help="a motion file + its music, on the skeleton")
+    motion.add_argument("source", help="BVH, AIST++ .pkl, Dance-with-Melody JSON, .npy/.npz")
+    motion.add_argument("--audio", required=True, help="the music of the motion")
+    motion.add_argument("-o", "--output", required=True, help="pose (.npz)")
+    motion.add_argument("--audio-output", required=True, help="WAV of the motion's span")
+    motion.add_argument("--fps", type=int, default=30)
+    motion.add_argument("--start", type=float, default=0.0)
+    motion.add_argument("--end", type=_optional_seconds, default=None)
+    motion.add_argument("--audio-offset", type=_optional_seconds, default=None)
+    motion.add_argument("--source-fps", type=_optional_seconds, default=None)
+    motion.add_argument("--skeleton", default="", help="joint layout, e.g. tang23")
+    motion.set_defaults(func=_cmd_motion)
+
     shard = commands.add_parser("shard", help="align pose with audio, write a Parquet shard")
     shard.add_argument("--pose", required=True)
     shard.add_argument("--features", required=True)
@@ -190,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.add_argument("-o", "--output", help="also write the summary here")
     info.set_defaults(func=_cmd_dataset_info)
+    sheet = commands.add_parser("sheet", help="write the sources sheet of a public dataset")
+    sheet_commands = sheet.add_subparsers(dest="sheet_command", required=True)
+    m2d = sheet_commands.add_parser("m2d", help="Dance with Melody (Tang et al. 2018)")
+    m2d.add_argument("data_dir", help="folder with manifest.json, joints/ and audio/")
+    m2d.add_argument("-o", "--output", required=True, help="the sheet (.tsv)")
+    m2d.set_defaults(func=_cmd_sheet_m2d)
+
     export = commands.add_parser("export-dance", help="a shard's ground truth as a dance file")
     export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
     export.add_argument("-o", "--output", required=True, help="dance (.npz)")

@@ -23,7 +23,9 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 SHEET_SCHEMA = SCHEMA_DIR / "sources.schema.yaml"
 CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
 SPLITS = ("train", "val", "test")
-NUMERIC_COLUMNS = ("start", "end")
+NUMERIC_COLUMNS = ("start", "end", "audio_offset_s", "fps")
+MOTION_EXTENSIONS = (".bvh", ".pkl", ".npy", ".npz", ".json")
+MOTION_ONLY_COLUMNS = ("audio", "audio_offset_s", "fps", "skeleton")
 # Kept in step with the id pattern of the schema; also the Snakemake wildcard constraint.
 MAX_ID_LENGTH = 100
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -71,9 +73,11 @@ def _row_label(sheet: Path, line: int, row: dict) -> str:
 def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.DataFrame:
     """Read and validate a sources sheet; return one row per source, indexed by id.
 
-    Columns of the result: ``source`` (absolute path or URL), ``kind``, ``start``,
-    ``end`` (NaN for the end of the video), ``split`` (the given one, or a stable hash
-    of the id; playlist rows keep theirs empty so each entry gets its own).
+    Columns of the result: ``source`` (absolute path or URL), ``kind`` (video, playlist or
+    motion), ``start``, ``end`` (NaN for the end of the video), ``split`` (the given one,
+    or a stable hash of the id; playlist rows keep theirs empty so each entry gets its
+    own), and for motion rows ``audio`` (absolute path), ``audio_offset_s``, ``fps`` and
+    ``skeleton`` (NaN or None where not given).
     """
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
@@ -131,36 +135,62 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
         source = row["source"]
         if is_url(source):
             row.setdefault("kind", "playlist" if looks_like_playlist(source) else "video")
+            if row["kind"] == "motion":
+                raise SheetError(f"{label}: motion files must be local, got the URL {source!r}")
         else:
             if row.get("kind") == "playlist":
                 raise SheetError(f"{label}: kind 'playlist' needs a URL, got {source!r}")
-            row["kind"] = "video"
-            local = Path(source).expanduser()
-            if not local.is_absolute():
-                local = sheet.parent / local
-            if not local.is_file():
+            local = _local_path(sheet, source)
+            if not local.exists():
                 raise SheetError(
                     f"{label}: source file {str(local)!r} does not exist; fix the path "
                     "(relative paths are relative to the sheet's folder)"
                 )
+            is_motion = local.is_dir() or local.suffix.lower() in MOTION_EXTENSIONS
+            row.setdefault("kind", "motion" if is_motion else "video")
+            if row["kind"] == "video" and not local.is_file():
+                raise SheetError(f"{label}: source {str(local)!r} is a folder, not a video file")
             row["source"] = str(local.resolve())
+        if row["kind"] == "motion":
+            if "audio" not in row:
+                raise SheetError(
+                    f"{label}: a motion row needs its music in the audio column; Kakashi "
+                    "learns dance from music"
+                )
+            audio = _local_path(sheet, row["audio"])
+            if not audio.is_file():
+                raise SheetError(f"{label}: audio file {str(audio)!r} does not exist")
+            row["audio"] = str(audio.resolve())
+        else:
+            given = [column for column in MOTION_ONLY_COLUMNS if column in row]
+            if given:
+                raise SheetError(
+                    f"{label}: column(s) {', '.join(given)} apply to motion rows only, and "
+                    f"this row is a {row['kind']}"
+                )
         if row["kind"] == "playlist" and len(ident) > MAX_ID_LENGTH - 4:
             raise SheetError(
                 f"{label}: a playlist id may have at most {MAX_ID_LENGTH - 4} characters, "
                 "so that its entries' ids (ID-001, ...) stay within the limit"
             )
-        if row["kind"] == "video" and "split" not in row:
+        if row["kind"] != "playlist" and "split" not in row:
             row["split"] = stable_split(ident, val, test)
         rows.append(row)
     if not rows:
         raise SheetError(f"sources sheet {sheet} has no rows; add at least one source")
     result = pd.DataFrame(rows).set_index("id", drop=False)
-    for column in ("end", "split"):
+    for column in ("end", "split", *MOTION_ONLY_COLUMNS):
         if column not in result:
             result[column] = None
-    result["end"] = result["end"].astype(float)
+    for column in ("end", "audio_offset_s", "fps"):
+        result[column] = result[column].astype(float)
     result["split"] = result["split"].astype(object).where(result["split"].notna(), None)
     return result
+
+
+def _local_path(sheet: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else sheet.parent / path
 
 
 def _first_line(exc: Exception) -> str:
