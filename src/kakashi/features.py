@@ -158,6 +158,10 @@ def warm_up(fps: float = 30, hop_length: int = 512) -> None:
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            # Importing librosa compiles some of its cached numba ufuncs too, so the
+            # import happens under the lock as well.
+            import librosa  # noqa: F401
+
             sr = round(fps * hop_length)
             noise = np.random.default_rng(0).normal(scale=0.1, size=sr).astype(np.float32)
             compute_features(noise, sr, fps, hop_length)
@@ -174,6 +178,7 @@ def audio_features(
     n_mfcc: int = 20,
 ) -> AudioFeatures:
     """Decode an audio file and compute one feature vector per frame at ``fps``."""
+    warm_up(fps, hop_length)
     sr = round(fps * hop_length)
     samples = load_audio(audio_path, sr)
     duration = len(samples) / sr
