@@ -13,6 +13,11 @@ if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/
     exit 0
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# The CPU build of torch unless a CUDA machine asks otherwise (KAKASHI_TORCH=skip keeps
+# whatever torch is installed, e.g. a CUDA build installed by hand first).
+if [ "${KAKASHI_TORCH:-cpu}" = cpu ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/kakashi --version
 # Compile librosa's numba functions once now (~20 s), so parallel jobs only load the cache.

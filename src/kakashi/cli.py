@@ -8,6 +8,8 @@ notebooks can call the stages directly. Errors a user can cause print one clear 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -18,6 +20,20 @@ from kakashi import __version__
 from kakashi.errors import KakashiError
 
 log = logging.getLogger("kakashi")
+
+
+# Modules that add their own subcommands (``add_commands(subparsers)``); each imports its
+# heavy dependencies (torch, OpenCV, ...) inside the command, so ``kakashi --help`` is fast.
+COMMAND_MODULES = [
+    module
+    for module in (
+        "kakashi.models.cli",  # train, generate
+        "kakashi.output_cli",  # render, viewer, export-bvh
+        "kakashi.evaluate.cli",  # evaluate
+    )
+    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None
+    and importlib.util.find_spec(module) is not None
+]
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -238,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
     export.add_argument("-o", "--output", required=True, help="dance (.npz)")
     export.set_defaults(func=_cmd_export_dance)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(commands)
     return parser
 
 
