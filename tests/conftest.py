@@ -43,6 +43,30 @@ def demo_clip(tmp_path_factory) -> tuple[Path, Path]:
     return result.video, result.audio
 
 
+# The data half of the demo (sources to shards); the models and renders come after it.
+DEMO_DATA_TARGET = "results/dataset_info.txt"
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    """The README's demo job run once per test session: a folder holding ``results/``.
+
+    Shards are in ``results/shards/split={train,val,test}/dancer-{a,b,c}.parquet``; tests
+    that need real shards (models, evaluation, renderers) share this one run (~50 s).
+    """
+    workdir = tmp_path_factory.mktemp("demo_workflow")
+    run_snakemake(
+        workdir, "--cores", "2", DEMO_DATA_TARGET, config={"sources": DEMO / "sources.tsv"}
+    )
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def demo_shards(demo_workdir: Path) -> Path:
+    """The demo's shard folder (see ``demo_workdir``)."""
+    return demo_workdir / "results" / "shards"
+
+
 def run_snakemake(
     workdir: Path, *args: str, config: dict | None = None, check: bool = True
 ) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import (
     DEMO,
+    DEMO_DATA_TARGET,
     DEMO_SONG,
     DEMO_VIDEO,
     closed_port,
@@ -41,9 +42,9 @@ def _read_shard(path: Path) -> dict[str, np.ndarray]:
     }
 
 
-def test_demo_runs_to_shards(tmp_path) -> None:
+def test_demo_runs_to_shards(demo_workdir) -> None:
     """The README's demo job: config.yaml on data/demo, to shards and a dataset summary."""
-    run_snakemake(tmp_path, "--cores", "2", config={"sources": DEMO / "sources.tsv"})
+    tmp_path = demo_workdir
     shards = sorted((tmp_path / "results" / "shards").glob("split=*/*.parquet"))
     assert [p.relative_to(tmp_path / "results" / "shards").as_posix() for p in shards] == [
         "split=test/dancer-c.parquet",
@@ -67,7 +68,9 @@ def test_demo_runs_to_shards(tmp_path) -> None:
     # Downloads are temp(); local videos are read in place, so nothing is copied.
     assert not (tmp_path / "results" / "raw").exists()
     # A second run has nothing to do.
-    again = run_snakemake(tmp_path, "--cores", "2", "-n", config={"sources": DEMO / "sources.tsv"})
+    again = run_snakemake(
+        tmp_path, "--cores", "2", "-n", DEMO_DATA_TARGET, config={"sources": DEMO / "sources.tsv"}
+    )
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
