@@ -1,0 +1,272 @@
+"""Motion-capture readers on real files: BVH (CMU, Bandai Namco), Dance with Melody, arrays.
+
+Every check is on the canonical output the contract promises: metres, y up, constant
+bones, left on +x when facing +z, round(duration * fps) frames. Orientation is checked
+against physical facts independent of the reader's own cues: walkers move forwards, and
+a rotated, mirrored-label, z-up or cm copy of a motion reads back as the same motion.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+
+from conftest import run_snakemake, shared_file, write_sheet
+from kakashi import skeleton
+from kakashi.errors import KakashiError, MediaError
+from kakashi.motion import MotionSequence, read_motion
+from kakashi.motion.layouts import COCO17
+from kakashi.motion_source import prepare_motion
+from kakashi.pose import PoseSequence
+
+CMU = "mocap_cmu_131_bvh11/131_01.bvh"
+BANDAI_DANCE = "mocap_bandai_namco/dataset-1_dance-short_normal_001.bvh"
+BANDAI_WALK = "mocap_bandai_namco/dataset-1_walk_happy_001.bvh"
+TANG = "m2d_tang2018"
+_J = skeleton.INDEX
+
+
+def _assert_canonical(motion: MotionSequence, frames: int) -> None:
+    """The contract checks every reader must pass."""
+    assert motion.pose.shape == (frames, 17, 3) and motion.pose.dtype == np.float32
+    assert motion.root.shape == (frames, 3) and motion.root.dtype == np.float32
+    assert np.abs(motion.pose[:, 0]).max() < 1e-6  # root-centred
+    lengths = skeleton.bone_lengths(motion.pose)
+    assert (lengths.max(0) - lengths.min(0)).max() < 0.01  # bones constant within 1 cm
+    assert 1.1 < skeleton.standing_height(motion.pose) < 2.0  # metres, an adult body
+    # y up: the head is above the pelvis, the pelvis above the ankles, in most frames.
+    assert np.mean(motion.pose[:, _J["head"], 1] > 0.3) > 0.95
+    assert np.mean(motion.pose[:, [_J["left_ankle"], _J["right_ankle"]], 1].max(1) < -0.4) > 0.9
+    # Facing +z over the first second: the left hip is on +x, the right hip on -x.
+    first = motion.pose[: round(motion.fps)]
+    assert first[:, _J["left_hip"], 0].mean() > 0.03
+    assert first[:, _J["right_hip"], 0].mean() < -0.03
+
+
+def _knees_forward(motion: MotionSequence) -> float:
+    """Fraction of frames whose knees bend towards the facing that left/right imply."""
+    pose = motion.pose
+    side = pose[:, _J["left_hip"]] - pose[:, _J["right_hip"]]
+    forward = np.cross(side, [0.0, 1.0, 0.0])
+    bend = sum(
+        pose[:, _J[f"{s}_knee"]] - 0.5 * (pose[:, _J[f"{s}_hip"]] + pose[:, _J[f"{s}_ankle"]])
+        for s in ("left", "right")
+    )
+    return float(np.mean(np.sum(bend * forward, axis=1) > 0))
+
+
+@pytest.mark.parametrize("name", [CMU, BANDAI_WALK])
+def test_bvh_walks_forward_along_plus_z(name: str) -> None:
+    path = shared_file(name)
+    motion = read_motion(path, 30)
+    frames_in_file = motion.meta["frames_in_file"]
+    _assert_canonical(motion, round(frames_in_file / motion.meta["source_fps"] * 30))
+    assert motion.fps == 30.0
+    # A walker moves the way they face: the net travel is along +z, little sideways.
+    travel = motion.root[-1] - motion.root[0]
+    assert travel[2] > 1.0 and abs(travel[0]) < 0.35 * travel[2]
+    # The files name their joints Left*/Right* (CMU) and *_L/*_R (Bandai): they are right.
+    assert motion.meta["left_right_swapped"] is False
+    assert motion.meta["up_axis"] == "+y"
+
+
+def test_bvh_units_and_frame_rates() -> None:
+    cmu = read_motion(shared_file(CMU), 30)
+    assert cmu.meta["units"] == "cmu_asf" and cmu.meta["source_fps"] == 120.0
+    assert len(cmu.pose) == round(994 / 120 * 30)
+    # The pelvis of a standing adult is about 0.9-1.0 m above the floor.
+    assert 0.8 < np.median(cmu.root[:, 1]) < 1.05
+
+    dance = read_motion(shared_file(BANDAI_DANCE), 60)  # upsampled 30 -> 60 fps
+    _assert_canonical(dance, round(1901 / 30 * 60))
+    assert dance.meta["units"] == "cm" and dance.meta["format"] == "bvh"
+    assert _knees_forward(dance) > 0.7
+    # Upsampling interpolates: every other frame is a source frame.
+    at_30 = read_motion(shared_file(BANDAI_DANCE), 30)
+    np.testing.assert_allclose(dance.root[::2], at_30.root, atol=1e-4)
+
+
+def test_truncated_or_broken_bvh_fails_naming_the_file(tmp_path: Path) -> None:
+    lines = shared_file(CMU).read_text().splitlines()
+    truncated = tmp_path / "truncated.bvh"
+    truncated.write_text("\n".join(lines[: len(lines) - 100]) + "\n")
+    with pytest.raises(KakashiError, match=r"truncated\.bvh.*(truncated|header says)"):
+        read_motion(truncated, 30)
+    cut_row = tmp_path / "cut_row.bvh"
+    cut_row.write_text("\n".join([*lines[:-1], lines[-1][: len(lines[-1]) // 2]]) + "\n")
+    with pytest.raises(KakashiError, match=r"cut_row\.bvh.*channel values"):
+        read_motion(cut_row, 30)
+    no_motion = tmp_path / "no_motion.bvh"
+    no_motion.write_text("\n".join(lines[:40]) + "\n")
+    with pytest.raises(KakashiError, match=r"no_motion\.bvh.*MOTION"):
+        read_motion(no_motion, 30)
+
+
+def test_tang_json_matches_its_joint_array_and_gives_the_audio_offset() -> None:
+    raw = shared_file(f"{TANG}/raw_json_examples/DANCE_C_2_skeletons.json")
+    motion = read_motion(raw, 30)
+    _assert_canonical(motion, round(1890 / 25 * 30))
+    assert motion.meta["audio_offset_s"] == pytest.approx(156 / 25)  # config start_position
+    assert motion.meta["format"] == "tang2018_json" and motion.meta["units"] == "cm"
+    assert _knees_forward(motion) > 0.8
+    joints = read_motion(shared_file(f"{TANG}/joints/DANCE_C_2.npy"), 30, "tang23", 25)
+    np.testing.assert_allclose(joints.pose, motion.pose, atol=1e-4)
+    np.testing.assert_allclose(joints.root, motion.root, atol=1e-4)
+    # The dataset's root height moves more than the body allows; after the fix the lowest
+    # foot point stays near one floor at y = 0.
+    assert 0 < motion.meta["root_height_scale"] < 1
+    ankles = (motion.pose + motion.root[:, None])[:, [_J["left_ankle"], _J["right_ankle"]], 1]
+    assert -0.05 < np.percentile(ankles.min(1), 5) < 0.25
+
+
+@pytest.mark.parametrize("name", ["DANCE_W_1", "DANCE_R_2", "DANCE_T_5", "DANCE_C_4"])
+def test_tang_joint_arrays_each_style(name: str) -> None:
+    source = shared_file(f"{TANG}/joints/{name}.npy")
+    frames = len(np.load(source, mmap_mode="r"))
+    motion = read_motion(source, 30, "tang23", 25)
+    _assert_canonical(motion, round(frames / 25 * 30))
+    assert _knees_forward(motion) > 0.7  # with left/right swapped it would be under 0.3
+
+
+def test_orientation_units_and_labels_are_found_in_the_data(tmp_path: Path) -> None:
+    """A rotated, z-up, cm, label-swapped h36m17 copy of a motion reads back as itself."""
+    reference = read_motion(shared_file(BANDAI_WALK), 30)
+    world = (reference.pose + reference.root[:, None]).astype(np.float64)
+    angle = np.radians(130)
+    turn = np.array(
+        [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+    )
+    z_up = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # y -> z
+    disguised = world @ turn.T @ z_up.T * 100.0  # facing 130 degrees away, z up, in cm
+    disguised = disguised[:, list(skeleton.MIRROR_PERMUTATION)]  # left labelled right
+    path = tmp_path / "disguised.npy"
+    np.save(path, disguised.astype(np.float32))
+    motion = read_motion(path, 30, "h36m17", 30)
+    assert motion.meta["up_axis"] == "+z" and motion.meta["units"] == "cm"
+    assert motion.meta["left_right_swapped"] is True
+    np.testing.assert_allclose(motion.pose, reference.pose, atol=2e-3)
+    np.testing.assert_allclose(motion.root, reference.root, atol=2e-3)
+
+
+def _coco_from(motion: MotionSequence) -> np.ndarray:
+    """COCO-17 keypoints (cm) from a canonical motion: limbs exact, face points near the head."""
+    world = (motion.pose + motion.root[:, None]) * 100.0
+    out = np.zeros((len(world), 17, 3))
+    for index, name in enumerate(COCO17):
+        if name in _J:
+            out[:, index] = world[:, _J[name]]
+    nose, head = world[:, _J["neck"]], world[:, _J["head"]]
+    out[:, 0] = nose
+    for index, side in ((1, 3.0), (2, -3.0), (3, 7.0), (4, -7.0)):
+        out[:, index] = 0.5 * (nose + head) + np.array([side, 0.0, 0.0])
+    return out
+
+
+def test_aist_keypoints3d_pickle(tmp_path: Path) -> None:
+    reference = read_motion(shared_file(BANDAI_WALK), 60)
+    keypoints = _coco_from(reference)
+    path = tmp_path / "gWA_sFM_cAll_d27_mWA0_ch01.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"keypoints3d": keypoints + 1.0, "keypoints3d_optim": keypoints}, handle)
+    motion = read_motion(path, 30)  # AIST++ is 60 fps
+    _assert_canonical(motion, round(len(keypoints) / 60 * 30))
+    assert motion.meta["key"] == "keypoints3d_optim" and motion.meta["units"] == "cm"
+    limbs = [_J[n] for n in ("left_knee", "right_ankle", "left_elbow", "right_wrist")]
+    expected = reference.pose[::2][: len(motion.pose)]
+    np.testing.assert_allclose(motion.pose[:, limbs], expected[:, limbs], atol=0.03)
+
+
+def test_aist_smpl_without_joints_and_bad_arrays_fail_clearly(tmp_path: Path) -> None:
+    smpl = tmp_path / "gBR_sBM_cAll_d04_mBR0_ch01.pkl"
+    frames = 120
+    with open(smpl, "wb") as handle:
+        pickle.dump(
+            {
+                "smpl_poses": np.zeros((frames, 72)),
+                "smpl_scaling": np.array([93.8]),
+                "smpl_trans": np.zeros((frames, 3)),
+            },
+            handle,
+        )
+    with pytest.raises(KakashiError, match=r"gBR_sBM.*keypoints3d"):
+        read_motion(smpl, 30)
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros((50, 17), dtype=np.float32))
+    with pytest.raises(KakashiError, match=r"flat\.npy.*\(frames, joints, 3\)"):
+        read_motion(flat, 30, "h36m17", 30)
+    wrong = tmp_path / "wrong_layout.npy"
+    np.save(wrong, np.zeros((50, 17, 3), dtype=np.float32))
+    with pytest.raises(KakashiError, match=r"wrong_layout\.npy.*tang23 has 23"):
+        read_motion(wrong, 30, "tang23", 25)
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(b"not a pickle at all")
+    with pytest.raises(KakashiError, match=r"garbage\.pkl"):
+        read_motion(garbage, 30)
+
+
+def test_prepare_motion_writes_pose_and_the_matching_music(tmp_path: Path) -> None:
+    raw = shared_file(f"{TANG}/raw_json_examples/DANCE_C_2_skeletons.json")
+    song = shared_file(f"{TANG}/audio/DANCE_C_2.mp3")
+    sequence = prepare_motion(
+        raw, song, tmp_path / "pose.npz", tmp_path / "clip.wav", fps=30, start=2.0, end=6.0
+    )
+    assert len(sequence) == 120
+    loaded = PoseSequence.load(tmp_path / "pose.npz")
+    assert loaded.pose.shape == (120, 17, 3) and loaded.meta["root_measured"] is True
+    assert loaded.meta["audio_offset_s"] == pytest.approx(6.24)  # from config.json
+    samples, rate = soundfile.read(tmp_path / "clip.wav")
+    assert rate == 44100 and len(samples) == 4 * 44100
+    assert np.sqrt(np.mean(samples**2)) > 0.01  # real music, not silence
+
+
+def test_audio_shorter_than_the_motion_is_an_error(tmp_path: Path) -> None:
+    from kakashi.features import load_audio
+
+    source = shared_file(f"{TANG}/joints/DANCE_W_24.npy")  # 38.8 s of waltz
+    song = load_audio(shared_file(f"{TANG}/audio/DANCE_W_24.mp3"), 22050)
+    short = tmp_path / "short.wav"
+    soundfile.write(short, song[: 10 * 22050], 22050)  # only its first 10 s
+    with pytest.raises(MediaError, match=r"short\.wav is too short for motion .*DANCE_W_24"):
+        prepare_motion(
+            source, short, tmp_path / "p.npz", tmp_path / "a.wav", fps=30, skeleton="tang23",
+            source_fps=25, audio_offset_s=0.0,
+        )  # fmt: skip
+    assert not (tmp_path / "p.npz").exists()
+
+
+@pytest.mark.slow
+def test_workflow_turns_two_m2d_rows_into_shards(tmp_path: Path) -> None:
+    """A JSON sequence (offset from its config.json) and a joint array, through snakemake."""
+    data = shared_file(TANG)
+    raw = tmp_path / "DANCE_C_2"
+    raw.mkdir()  # the dataset's own folder layout: skeletons.json + config.json
+    for kind in ("skeletons", "config"):
+        shutil.copyfile(data / f"raw_json_examples/DANCE_C_2_{kind}.json", raw / f"{kind}.json")
+    sheet = write_sheet(
+        tmp_path / "sources.tsv",
+        [
+            {"id": "m2d-c2", "source": raw, "audio": data / "audio/DANCE_C_2.mp3",
+             "audio_offset_s": "", "fps": "", "skeleton": "", "end": 5, "split": "train"},
+            {"id": "m2d-w24", "source": data / "joints/DANCE_W_24.npy",
+             "audio": data / "audio/DANCE_W_24.mp3", "audio_offset_s": 0, "fps": 25,
+             "skeleton": "tang23", "end": 4, "split": "val"},
+        ],
+    )  # fmt: skip
+    run_snakemake(tmp_path, "--cores", "2", config={"sources": sheet})
+    for seq, split, seconds in (("m2d-c2", "train", 5), ("m2d-w24", "val", 4)):
+        shard = tmp_path / f"results/shards/split={split}/{seq}.parquet"
+        table = pq.read_table(shard)
+        assert table.num_rows == seconds * 30
+        pose = np.stack(table.column("pose").to_numpy(zero_copy_only=False)).reshape(-1, 17, 3)
+        root = np.stack(table.column("root").to_numpy(zero_copy_only=False))
+        lengths = skeleton.bone_lengths(pose)
+        assert (lengths.max(0) - lengths.min(0)).max() < 0.01
+        assert 0.5 < np.median(root[:, 1]) < 1.2  # a measured pelvis height, metres
+    meta = PoseSequence.load(tmp_path / "results/motion/m2d-c2.npz").meta
+    assert meta["audio_offset_s"] == pytest.approx(6.24)
