@@ -10,8 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
+from conftest import shared_file
 from kakashi import skeleton
 from kakashi.pose.keypoints import COCO, COCO_JOINTS, SHARED, coco_to_h36m, h36m_to_coco
 
