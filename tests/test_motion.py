@@ -182,20 +182,53 @@ def test_aist_keypoints3d_pickle(tmp_path: Path) -> None:
     np.testing.assert_allclose(motion.pose[:, limbs], expected[:, limbs], atol=0.03)
 
 
-def test_aist_smpl_without_joints_and_bad_arrays_fail_clearly(tmp_path: Path) -> None:
-    smpl = tmp_path / "gBR_sBM_cAll_d04_mBR0_ch01.pkl"
-    frames = 120
-    with open(smpl, "wb") as handle:
+def test_aist_smpl_motion_pickle(tmp_path: Path) -> None:
+    """AIST++ SMPL parameters: a knees-bent dancer turned to face +x, travelling along +x."""
+    frames = 240  # 4 s at AIST++'s 60 fps
+    poses = np.zeros((frames, 24, 3))
+    poses[:, 0, 1] = np.radians(90)  # global orient: turned about y to face +x
+    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):  # hips flexed, knees bent, feet flat
+        poses[:, hip, 0], poses[:, knee, 0], poses[:, ankle, 0] = -0.6, 1.2, -0.6
+    poses[:, 18, 2] = np.linspace(0, 1.0, frames)  # the left elbow moves
+    scaling = 93.8
+    trans = np.zeros((frames, 3))
+    trans[:, 0] = np.linspace(0, 150.0, frames)  # 1.5 m forward, in AIST++'s scaled units
+    trans[:, 1] = 80.0
+    path = tmp_path / "gBR_sBM_cAll_d04_mBR0_ch01.pkl"
+    with open(path, "wb") as handle:
         pickle.dump(
             {
-                "smpl_poses": np.zeros((frames, 72)),
-                "smpl_scaling": np.array([93.8]),
-                "smpl_trans": np.zeros((frames, 3)),
+                "smpl_poses": poses.reshape(frames, 72).astype(np.float32),
+                "smpl_scaling": np.array([scaling]),
+                "smpl_trans": trans,
+                "smpl_loss": 0.1,
             },
             handle,
         )
-    with pytest.raises(KakashiError, match=r"gBR_sBM.*keypoints3d"):
-        read_motion(smpl, 30)
+    motion = read_motion(path, 30)
+    _assert_canonical(motion, 120)
+    assert motion.meta["key"] == "smpl_poses" and motion.meta["units"] == "m"
+    assert motion.meta["initial_heading_deg"] == pytest.approx(90, abs=5)
+    travel = motion.root[-1] - motion.root[0]
+    assert travel[2] == pytest.approx(150.0 / scaling * 238 / 239, abs=0.005)  # now along +z
+    assert abs(travel[0]) < 0.05
+    assert _knees_forward(motion) > 0.95
+    # The template's thigh (0.39 m) and the elbow moving without stretching the arm.
+    assert motion.meta["bone_lengths_m"][4] == pytest.approx(0.388, abs=0.005)
+
+    broken = tmp_path / "broken.pkl"
+    with open(broken, "wb") as handle:
+        pickle.dump({"smpl_poses": np.zeros((10, 69)), "smpl_trans": np.zeros((10, 3))}, handle)
+    with pytest.raises(KakashiError, match=r"broken\.pkl.*\(frames, 72\)"):
+        read_motion(broken, 30)
+
+
+def test_bad_pickles_and_arrays_fail_clearly(tmp_path: Path) -> None:
+    other = tmp_path / "other.pkl"
+    with open(other, "wb") as handle:
+        pickle.dump({"poses": np.zeros((10, 3))}, handle)
+    with pytest.raises(KakashiError, match=r"other\.pkl.*keypoints3d"):
+        read_motion(other, 30)
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros((50, 17), dtype=np.float32))
     with pytest.raises(KakashiError, match=r"flat\.npy.*\(frames, joints, 3\)"):

@@ -159,7 +159,7 @@ SMPL24_FROM = _matrix(
         "spine": {"spine2": 1},
         "thorax": {"spine3": 0.5, "neck": 0.5},
         "neck": {"head": 1},  # SMPL's head joint sits mid-skull, near the nose's height
-        "head": {"head": 1.5, "neck": -0.5},
+        "head": {"head": 2.1, "neck": -1.1},  # head top ~11 cm above the skull centre
         "left_shoulder": {"left_shoulder": 1},
         "left_elbow": {"left_elbow": 1},
         "left_wrist": {"left_wrist": 1},
