@@ -1,0 +1,90 @@
+"""``kakashi evaluate``: the metrics table of baselines and generated dances."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from kakashi.evaluate import EvaluationError
+
+log = logging.getLogger("kakashi.evaluate")
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from kakashi.evaluate.baselines import BASELINES
+    from kakashi.evaluate.report import markdown_table
+    from kakashi.evaluate.run import evaluate
+
+    generated: dict[str, Path] = {}
+    for name, path in args.generated:
+        if name in generated:
+            raise EvaluationError(f"--generated name {name!r} is given twice; use distinct names")
+        generated[name] = path
+    names = [] if args.baselines.strip() in ("", "none") else args.baselines.split(",")
+    names = [n.strip() for n in names]
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise EvaluationError(
+            f"--baselines: unknown {', '.join(unknown)}; choose from {', '.join(BASELINES)} or none"
+        )
+    result = evaluate(
+        Path(args.reference),
+        generated,
+        Path(args.output),
+        clip_s=args.clip_s,
+        music=Path(args.music) if args.music else None,
+        baseline_names=names,
+        timeline=args.timeline,
+        seed=args.seed,
+    )
+    print(markdown_table(result), end="")
+    log.info("evaluation written to %s in %.1f s", args.output, result["elapsed_s"])
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``kakashi evaluate``."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="FID_k, FID_g, Div_k, Div_g, BAS and PFC of dances, with baselines",
+        description=(
+            "Score generated dances and baselines (ground truth, random retrieval, mean pose) "
+            "against a reference set; write metrics.json, metrics.md and plots/*.png. A "
+            "generated dance NAME.npz (or NAME__take.npz) dances to the song NAME: a shard "
+            "sequence of the music shards or an audio file NAME.* in --music."
+        ),
+    )
+    parser.add_argument(
+        "--reference",
+        required=True,
+        help="shard folder (train split = reference, test split = ground truth) "
+        "or a folder of dance .npz files",
+    )
+    parser.add_argument(
+        "--generated",
+        type=_named_path,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a model's dances: a .npz file or a folder of them (repeatable)",
+    )
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--clip-s", type=float, default=10.0, help="clip length in seconds")
+    parser.add_argument(
+        "--music", help="shard folder or folder of songs (default: the reference shards)"
+    )
+    parser.add_argument(
+        "--baselines",
+        default="ground_truth,random_retrieval,mean_pose",
+        help="comma-separated baselines, or 'none'",
+    )
+    parser.add_argument("--timeline", metavar="SEQ", help="song of the beat timeline plot")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random retrieval")
+    parser.set_defaults(func=_cmd_evaluate)

@@ -1,0 +1,140 @@
+"""The whole evaluation: load sets, score baselines and models, write the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from kakashi.evaluate import EvaluationError, baselines, report
+from kakashi.evaluate.harness import (
+    EvalDance,
+    MusicLibrary,
+    dance_files,
+    features_of,
+    is_shard_dir,
+    load_dance_file,
+    load_split,
+    score_set,
+)
+
+log = logging.getLogger("kakashi.evaluate")
+
+REFERENCE_SPLIT = "train"
+TEST_SPLIT = "test"
+
+
+def _song_key(name: str) -> str:
+    return name.split("__", 1)[0]
+
+
+def evaluate(
+    reference: Path,
+    generated: dict[str, Path],
+    out_dir: Path,
+    clip_s: float = 10.0,
+    music: Path | None = None,
+    baseline_names: list[str] | tuple[str, ...] = baselines.BASELINES,
+    timeline: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Score every baseline and generated set against ``reference``; write ``out_dir``.
+
+    ``reference`` is a shard folder (its train split is the reference set, its test split
+    the ground truth and the music of the baselines) or a folder of dance files. ``music``
+    is a shard folder or a folder of songs; generated dances find their song by file stem.
+    """
+    started = time.perf_counter()
+    if clip_s <= 0:
+        raise EvaluationError(f"--clip-s must be positive, got {clip_s}")
+    reference = Path(reference)
+    music = Path(music) if music is not None else None
+    music_shards = reference if is_shard_dir(reference) else None
+    songs = None
+    if music is not None:
+        if is_shard_dir(music):
+            music_shards = music
+        elif music.exists():
+            songs = music
+        else:
+            raise EvaluationError(f"--music {music} does not exist; give shards or a song folder")
+
+    if is_shard_dir(reference):
+        ref_dances = load_split(reference, REFERENCE_SPLIT)
+        if not ref_dances:
+            raise EvaluationError(
+                f"reference {reference} has no split={REFERENCE_SPLIT} shards; build the dataset"
+            )
+        source = f"{reference} (split={REFERENCE_SPLIT})"
+    elif reference.is_dir() or reference.is_file():
+        ref_dances = [load_dance_file(p) for p in dance_files(reference)]
+        source = str(reference)
+    else:
+        raise EvaluationError(
+            f"reference {reference} does not exist; give a shard folder (split=*/SEQ.parquet) "
+            "or a folder of dance .npz files"
+        )
+    test = load_split(music_shards, TEST_SPLIT) if music_shards is not None else []
+    ref_features = features_of(ref_dances, clip_s, f"reference {reference}")
+
+    sets: dict[str, tuple[str, list[EvalDance]]] = {}
+    for name, dances in (
+        baselines.build(list(baseline_names), ref_dances, test, seed).items()
+        if baseline_names
+        else []
+    ):
+        sets[name] = ("baseline", dances)
+    library = MusicLibrary(music_shards, songs)
+    for name, path in generated.items():
+        if name in sets:
+            raise EvaluationError(f"--generated name {name!r} is used twice or names a baseline")
+        dances = []
+        for file in dance_files(Path(path)):
+            dance = load_dance_file(file)
+            dance.music_beats = library.beats(file.stem, dance.fps)
+            dances.append(dance)
+        sets[name] = ("model", dances)
+
+    rows = []
+    for name, (kind, dances) in sets.items():
+        log.info("scoring %s (%d dances)", name, len(dances))
+        rows.append(score_set(name, kind, dances, ref_features, clip_s))
+    result = {
+        "clip_s": clip_s,
+        "seed": seed,
+        "reference": {
+            "source": source,
+            "dances": len(ref_dances),
+            "clips": len(ref_features.clips),
+        },
+        "test_split": [d.name for d in test],
+        "better": {key: direction for key, (_, direction) in report.COLUMNS.items()},
+        "rows": rows,
+        "notes": [],
+    }
+    if test and all((len(d.world) / d.fps) < clip_s for d in test):
+        result["notes"].append("every test dance is shorter than one clip; FID rests on few clips")
+    seq = timeline or (test[0].name if test else None)
+    panel = _timeline_dances(seq, sets) if seq else {}
+    if timeline and not panel:
+        raise EvaluationError(
+            f"--timeline {timeline}: no evaluated dance belongs to song {timeline!r}"
+        )
+    result["timeline"] = seq if panel else None
+    result["elapsed_s"] = round(time.perf_counter() - started, 3)
+    report.write(result, Path(out_dir), (seq, panel) if panel else None)
+    return result
+
+
+def _timeline_dances(
+    seq: str, sets: dict[str, tuple[str, list[EvalDance]]]
+) -> dict[str, EvalDance]:
+    """One dance per set that is danced to song ``seq``, for the beat timeline plot."""
+    panel = {}
+    for name, (_, dances) in sets.items():
+        for dance in dances:
+            key = dance.name.rsplit("->", 1)[-1] if "->" in dance.name else _song_key(dance.name)
+            if key == seq and dance.music_beats is not None:
+                panel[name] = dance
+                break
+    return panel

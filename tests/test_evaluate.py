@@ -1,0 +1,122 @@
+"""``kakashi evaluate`` end to end on the demo shards, and its errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DEMO
+from kakashi.cli import main
+from kakashi.dance import Dance, dance_from_shard
+from kakashi.evaluate.run import evaluate
+
+SONG = "Kevin_MacLeod_-_Vibe_Ace.hq"
+METRIC_KEYS = ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc")
+
+
+@pytest.fixture(scope="module")
+def generated(demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
+    """Two 'models' made of real dances: the test dance itself, and a val dance on a song."""
+    folder = tmp_path_factory.mktemp("generated")
+    copy, song = folder / "copy", folder / "song"
+    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(copy / "dancer-c.npz")
+    dance_from_shard(demo_shards / "split=val" / "dancer-b.parquet").save(
+        song / f"{SONG}__take1.npz"
+    )
+    return {"copy": copy, "song": song}
+
+
+def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--reference", str(demo_shards), "-o", str(out), "--clip-s", "2"]
+    argv += ["--music", str(DEMO / "music"), "--timeline", "dancer-c"]
+    argv += [f"--generated={name}={path}" for name, path in generated.items()]
+    assert main(argv) == 0
+
+    result = json.loads((out / "metrics.json").read_text())
+    rows = {row["name"]: row for row in result["rows"]}
+    assert list(rows) == ["ground_truth", "random_retrieval", "mean_pose", "copy", "song"]
+    assert result["test_split"] == ["dancer-c"]
+    # The test dance submitted as a model scores exactly like the ground truth row.
+    for key in METRIC_KEYS:
+        assert rows["copy"][key] == pytest.approx(rows["ground_truth"][key]), key
+    assert rows["ground_truth"]["clips"] == len(dance_from_shard(
+        demo_shards / "split=test" / "dancer-c.parquet")) // 60  # fmt: skip
+    # A motionless mean pose has no diversity, no motion beats and no foot contact.
+    assert rows["mean_pose"]["div_k"] == 0.0 and rows["mean_pose"]["bas"] == 0.0
+    assert rows["mean_pose"]["fid_k"] > rows["random_retrieval"]["fid_k"]
+    # The song found by file stem in --music gave beats (librosa), so BAS is scored.
+    assert rows["song"]["bas"] is not None and rows["song"]["clips_with_beats"] > 0
+    assert all(0.0 <= rows[name]["bas"] <= 1.0 for name in rows)
+
+    table = (out / "metrics.md").read_text()
+    assert "**ground truth**" in table and "FID_k ↓" in table and "BAS ↑" in table
+    assert table in capsys.readouterr().out
+    plots = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert plots == sorted([f"bar_{k}.png" for k in METRIC_KEYS] + ["beat_timeline.png"])
+    for plot in plots:
+        assert (out / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["timeline"] == "dancer-c"
+
+
+def test_random_retrieval_is_seeded(demo_shards, tmp_path):
+    runs = [
+        evaluate(
+            demo_shards,
+            {},
+            tmp_path / f"r{i}",
+            clip_s=2,
+            baseline_names=["random_retrieval"],
+            seed=seed,
+        )
+        for i, seed in enumerate((3, 3))
+    ]
+    assert runs[0]["rows"] == runs[1]["rows"]
+
+
+def run_error(argv: list[str], capsys) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kakashi: error: ") and "Traceback" not in err
+    return err
+
+
+def test_missing_generated_path_is_a_clear_error(demo_shards, tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    err = run_error(
+        ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
+         "--generated", f"rnn={missing}"], capsys)  # fmt: skip
+    assert str(missing) in err and "dance .npz" in err
+
+
+def test_dance_without_a_song_is_a_clear_error(demo_shards, tmp_path, capsys):
+    folder = tmp_path / "gen"
+    dance = dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet")
+    dance.save(folder / "unknown_song.npz")
+    err = run_error(
+        ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
+         "--generated", f"rnn={folder}", "--baselines", "none"], capsys)  # fmt: skip
+    assert "unknown_song.npz" in err and "--music" in err
+
+
+def test_bad_reference_and_corrupt_dance_are_clear_errors(demo_shards, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = run_error(["evaluate", "--reference", str(empty), "-o", str(tmp_path / "o")], capsys)
+    assert str(empty) in err
+    corrupt = tmp_path / "bad" / "dancer-c.npz"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"not a zip file")
+    err = run_error(
+        ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
+         "--generated", f"rnn={corrupt.parent}"], capsys)  # fmt: skip
+    assert str(corrupt) in err
+    short = Dance(np.zeros((2, 17, 3)), np.zeros((2, 3)), 30.0)
+    short.save(tmp_path / "short" / "dancer-c.npz")
+    err = run_error(
+        ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
+         "--generated", f"rnn={tmp_path / 'short'}", "--baselines", "none"], capsys)  # fmt: skip
+    assert "rnn" in err and "frames" in err
