@@ -92,6 +92,23 @@ def test_bvh_units_and_frame_rates() -> None:
     np.testing.assert_allclose(dance.root[::2], at_30.root, atol=1e-4)
 
 
+def test_kakashi_bvh_export_reads_back(tmp_path: Path) -> None:
+    """kakashi export-bvh output (its own H36M-named rig, cm) reads back as the same motion."""
+    from kakashi.dance import Dance
+    from kakashi.export_bvh import export_bvh
+
+    reference = read_motion(shared_file(BANDAI_WALK), 30)
+    Dance(reference.pose, reference.root, 30).save(tmp_path / "walk.npz")
+    report = export_bvh(tmp_path / "walk.npz", tmp_path / "walk.bvh")
+    motion = read_motion(tmp_path / "walk.bvh", 30)
+    assert motion.meta["units"] == "cm" and motion.meta["left_right_swapped"] is False
+    assert "thorax=Thorax" in motion.meta["layout"]
+    # Within the export's own fitting error (a few mm) of the original.
+    tolerance = report.max_error_m + 1e-3
+    np.testing.assert_allclose(motion.pose, reference.pose, atol=tolerance)
+    np.testing.assert_allclose(motion.root, reference.root, atol=tolerance)
+
+
 def test_truncated_or_broken_bvh_fails_naming_the_file(tmp_path: Path) -> None:
     lines = shared_file(CMU).read_text().splitlines()
     truncated = tmp_path / "truncated.bvh"

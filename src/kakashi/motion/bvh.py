@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
+from kakashi.export_bvh import BVH_NAMES as KAKASHI_NAMES
 from kakashi.motion import MotionError, RawMotion
 from kakashi.motion.layouts import BVH_NAMES, BVH_TOES, bvh_key
 
@@ -163,7 +164,12 @@ def read_bvh(path: Path, source_fps: float | None = None) -> RawMotion:
     canonical = np.zeros((len(world), skeleton.NUM_JOINTS, 3))
     mapping: dict[str, str] = {}
     missing = []
-    for joint, candidates in BVH_NAMES.items():
+    names = BVH_NAMES
+    if all(bvh_key(name) in index for name in KAKASHI_NAMES):
+        # Kakashi's own export (kakashi export-bvh) names the H36M-17 joints one to one;
+        # its Neck is the canonical neck (nose) and its Head the head top.
+        names = {joint: (bvh_key(KAKASHI_NAMES[i]),) for i, joint in enumerate(skeleton.JOINTS)}
+    for joint, candidates in names.items():
         found = find(candidates)
         if found is None and joint != "head":
             missing.append(joint)
