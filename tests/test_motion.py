@@ -92,6 +92,31 @@ def test_bvh_units_and_frame_rates() -> None:
     np.testing.assert_allclose(dance.root[::2], at_30.root, atol=1e-4)
 
 
+def test_mixamo_joint_names_map_like_the_bandai_rig(tmp_path: Path) -> None:
+    """The Bandai dance renamed to Mixamo's names (same joints) reads back identically."""
+    side = {"L": "Left", "R": "Right"}
+    rename = {"Spine": "Spine", "Chest": "Spine1", "Neck": "Neck", "Head": "Head", "Hips": "Hips"}
+    for s, name in side.items():
+        rename |= {
+            f"Shoulder_{s}": f"{name}Shoulder", f"UpperArm_{s}": f"{name}Arm",
+            f"LowerArm_{s}": f"{name}ForeArm", f"Hand_{s}": f"{name}Hand",
+            f"UpperLeg_{s}": f"{name}UpLeg", f"LowerLeg_{s}": f"{name}Leg",
+            f"Foot_{s}": f"{name}Foot", f"Toes_{s}": f"{name}ToeBase",
+        }  # fmt: skip
+    lines = []
+    for line in shared_file(BANDAI_DANCE).read_text().splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("ROOT", "JOINT") and words[1] in rename:
+            line = line.replace(words[1], "mixamorig:" + rename[words[1]])
+        lines.append(line)
+    mixamo = tmp_path / "mixamo.bvh"
+    mixamo.write_text("\n".join(lines) + "\n")
+    motion = read_motion(mixamo, 30)
+    assert "left_shoulder=mixamorig:LeftArm" in motion.meta["layout"]
+    reference = read_motion(shared_file(BANDAI_DANCE), 30)
+    np.testing.assert_allclose(motion.pose, reference.pose, atol=1e-5)
+
+
 def test_kakashi_bvh_export_reads_back(tmp_path: Path) -> None:
     """kakashi export-bvh output (its own H36M-named rig, cm) reads back as the same motion."""
     from kakashi.dance import Dance
