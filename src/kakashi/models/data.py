@@ -1,0 +1,243 @@
+"""Shards -> normalised training windows.
+
+The motion target per frame is the root-centred pose (51) followed by the root velocity
+(3, metres per frame): 54 numbers. Velocity, not position, so a model never has to know
+where on the floor the dancer stands; generation integrates it back.
+
+Normalisation statistics come from the train split only (after mirror augmentation, so the
+mean pose is left-right symmetric) and travel inside the checkpoint: generation on any song
+uses exactly what training used. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from kakashi import skeleton
+from kakashi.models import ModelError
+from kakashi.shards import read_metadata
+
+POSE_DIM = skeleton.NUM_JOINTS * 3  # 51
+MOTION_DIM = POSE_DIM + 3  # pose + root velocity
+STD_FLOOR = 1e-3  # a constant column (e.g. an unmeasured root) must not divide by zero
+
+
+@dataclass
+class Sequence:
+    """One shard in memory: audio (T, F), pose (T, 17, 3), root (T, 3), conf (T,)."""
+
+    name: str
+    audio: np.ndarray
+    pose: np.ndarray
+    root: np.ndarray
+    conf: np.ndarray
+    fps: float
+    feature_names: list[str]
+
+
+def read_split(shards: str | Path, split: str) -> list[Sequence]:
+    """Every shard of ``split`` under ``shards`` (``split=NAME/SEQ.parquet``), sorted by name."""
+    if split == "test":
+        raise ModelError("the test split is for evaluation only; training never reads it")
+    shards = Path(shards)
+    if not shards.is_dir():
+        raise ModelError(
+            f"shard folder {shards} does not exist; run the data workflow first "
+            "(snakemake --cores 2 results/dataset_info.txt)"
+        )
+    sequences = []
+    for path in sorted(shards.glob(f"split={split}/*.parquet")):
+        try:
+            table = pq.read_table(path, columns=["audio", "pose", "root", "conf"])
+            meta = read_metadata(path)
+        except Exception as exc:  # pyarrow raises several kinds for a damaged file
+            raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
+
+        features = int(meta.get("num_features", 0)) or len(meta.get("feature_names", []))
+        sequences.append(
+            Sequence(
+                name=path.stem,
+                audio=_column(table, "audio", features),
+                pose=_column(table, "pose", POSE_DIM).reshape(-1, skeleton.NUM_JOINTS, 3),
+                root=_column(table, "root", 3),
+                conf=table.column("conf").to_numpy().astype(np.float32),
+                fps=float(meta.get("fps", 30.0)),
+                feature_names=list(meta.get("feature_names", [])),
+            )
+        )
+    _check_consistent(sequences, shards)
+    return sequences
+
+
+def _column(table, name: str, width: int) -> np.ndarray:
+    """A fixed-size-list column as a (T, width) float32 array, without a per-row copy."""
+    flat = table.column(name).combine_chunks().flatten().to_numpy()
+    return flat.astype(np.float32).reshape(-1, width)
+
+
+def _check_consistent(sequences: list[Sequence], shards: Path) -> None:
+    if not sequences:
+        return
+    first = sequences[0]
+    for seq in sequences[1:]:
+        if seq.fps != first.fps or seq.feature_names != first.feature_names:
+            raise ModelError(
+                f"shards under {shards} disagree: {first.name} has {first.fps} fps and "
+                f"{len(first.feature_names)} features, {seq.name} has {seq.fps} fps and "
+                f"{len(seq.feature_names)}; rebuild them with one config"
+            )
+
+
+def mirror_sequence(seq: Sequence) -> Sequence:
+    """The left-right mirror image (audio unchanged): negate x, swap left/right joints."""
+    pose, root = skeleton.mirror(seq.pose, seq.root)
+    return Sequence(
+        seq.name + "~mirror", seq.audio, pose, root, seq.conf, seq.fps, seq.feature_names
+    )
+
+
+def motion_of(pose: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """(T, 54): flattened root-centred pose and the root velocity (0 at the first frame)."""
+    velocity = np.zeros_like(root)
+    velocity[1:] = root[1:] - root[:-1]
+    return np.concatenate([pose.reshape(len(pose), -1), velocity], axis=1).astype(np.float32)
+
+
+@dataclass
+class Stats:
+    """Normalisation statistics and the skeleton the model was trained on."""
+
+    audio_mean: np.ndarray
+    audio_std: np.ndarray
+    motion_mean: np.ndarray
+    motion_std: np.ndarray
+    bone_lengths: np.ndarray  # (16,) median over training frames, metres
+    fps: float
+    feature_names: list[str]
+
+    def to_dict(self) -> dict:
+        """Plain tensors/lists, loadable with ``torch.load(weights_only=True)``."""
+        import torch
+
+        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
+        out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in arrays}
+        out["fps"] = float(self.fps)
+        out["feature_names"] = list(self.feature_names)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Stats:
+        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
+        values = {name: np.asarray(data[name], dtype=np.float32) for name in arrays}
+        return cls(**values, fps=float(data["fps"]), feature_names=list(data["feature_names"]))
+
+    def mean_pose(self) -> np.ndarray:
+        """The training mean pose, (17, 3)."""
+        return self.motion_mean[:POSE_DIM].reshape(skeleton.NUM_JOINTS, 3)
+
+
+def compute_stats(train: list[Sequence]) -> Stats:
+    """Statistics of the train split (pass it already augmented, so they match training)."""
+    if not train:
+        raise ModelError("no training sequences: the train split is empty")
+    audio = np.concatenate([s.audio for s in train])
+    motion = np.concatenate([motion_of(s.pose, s.root) for s in train])
+    person = np.concatenate([s.conf for s in train]) > 0
+    poses = np.concatenate([s.pose for s in train])[person]
+    return Stats(
+        audio_mean=audio.mean(0),
+        audio_std=np.maximum(audio.std(0), STD_FLOOR),
+        motion_mean=motion.mean(0),
+        motion_std=np.maximum(motion.std(0), STD_FLOOR),
+        bone_lengths=np.median(skeleton.bone_lengths(poses), axis=0).astype(np.float32),
+        fps=train[0].fps,
+        feature_names=train[0].feature_names,
+    )
+
+
+@dataclass
+class Windows:
+    """Normalised windows: audio (N, W+1, F), motion (N, W+1, 54), mask (N, W+1).
+
+    Frame 0 of each window is context only (the "previous" frame of the first prediction);
+    a model predicts frames 1..W. ``mask`` is 0 on frames without a person (``conf == 0``),
+    whose interpolated pose the loss ignores.
+    """
+
+    audio: np.ndarray
+    motion: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+def make_windows(
+    sequences: list[Sequence], stats: Stats, window: int | None, stride: int
+) -> list[Windows]:
+    """Cut sequences into windows of ``window`` predicted frames; ``None`` keeps whole songs.
+
+    Returns one ``Windows`` batch source per distinct length: a list with one entry for
+    fixed windows, and one entry per sequence for whole songs (they differ in length).
+    """
+    if not sequences:
+        return []
+    if window is None:
+        return [_normalise([s], stats, [(0, len(s.audio))]) for s in sequences]
+    if window < 1 or stride < 1:
+        raise ModelError(f"window ({window}) and stride ({stride}) must be at least one frame")
+    chunks_audio, chunks_motion, chunks_mask = [], [], []
+    for seq in sequences:
+        length = window + 1
+        starts = list(range(0, len(seq.audio) - length + 1, stride))
+        if not starts:
+            continue  # shorter than one window
+        part = _normalise([seq], stats, [(start, start + length) for start in starts])
+        chunks_audio.append(part.audio)
+        chunks_motion.append(part.motion)
+        chunks_mask.append(part.mask)
+    if not chunks_audio:
+        longest = max(len(s.audio) for s in sequences)
+        raise ModelError(
+            f"every sequence is shorter than one window ({window + 1} frames; the longest has "
+            f"{longest}); lower train.window_s"
+        )
+    return [
+        Windows(
+            np.concatenate(chunks_audio),
+            np.concatenate(chunks_motion),
+            np.concatenate(chunks_mask),
+        )
+    ]
+
+
+def _normalise(sequences: list[Sequence], stats: Stats, spans: list[tuple[int, int]]) -> Windows:
+    (seq,) = sequences
+    audio = (seq.audio - stats.audio_mean) / stats.audio_std
+    motion = (motion_of(seq.pose, seq.root) - stats.motion_mean) / stats.motion_std
+    mask = (seq.conf > 0).astype(np.float32)
+    return Windows(
+        np.stack([audio[a:b] for a, b in spans]).astype(np.float32),
+        np.stack([motion[a:b] for a, b in spans]).astype(np.float32),
+        np.stack([mask[a:b] for a, b in spans]),
+    )
+
+
+def load_training_data(
+    shards: str | Path, mirror: bool = True
+) -> tuple[list[Sequence], list[Sequence], Stats]:
+    """(train, val, stats): train augmented with mirrors if asked; stats from train only."""
+    train = read_split(shards, "train")
+    if not train:
+        raise ModelError(
+            f"no training shards under {Path(shards) / 'split=train'}; the sources sheet "
+            "must give at least one sequence the train split"
+        )
+    if mirror:
+        train = train + [mirror_sequence(s) for s in train]
+    val = read_split(shards, "val")
+    return train, val, compute_stats(train)

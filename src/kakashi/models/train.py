@@ -1,0 +1,552 @@
+"""One flat training loop for the seed RNN and the C-RNN-GAN, and their checkpoints.
+
+Files written for ``--out results/models/rnn.pt``:
+
+- ``rnn.pt``: the best epoch by validation loss (the last epoch if there is no val split);
+- ``rnn.last.pt``: the state after the latest epoch (weights, optimisers, history), for
+  resuming; written every epoch;
+- ``rnn.csv`` (one row of losses per epoch) and ``rnn.png`` (their plot).
+
+A checkpoint is a dict of plain tensors, numbers, strings and lists, so
+``torch.load(path, weights_only=True)`` reads it: no pickled classes. Writes are atomic.
+
+Determinism: each epoch reseeds torch from ``seed + epoch`` and shuffles with its own
+generator, so a run resumed from ``.last.pt`` gives the same weights as one that never
+stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kakashi import __version__
+from kakashi.models import CheckpointError, ModelError
+from kakashi.models.crnngan import (
+    Discriminator,
+    discriminator_loss,
+    fake_motion,
+    generator_loss,
+    init_generator_from_rnn,
+)
+from kakashi.models.data import (
+    MOTION_DIM,
+    POSE_DIM,
+    Stats,
+    Windows,
+    load_training_data,
+    make_windows,
+)
+from kakashi.models.rnn import DanceRNN
+
+log = logging.getLogger("kakashi.models.train")
+
+CHECKPOINT_FORMAT = "kakashi-dance-model"
+MODES = ("per_frame", "seq2seq_short", "seq2seq_long")
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; stored in the checkpoint. YAML section ``train`` (see docs)."""
+
+    model: str = "rnn"  # rnn | crnngan
+    shards: str = "results/shards"
+    out: str = "results/models/rnn.pt"
+    init: str = ""  # crnngan: the seed RNN checkpoint its generator starts from
+    mode: str = "seq2seq_short"  # per_frame | seq2seq_short | seq2seq_long
+    window_s: float = 4.0  # seq2seq_short window length
+    stride_s: float = 1.0  # seq2seq_short window hop
+    epochs: int = 30
+    max_steps: int = 0  # stop after this many optimiser steps in total (0: no limit)
+    batch_size: int = 16
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd
+    loss: str = "mse"  # mse | huber
+    hidden: int = 128
+    layers: int = 2
+    dropout: float = 0.1
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    teacher_min: float = 0.5  # scheduled sampling: teacher-forcing probability at the end
+    input_noise: float = 0.05  # std of noise on fed-back motion (normalised units)
+    mirror: bool = True  # add left-right mirrored copies of the train split
+    patience: int = 10  # early stopping: epochs without a better val loss (0: off)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    devices: int = 1  # data-parallel processes; only 1 is implemented
+    hop_length: int = 512  # audio hop the shards' features were computed with
+    # C-RNN-GAN only
+    noise_dim: int = 8
+    d_hidden: int = 64
+    d_lr: float = 2e-4
+    adv_weight: float = 0.1
+    recon_weight: float = 1.0
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.model in ("rnn", "crnngan"), f"model must be rnn or crnngan, got {self.model!r}"),
+            (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
+            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam|sgd: {self.optimizer!r}"),
+            (self.loss in ("mse", "huber"), f"loss must be mse or huber, got {self.loss!r}"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
+            (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0.0 <= self.teacher_min <= 1.0, f"teacher_min must be in [0, 1]: {self.teacher_min}"),
+            (self.window_s > 0 and self.stride_s > 0, "window_s and stride_s must be positive"),
+            (self.device in ("auto", "cpu", "cuda"), f"device: auto|cpu|cuda, not {self.device!r}"),
+            (self.devices == 1, "devices > 1 (DistributedDataParallel) is not implemented; use 1"),
+            (self.model != "crnngan" or bool(self.init), "crnngan needs --init RNN_CHECKPOINT"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ModelError(f"training config: {message}")
+        return self
+
+
+def config_from(yaml_path: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults < YAML ``train`` section < ``train.<model>`` subsection < explicit overrides.
+
+    The YAML may be a whole workflow config (its ``train:`` mapping is used) or a bare
+    mapping of TrainConfig keys. Unknown keys are an error, so a typo never goes unnoticed.
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(TrainConfig)}
+    if yaml_path:
+        try:
+            data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelError(f"cannot read training config {yaml_path}: {exc}") from exc
+        section = data.get("train", data) if isinstance(data, dict) else None
+        if not isinstance(section, dict):
+            raise ModelError(f"{yaml_path}: expected a mapping (a 'train:' section)")
+        model = overrides.get("model") or section.get("model", "rnn")
+        nested = {k: v for k, v in section.items() if isinstance(v, dict)}
+        values.update({k: v for k, v in section.items() if not isinstance(v, dict)})
+        values.update(nested.get(model, {}))
+        unknown = set(values) - known
+        if unknown or set(nested) - {"rnn", "crnngan"}:
+            bad = sorted(unknown | (set(nested) - {"rnn", "crnngan"}))
+            raise ModelError(
+                f"{yaml_path}: unknown training key(s) {', '.join(bad)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = TrainConfig(**values)
+    except TypeError as exc:
+        raise ModelError(f"training config: {exc}") from exc
+    # YAML may write 1e-3 as a string or 4 as an int; coerce to the declared types.
+    for f in fields(TrainConfig):
+        kind = type(getattr(TrainConfig(), f.name))
+        try:
+            value = getattr(config, f.name)
+            if kind is bool and isinstance(value, str):
+                value = value.lower() in ("1", "true", "yes", "on")
+            setattr(config, f.name, kind(value))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(
+                f"training config: {f.name}={getattr(config, f.name)!r}: {exc}"
+            ) from exc
+    return config.validate()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("train.device is cuda but no CUDA GPU is available; use auto or cpu")
+    return torch.device(name)
+
+
+def paths_for(out: str | Path) -> dict[str, Path]:
+    """The files a run writes beside ``out`` (rnn.pt -> rnn.last.pt, rnn.csv, rnn.png)."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix == ".pt" else out
+    return {
+        "best": out,
+        "last": Path(f"{stem}.last.pt"),
+        "csv": Path(f"{stem}.csv"),
+        "png": Path(f"{stem}.png"),
+    }
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """torch.save to a hidden temporary file, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name("." + path.name + ".part")
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely (``weights_only``); errors name the file and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with `kakashi train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, unpickling and truncation errors
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            "the file is damaged or not a Kakashi checkpoint, retrain with `kakashi train`"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a Kakashi dance-model checkpoint; train one with `kakashi train`"
+        )
+    return payload
+
+
+def build_models(arch: dict) -> tuple[DanceRNN, Discriminator | None]:
+    model = DanceRNN(
+        arch["audio_dim"],
+        arch["motion_dim"],
+        arch["hidden"],
+        arch["layers"],
+        arch["dropout"],
+        arch["noise_dim"],
+    )
+    disc = None
+    if arch["kind"] == "crnngan":
+        disc = Discriminator(arch["audio_dim"], arch["motion_dim"], arch["d_hidden"])
+    return model, disc
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[DanceRNN, Stats, dict]:
+    """(model in eval mode, normalisation stats, the whole checkpoint dict)."""
+    payload = load_checkpoint(path)
+    try:
+        model, _ = build_models(payload["arch"])
+        model.load_state_dict(payload["model"])
+        stats = Stats.from_dict(payload["stats"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete or mismatched ({exc}); retrain with `kakashi train`"
+        ) from exc
+    return model.eval(), stats, payload
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str):
+    if kind == "huber":
+        error = F.smooth_l1_loss(pred, target, reduction="none")
+    else:
+        error = (pred - target) ** 2
+    weights = mask[..., None]
+    return (error * weights).sum() / (weights.sum() * pred.shape[-1]).clamp(min=1)
+
+
+def teacher_prob(config: TrainConfig, epoch: int) -> float:
+    """Linear decay from 1 (first epoch) to teacher_min (last epoch)."""
+    if config.epochs <= 1:
+        return 1.0
+    return 1.0 - (1.0 - config.teacher_min) * epoch / (config.epochs - 1)
+
+
+def batches(
+    sets: list[Windows], size: int, generator: torch.Generator
+) -> list[tuple[int, np.ndarray]]:
+    """Shuffled (set index, window indices) batches; one set per distinct window length."""
+    out = []
+    for k, windows in enumerate(sets):
+        order = torch.randperm(len(windows), generator=generator).numpy()
+        out += [(k, order[i : i + size]) for i in range(0, len(order), size)]
+    shuffle = torch.randperm(len(out), generator=generator).numpy()
+    return [out[i] for i in shuffle]
+
+
+def to_tensors(windows: Windows, index: np.ndarray, device: torch.device):
+    return (
+        torch.from_numpy(windows.audio[index]).to(device),
+        torch.from_numpy(windows.motion[index]).to(device),
+        torch.from_numpy(windows.mask[index]).to(device),
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: DanceRNN, sets: list[Windows], stats: Stats, config: TrainConfig, device: torch.device
+) -> dict[str, float]:
+    """Teacher-forced val loss, free-running val MSE, and velocity-std ratio (collapse check).
+
+    ``vel_ratio`` = per-joint std of frame-to-frame joint velocity in free-running
+    generation / the same in the real windows, averaged over joints: near 0 means a frozen
+    pose, near 1 means as lively as the real dance.
+    """
+    model.eval()
+    rng = torch.Generator(device=device).manual_seed(config.seed)
+    losses, free, gen_std, real_std = [], [], [], []
+    scale = torch.from_numpy(stats.motion_std[:POSE_DIM]).to(device)
+    for windows in sets:
+        for start in range(0, len(windows), 64):
+            audio, motion, mask = to_tensors(
+                windows, np.arange(start, min(start + 64, len(windows))), device
+            )
+            noise = None
+            if model.noise_dim:
+                noise = torch.randn(
+                    (*audio.shape[:2], model.noise_dim), generator=rng, device=device
+                )
+            losses.append(
+                float(
+                    masked_loss(
+                        model(audio, motion, noise=noise), motion[:, 1:], mask[:, 1:], config.loss
+                    )
+                )
+            )
+            generated = model(audio, motion, teacher_prob=0.0, noise=noise)
+            free.append(float(masked_loss(generated, motion[:, 1:], mask[:, 1:], "mse")))
+            for seq, bucket in ((generated, gen_std), (motion[:, 1:], real_std)):
+                pose = (seq[..., :POSE_DIM] * scale).reshape(*seq.shape[:2], -1, 3)
+                if pose.shape[1] > 2:
+                    speed = (pose[:, 1:] - pose[:, :-1]).norm(dim=-1)  # (B, T-1, 17)
+                    bucket.append(speed.std(dim=1).mean(dim=0))
+    model.train()
+    if not losses:
+        return {}
+    result = {"val_loss": float(np.mean(losses)), "val_free_mse": float(np.mean(free))}
+    if gen_std:
+        real = torch.stack(real_std).mean(0)
+        result["vel_ratio"] = float((torch.stack(gen_std).mean(0) / real.clamp(min=1e-6)).mean())
+    return result
+
+
+def _windows_for(config: TrainConfig, fps: float) -> tuple[int | None, int]:
+    if config.mode == "per_frame":
+        return 1, 1
+    if config.mode == "seq2seq_long":
+        return None, 1
+    return max(1, round(config.window_s * fps)), max(1, round(config.stride_s * fps))
+
+
+def _same_run(saved: dict, config: TrainConfig) -> bool:
+    """A .last.pt belongs to this run if every setting but the run length matches."""
+    ignore = {"epochs", "max_steps", "patience", "device"}
+    now = asdict(config)
+    return all(saved.get(k) == v for k, v in now.items() if k not in ignore)
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict:
+    """Train as ``config`` says; returns the last epoch's row of the history."""
+    from tqdm import tqdm
+
+    config.validate()
+    device = pick_device(config.device)
+    files = paths_for(config.out)
+    torch.manual_seed(config.seed)
+
+    train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
+    init_state = None
+    if config.model == "crnngan":
+        # The generator continues the seed RNN, so it must see the data exactly as the
+        # RNN did: same normalisation, same architecture.
+        rnn = load_checkpoint(config.init)
+        if rnn["arch"]["kind"] != "rnn":
+            raise ModelError(
+                f"--init {config.init} is a {rnn['arch']['kind']} checkpoint; give a seed RNN"
+            )
+        stats = Stats.from_dict(rnn["stats"])
+        for key in ("hidden", "layers", "dropout"):
+            setattr(config, key, rnn["arch"][key])
+        init_state = rnn["model"]
+    if train_seqs[0].feature_names != stats.feature_names:
+        raise ModelError(
+            f"shards under {config.shards} have other audio features than --init {config.init}"
+        )
+    window, stride = _windows_for(config, stats.fps)
+    train_sets = make_windows(train_seqs, stats, window, stride)
+    val_sets = make_windows(val_seqs, stats, window, window or 1) if val_seqs else []
+    arch = {
+        "kind": config.model,
+        "audio_dim": len(stats.feature_names),
+        "motion_dim": MOTION_DIM,
+        "hidden": config.hidden,
+        "layers": config.layers,
+        "dropout": config.dropout,
+        "noise_dim": config.noise_dim if config.model == "crnngan" else 0,
+        "d_hidden": config.d_hidden,
+    }
+    model, disc = build_models(arch)
+    if init_state is not None:
+        init_generator_from_rnn(model, init_state)
+    model.to(device)
+    optim_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
+    extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
+    optimizer = optim_class(model.parameters(), lr=config.lr, **extra)
+    d_optimizer = None
+    if disc is not None:
+        disc.to(device)
+        d_optimizer = torch.optim.Adam(disc.parameters(), lr=config.d_lr, betas=(0.5, 0.999))
+
+    start_epoch, step, best, bad_epochs, history = 0, 0, math.inf, 0, []
+    if files["last"].is_file():
+        saved = load_checkpoint(files["last"])
+        if _same_run(saved["config"], config):
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            if disc is not None:
+                disc.load_state_dict(saved["discriminator"])
+                d_optimizer.load_state_dict(saved["d_optimizer"])
+            start_epoch, step = saved["epoch"], saved["step"]
+            best, bad_epochs, history = saved["best_val"], saved["bad_epochs"], saved["history"]
+            log.info("resuming %s at epoch %d, step %d", files["last"], start_epoch, step)
+        else:
+            log.warning("%s was trained with other settings: starting afresh", files["last"])
+
+    def payload(epoch: int) -> dict:
+        out = {
+            "format": CHECKPOINT_FORMAT,
+            "kakashi_version": __version__,
+            "config": asdict(config),
+            "arch": arch,
+            "stats": stats.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "best_val": best,
+            "bad_epochs": bad_epochs,
+            "history": history,
+        }
+        if disc is not None:
+            out["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
+            out["d_optimizer"] = d_optimizer.state_dict()
+        return out
+
+    n_frames = sum(len(w) * (w.audio.shape[1] - 1) for w in train_sets)
+    log.info(
+        "%s: %d train windows (%d frames incl. mirrors), %d val windows, %d parameters, %s",
+        config.model,
+        sum(len(w) for w in train_sets),
+        n_frames,
+        sum(len(w) for w in val_sets),
+        sum(p.numel() for p in model.parameters()),
+        device,
+    )
+    model.train()
+    stop = config.max_steps and step >= config.max_steps
+    for epoch in range(start_epoch, config.epochs):
+        if stop or (config.patience and val_sets and bad_epochs >= config.patience):
+            break
+        torch.manual_seed(config.seed + epoch)  # dropout; resumable runs stay identical
+        shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        rng = torch.Generator(device=device).manual_seed(config.seed * 7919 + epoch)
+        tf = teacher_prob(config, epoch) if config.model == "rnn" else 0.0
+        sums: dict[str, float] = {}
+        count, frames, started = 0, 0, time.perf_counter()
+        plan = batches(train_sets, config.batch_size, shuffle)
+        for k, index in tqdm(
+            plan,
+            desc=f"{config.model} epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+        ):
+            audio, motion, mask = to_tensors(train_sets[k], index, device)
+            if disc is None:
+                pred = model(
+                    audio, motion, teacher_prob=tf, input_noise=config.input_noise, generator=rng
+                )
+                loss = masked_loss(pred, motion[:, 1:], mask[:, 1:], config.loss)
+                _optimise(optimizer, loss, model, config.grad_clip)
+                parts = {"train_loss": loss.item()}
+            else:
+                fake = fake_motion(model, audio, motion, rng)
+                d_loss = discriminator_loss(disc, audio, motion, fake)
+                _optimise(d_optimizer, d_loss, disc, config.grad_clip)
+                g_loss, recon = generator_loss(
+                    disc, audio, motion, mask, fake, config.adv_weight, config.recon_weight
+                )
+                _optimise(optimizer, g_loss, model, config.grad_clip)
+                parts = {
+                    "d_loss": float(d_loss),
+                    "g_loss": float(g_loss),
+                    "train_loss": float(recon),
+                }
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            frames += audio.shape[0] * (audio.shape[1] - 1)
+            step += 1
+            if config.max_steps and step >= config.max_steps:
+                stop = True
+                break
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch + 1, "step": step, "teacher_prob": tf}
+        row.update({k: v / max(count, 1) for k, v in sums.items()})
+        row.update(evaluate(model, val_sets, stats, config, device))
+        row.update({"seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)})
+        history.append(row)
+        score = row.get("val_loss", row["train_loss"])
+        if score < best:
+            best, bad_epochs = score, 0
+            save_checkpoint(files["best"], payload(epoch + 1))
+        else:
+            bad_epochs += 1
+        save_checkpoint(files["last"], payload(epoch + 1))
+        write_history(history, files["csv"], files["png"])
+        log.info(
+            "epoch %d: %s",
+            epoch + 1,
+            ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",)),
+        )
+    if not files["best"].is_file():  # e.g. resumed a finished run whose best was deleted
+        save_checkpoint(files["best"], payload(len(history)))
+    return history[-1] if history else {}
+
+
+def _optimise(optimizer, loss, module, clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimizer.step()
+
+
+def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
+    """The per-epoch CSV and a loss plot (matplotlib Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    partial = csv_path.with_name("." + csv_path.name + ".part")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    partial.replace(csv_path)
+
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("train_loss", "val_loss", "val_free_mse", "d_loss", "g_loss", "vel_ratio"):
+        if any(key in row for row in history):
+            ax.plot(epochs, [row.get(key, np.nan) for row in history], marker=".", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(csv_path.stem)
+    fig.tight_layout()
+    partial_png = png_path.with_name("." + png_path.stem + ".part.png")
+    fig.savefig(partial_png, dpi=100)
+    plt.close(fig)
+    partial_png.replace(png_path)

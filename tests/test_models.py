@@ -1,0 +1,257 @@
+"""Seed RNN, C-RNN-GAN, training loop, checkpoints and generation, on the real demo shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import shared_file
+from kakashi import skeleton
+from kakashi.cli import main
+from kakashi.errors import MediaError
+from kakashi.models import CheckpointError, ModelError
+from kakashi.models.data import (
+    POSE_DIM,
+    load_training_data,
+    make_windows,
+    mirror_sequence,
+    motion_of,
+    read_split,
+)
+from kakashi.models.generate import generate, generate_motion, project_bones
+from kakashi.models.train import (
+    TrainConfig,
+    config_from,
+    load_checkpoint,
+    masked_loss,
+    model_from_checkpoint,
+    paths_for,
+    save_checkpoint,
+    train,
+)
+
+SONG = "music_librosa/sorohanro_-_solo-trumpet-06.hq.ogg"  # 5.3 s: fast to generate for
+
+# Tiny and fast: one LSTM layer, 1-s windows, no scheduled sampling unless a test asks.
+TINY = dict(hidden=32, layers=1, window_s=1.0, stride_s=1.0, batch_size=16, lr=3e-3,
+            teacher_min=1.0, input_noise=0.0, dropout=0.0)  # fmt: skip
+
+
+def tiny(shards: Path, out: Path, **changes) -> TrainConfig:
+    return TrainConfig(shards=str(shards), out=str(out), **{**TINY, **changes}).validate()
+
+
+@pytest.fixture(scope="module")
+def rnn_checkpoint(demo_shards: Path, tmp_path_factory) -> Path:
+    """A seed RNN trained for 6 epochs on the demo shards (a few seconds)."""
+    out = tmp_path_factory.mktemp("rnn") / "rnn.pt"
+    train(tiny(demo_shards, out, epochs=6), progress=False)
+    return out
+
+
+def history(out: Path) -> list[dict]:
+    return load_checkpoint(paths_for(out)["last"])["history"]
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_mirror_maps_pose_to_its_mirror_and_back(demo_shards: Path) -> None:
+    (seq,) = read_split(demo_shards, "train")
+    mirrored = mirror_sequence(seq)
+    left, right = skeleton.INDEX["left_wrist"], skeleton.INDEX["right_wrist"]
+    # The mirrored left wrist is the original right wrist reflected in the x = 0 plane.
+    np.testing.assert_allclose(mirrored.pose[:, left, 0], -seq.pose[:, right, 0])
+    np.testing.assert_allclose(mirrored.pose[:, left, 1:], seq.pose[:, right, 1:])
+    np.testing.assert_array_equal(mirrored.audio, seq.audio)
+    back = mirror_sequence(mirrored)
+    np.testing.assert_array_equal(back.pose, seq.pose)
+    np.testing.assert_array_equal(back.root, seq.root)
+    # The root velocity (last 3 motion columns) flips its x too.
+    root = seq.root + np.linspace(0, 1, len(seq.root))[:, None]  # a moving root
+    moved = mirror_sequence(type(seq)(**{**seq.__dict__, "root": root}))
+    np.testing.assert_allclose(
+        motion_of(moved.pose, moved.root)[:, POSE_DIM], -motion_of(seq.pose, root)[:, POSE_DIM]
+    )
+
+
+def test_statistics_come_from_the_train_split_only(demo_shards: Path) -> None:
+    train_seqs, val_seqs, stats = load_training_data(demo_shards, mirror=True)
+    assert [s.name for s in train_seqs] == ["dancer-a", "dancer-a~mirror"]
+    assert [s.name for s in val_seqs] == ["dancer-b"]
+    audio = np.concatenate([s.audio for s in train_seqs])
+    np.testing.assert_allclose(stats.audio_mean, audio.mean(0), rtol=1e-5, atol=1e-5)
+    # With mirrors the mean pose is left-right symmetric: x of the mean pelvis-centred hips cancel.
+    mean = stats.mean_pose()
+    np.testing.assert_allclose(mean[1, 0], -mean[4, 0], atol=1e-5)
+    with pytest.raises(ModelError, match="test split"):
+        read_split(demo_shards, "test")
+    (windows,) = make_windows(train_seqs, stats, window=30, stride=30)
+    assert windows.audio.shape[1:] == (31, 35) and windows.motion.shape[1:] == (31, 54)
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_training_reduces_loss(rnn_checkpoint: Path) -> None:
+    rows = history(rnn_checkpoint)
+    assert len(rows) == 6
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    files = paths_for(rnn_checkpoint)
+    assert files["csv"].read_text().splitlines()[0].startswith("epoch,step,teacher_prob,train_loss")
+    assert files["png"].stat().st_size > 1000
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(
+    rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    payload = torch.load(rnn_checkpoint, weights_only=True)  # plain tensors/dicts only
+    assert payload["kakashi_version"] and payload["config"]["hidden"] == 32
+    model, stats, _ = model_from_checkpoint(rnn_checkpoint)
+    copy = tmp_path / "copy.pt"
+    save_checkpoint(copy, payload)
+    model2, stats2, _ = model_from_checkpoint(copy)
+    (val,) = read_split(demo_shards, "val")
+    first = generate_motion(model, stats, val.audio[:60], stats.mean_pose())
+    second = generate_motion(model2, stats2, val.audio[:60], stats2.mean_pose())
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert np.abs(first[0][1:] - first[0][:1]).max() > 1e-3  # it moves
+
+
+def test_resume_continues_from_the_saved_step(demo_shards: Path, tmp_path: Path) -> None:
+    resumed = tmp_path / "a" / "rnn.pt"
+    train(tiny(demo_shards, resumed, epochs=2), progress=False)
+    step_after_two = history(resumed)[-1]["step"]
+    train(tiny(demo_shards, resumed, epochs=3), progress=False)
+    rows = history(resumed)
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["step"] == step_after_two + step_after_two // 2
+    # A run that never stopped ends with exactly the same weights.
+    straight = tmp_path / "b" / "rnn.pt"
+    train(tiny(demo_shards, straight, epochs=3), progress=False)
+    a = load_checkpoint(paths_for(resumed)["last"])["model"]
+    b = load_checkpoint(paths_for(straight)["last"])["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_scheduled_sampling_runs_frame_by_frame(demo_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ss.pt"
+    row = train(
+        tiny(demo_shards, out, epochs=2, teacher_min=0.0, input_noise=0.05, mode="seq2seq_short"),
+        progress=False,
+    )
+    assert row["teacher_prob"] == 0.0
+    assert np.isfinite(row["train_loss"]) and row["vel_ratio"] > 0
+
+
+def test_config_layers_yaml_model_section_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "fps: 30\ntrain:\n  epochs: 7\n  hidden: 48\n  loss: huber\n"
+        "  crnngan:\n    epochs: 3\n    d_lr: 0.001\n"
+    )
+    rnn = config_from(str(config), {"model": "rnn", "hidden": 16})
+    assert (rnn.epochs, rnn.hidden, rnn.loss) == (7, 16, "huber")
+    gan = config_from(str(config), {"model": "crnngan", "init": "rnn.pt"})
+    assert (gan.epochs, gan.d_lr) == (3, 0.001)
+    config.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ModelError, match="unknown training key.*epoch"):
+        config_from(str(config), {})
+    with pytest.raises(ModelError, match="crnngan needs --init"):
+        config_from(None, {"model": "crnngan"})
+
+
+# ------------------------------------------------------------------ C-RNN-GAN
+
+
+def test_crnngan_trains_from_the_rnn_checkpoint(
+    rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "gan.pt"
+    # Half-second windows, 32 per batch: 3 steps an epoch (free-running rollouts are slow).
+    config = tiny(
+        demo_shards, out, model="crnngan", init=str(rnn_checkpoint), epochs=2,
+        window_s=0.5, batch_size=32,
+    )  # fmt: skip
+    row = train(config, progress=False)
+    rows = history(out)
+    assert len(rows) == 2
+    assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in rows)
+    # The generator starts as the RNN: with zero noise, before training, the outputs agree.
+    from kakashi.models.crnngan import init_generator_from_rnn
+    from kakashi.models.rnn import DanceRNN
+
+    rnn, stats, payload = model_from_checkpoint(rnn_checkpoint)
+    gen = DanceRNN(35, 54, 32, 1, 0.0, noise_dim=config.noise_dim).eval()
+    init_generator_from_rnn(gen, payload["model"])
+    audio, motion = torch.randn(2, 10, 35), torch.randn(2, 10, 54)
+    torch.testing.assert_close(
+        gen(audio, motion, noise=torch.zeros(2, 10, config.noise_dim)), rnn(audio, motion)
+    )
+    # Different noise seeds give different dances; the same seed the same dance.
+    model, stats, _ = model_from_checkpoint(out)
+    (val,) = read_split(demo_shards, "val")
+    a = generate_motion(model, stats, val.audio[:40], stats.mean_pose(), seed=1)[0]
+    b = generate_motion(model, stats, val.audio[:40], stats.mean_pose(), seed=1)[0]
+    c = generate_motion(model, stats, val.audio[:40], stats.mean_pose(), seed=2)[0]
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-5
+    assert row["epoch"] == 2
+
+
+# ------------------------------------------------------------------ generation
+
+
+def test_generate_for_a_real_song(rnn_checkpoint: Path, tmp_path: Path) -> None:
+    song = shared_file(SONG)
+    out = tmp_path / "dance.npz"
+    assert main(["generate", str(song), "--checkpoint", str(rnn_checkpoint), "-o", str(out)]) == 0
+    from kakashi.dance import Dance
+
+    dance = Dance.load(out)
+    assert dance.fps == 30.0
+    assert len(dance) == round(soundfile.info(str(song)).duration * 30)
+    _, stats, _ = model_from_checkpoint(rnn_checkpoint)
+    ratio = skeleton.bone_lengths(dance.pose) / stats.bone_lengths
+    assert np.abs(ratio - 1).max() < 0.05
+    mean = project_bones(torch.from_numpy(stats.mean_pose()), torch.from_numpy(stats.bone_lengths))
+    np.testing.assert_allclose(dance.pose[0], mean.numpy(), atol=1e-6)
+    # A start pose from a dance file is used as frame 0.
+    again = generate(song, rnn_checkpoint, tmp_path / "b.npz", start=str(out))
+    np.testing.assert_allclose(again.pose[0], dance.pose[0], atol=1e-5)
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(
+    rnn_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(rnn_checkpoint.read_bytes()[:5000])  # truncated download
+    with pytest.raises(CheckpointError, match="broken.pt.*retrain"):
+        model_from_checkpoint(broken)
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF not really a wave file")
+    assert main(["generate", str(song), "--checkpoint", str(broken), "-o", "x.npz"]) == 1
+    assert "kakashi: error: cannot read checkpoint" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="does not exist"):
+        model_from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_unreadable_audio_gives_a_clear_error(rnn_checkpoint: Path, tmp_path: Path) -> None:
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"\x00" * 2048)
+    with pytest.raises(MediaError, match="song.mp3"):
+        generate(song, rnn_checkpoint, tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_masked_loss_ignores_frames_without_a_person() -> None:
+    pred, target = torch.zeros(1, 4, 2), torch.tensor([[[1.0, 1], [1, 1], [9, 9], [1, 1]]])
+    mask = torch.tensor([[1.0, 1, 0, 1]])
+    assert masked_loss(pred, target, mask, "mse").item() == pytest.approx(1.0)
