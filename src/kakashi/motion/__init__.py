@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kakashi import skeleton
 from kakashi.errors import MediaError
 from kakashi.motion import orient
 from kakashi.motion.resample import resample
@@ -62,8 +63,8 @@ _TYPICAL_EXTENT = 1.5
 
 def detect_units(joints: np.ndarray) -> tuple[str, float]:
     """The unit that makes the ankle-to-head extent most like an adult's."""
-    head = joints[:, orient._J["head"]]
-    ankles = joints[:, [orient._J["left_ankle"], orient._J["right_ankle"]]].mean(axis=1)
+    head = joints[:, skeleton.INDEX["head"]]
+    ankles = joints[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]]].mean(axis=1)
     extent = float(np.percentile(np.linalg.norm(head - ankles, axis=1), 90))
     if not np.isfinite(extent) or extent <= 0:
         raise ValueError("the body has no extent")
@@ -175,7 +176,7 @@ def fix_root_height(
     the negated lowest foot height relative to the root.
     """
     root_y = joints[:, 0, 1]
-    feet = joints[:, [orient._J["left_ankle"], orient._J["right_ankle"]], 1]
+    feet = joints[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]
     if toes is not None:
         feet = np.concatenate([feet, toes[:, :, 1]], axis=1)
     lowest = feet.min(axis=1) - root_y
