@@ -1,0 +1,141 @@
+"""Commands that turn a dance file into something to watch or use: render, viewer, export-bvh.
+
+This module stays light (no OpenCV, no ffmpeg at import time) so ``kakashi --help`` is fast;
+each command imports its module when it runs. It also holds the one helper the three
+writers share: :func:`atomic_output`, which writes to a hidden temporary name in the target
+folder and renames it into place only when the writer finished, so a crash or a bad input
+never leaves a half-written MP4, HTML or BVH under the real name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from kakashi.errors import KakashiError
+
+log = logging.getLogger("kakashi")
+
+
+class OutputError(KakashiError):
+    """An output file cannot be written (missing or read-only folder, bad size, ...)."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary path next to ``path``; rename it to ``path`` on success.
+
+    The temporary file keeps the suffix, so tools that pick a format from the name (ffmpeg)
+    still do the right thing. On any exception it is deleted and the error propagates.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder for {path}: {exc}; choose another -o") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write {path}: folder {folder} is not writable; choose another -o"
+        )
+    temporary = folder / f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}"
+    try:
+        yield temporary
+        temporary.replace(path)
+    finally:
+        # Reached with the temporary still present only when the writer failed.
+        temporary.unlink(missing_ok=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> (1280, 720); both even (yuv420p needs even sizes) and at least 64."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise OutputError(f"--size must look like 1280x720, got {text!r}") from None
+    if width < 64 or height < 64 or width % 2 or height % 2:
+        raise OutputError(f"--size {text}: width and height must be even and at least 64")
+    return width, height
+
+
+def _cmd_render(args: argparse.Namespace) -> None:
+    from kakashi.render import render_dance
+
+    stats = render_dance(
+        args.dance,
+        args.audio,
+        args.output,
+        size=parse_size(args.size),
+        video=args.video,
+        compare=args.compare,
+    )
+    log.info(
+        "%s: %d frames, %.2f s, rendered %.1fx realtime",
+        args.output,
+        stats.frames,
+        stats.duration_s,
+        stats.realtime_factor,
+    )
+
+
+def _cmd_viewer(args: argparse.Namespace) -> None:
+    from kakashi.viewer import write_viewer
+
+    size = write_viewer(args.dance, args.audio, args.output, title=args.title)
+    log.info("%s: %.1f MB self-contained viewer", args.output, size / 1e6)
+
+
+def _cmd_export_bvh(args: argparse.Namespace) -> None:
+    from kakashi.export_bvh import export_bvh
+
+    report = export_bvh(args.dance, args.output, units=args.units, stretch=args.stretch)
+    log.info(
+        "%s: %d frames; joint position error vs the dance: mean %.1f mm, max %.1f mm",
+        args.output,
+        report.frames,
+        report.mean_error_m * 1000,
+        report.max_error_m * 1000,
+    )
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``render``, ``viewer`` and ``export-bvh`` on the ``kakashi`` parser."""
+    render = subparsers.add_parser(
+        "render", help="an MP4 of the dance (3-D skeleton) with the music"
+    )
+    render.add_argument("dance", help="dance file (.npz with pose, root, fps)")
+    render.add_argument("--audio", required=True, help="the song; the MP4 is as long as it")
+    render.add_argument("-o", "--output", required=True, help="output .mp4")
+    render.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
+    group = render.add_mutually_exclusive_group()
+    group.add_argument("--video", help="source video shown beside the skeleton (ground truth)")
+    group.add_argument("--compare", help="a second dance file drawn beside the first")
+    render.set_defaults(func=_cmd_render)
+
+    viewer = subparsers.add_parser(
+        "viewer", help="a self-contained HTML page with a 3-D viewer and the music"
+    )
+    viewer.add_argument("dance", help="dance file (.npz with pose, root, fps)")
+    viewer.add_argument("--audio", required=True, help="the song, embedded in the page")
+    viewer.add_argument("-o", "--output", required=True, help="output .html")
+    viewer.add_argument("--title", default=None, help="page title (default: the dance's name)")
+    viewer.set_defaults(func=_cmd_viewer)
+
+    bvh = subparsers.add_parser("export-bvh", help="the dance as a BVH motion file")
+    bvh.add_argument("dance", help="dance file (.npz with pose, root, fps)")
+    bvh.add_argument("-o", "--output", required=True, help="output .bvh")
+    bvh.add_argument(
+        "--units", choices=("cm", "m"), default="cm", help="length unit in the file (default cm)"
+    )
+    bvh.add_argument(
+        "--stretch",
+        action="store_true",
+        help="give every joint position channels so positions match exactly "
+        "(default: a rigid skeleton with the mean bone lengths)",
+    )
+    bvh.set_defaults(func=_cmd_export_bvh)
