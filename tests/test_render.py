@@ -1,0 +1,161 @@
+"""kakashi render: MP4s of real dances with their music, read back with OpenCV and ffmpeg."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import DEMO_SONG
+from kakashi.cli import main
+from kakashi.dance import Dance, dance_from_shard
+from kakashi.render import audio_duration, render_dance
+
+SIZE = "640x360"  # small frames keep the tests fast; bench/render.py measures 1280x720
+
+
+@pytest.fixture(scope="module")
+def demo(demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
+    """Dancer c (test split) and dancer b as dance files, with dancer c's clip and song."""
+    folder = tmp_path_factory.mktemp("render")
+    clips = demo_shards.parent / "clips"
+    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(folder / "c.npz")
+    dance_from_shard(demo_shards / "split=val" / "dancer-b.parquet").save(folder / "b.npz")
+    return {
+        "dance": folder / "c.npz",
+        "other": folder / "b.npz",
+        "audio": clips / "dancer-c.wav",
+        "video": clips / "dancer-c.mp4",
+    }
+
+
+def read_frames(path: Path) -> tuple[list[np.ndarray], float]:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames, fps
+
+
+def stream_info(path: Path) -> str:
+    """ffmpeg's description of the file's streams (there is no ffprobe)."""
+    import imageio_ffmpeg
+
+    result = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    return result.stderr
+
+
+def skeleton_mask(frame: np.ndarray) -> np.ndarray:
+    """Pixels in the limbs' saturated blue or orange (the grid and background are grey)."""
+    frame = frame.astype(int)
+    return (frame.max(axis=-1) - frame.min(axis=-1)) > 80
+
+
+def test_render_mp4_has_song_length_audio_and_moving_skeleton(demo, tmp_path):
+    out = tmp_path / "dance.mp4"
+    assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "-o",
+                 str(out), "--size", SIZE]) == 0  # fmt: skip
+    frames, fps = read_frames(out)
+    song_s = soundfile.info(str(demo["audio"])).duration
+    assert fps == pytest.approx(30, abs=0.01)
+    assert frames[0].shape == (360, 640, 3)
+    assert abs(len(frames) / fps - song_s) <= 1 / fps
+    info = stream_info(out)
+    assert re.search(r"Stream #0:\d.*Video: h264.*yuv420p", info), info
+    assert re.search(r"Stream #0:\d.*Audio: aac", info), info
+    assert abs(audio_duration(out) - song_s) <= 1 / fps  # the muxed audio itself
+    # Not blank, and the limbs move: skeleton pixels differ between frames a second apart.
+    masks = [skeleton_mask(frame) for frame in frames[::30]]
+    assert all(mask.sum() > 300 for mask in masks)
+    moved = [(a ^ b).sum() / max(a.sum(), 1) for a, b in itertools.pairwise(masks)]
+    print(f"{out}: {len(frames)} frames; skeleton pixels changed per second {np.median(moved):.2f}")
+    assert np.median(moved) > 0.3
+    assert [path.name for path in tmp_path.iterdir()] == ["dance.mp4"]  # no temporaries
+
+
+def test_song_longer_than_dance_holds_last_pose(demo, tmp_path):
+    out = tmp_path / "long.mp4"
+    stats = render_dance(demo["dance"], DEMO_SONG, out, size=(320, 180))
+    frames, fps = read_frames(out)
+    song_s = soundfile.info(str(DEMO_SONG)).duration
+    dance_frames = len(Dance.load(demo["dance"]))
+    assert abs(len(frames) / fps - song_s) <= 1 / fps
+    assert stats.frames == len(frames) > dance_frames + 600
+    # After the dance ends the picture freezes on its last pose.
+    still = [frames[i].astype(int) for i in (dance_frames + 5, dance_frames + 300, -1)]
+    assert max(np.abs(still[0] - other).mean() for other in still[1:]) < 1.0
+    moving = np.abs(frames[dance_frames - 60].astype(int) - frames[dance_frames - 1]).mean()
+    assert moving > 1.0
+
+
+def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
+    import cv2
+
+    out = tmp_path / "truth.mp4"
+    assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "--video",
+                 str(demo["video"]), "-o", str(out), "--size", SIZE]) == 0  # fmt: skip
+    frames, _ = read_frames(out)
+    source = cv2.VideoCapture(str(demo["video"]))
+    source.set(cv2.CAP_PROP_POS_FRAMES, 100)
+    _, original = source.read()
+    source.release()
+    frame = frames[100]
+    assert skeleton_mask(frame[:, :320]).sum() > 300  # the skeleton on the left
+    # The right half is the source video: it correlates with the real frame, resized.
+    right = frame[:, 320:]
+    box = np.argwhere(right.max(axis=-1) > 40)
+    (top, left), (bottom, right_edge) = box.min(axis=0), box.max(axis=0) + 1
+    shown = cv2.resize(right[top:bottom, left:right_edge], original.shape[1::-1]).astype(float)
+    correlation = np.corrcoef(shown.ravel(), original.astype(float).ravel())[0, 1]
+    assert correlation > 0.9
+
+    out = tmp_path / "compare.mp4"
+    assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "--compare",
+                 str(demo["other"]), "-o", str(out), "--size", SIZE]) == 0  # fmt: skip
+    frames, _ = read_frames(out)
+    for frame in frames[::60]:
+        assert skeleton_mask(frame[:, :320]).sum() > 200
+        assert skeleton_mask(frame[:, 320:]).sum() > 200
+
+
+def test_bad_inputs_are_clear_errors_and_leave_nothing(demo, tmp_path, capsys):
+    song, rate = soundfile.read(str(demo["audio"]))
+    soundfile.write(str(tmp_path / "short.wav"), song[: rate * 5], rate)  # the first 5 s
+    nan = Dance.load(demo["dance"])
+    nan.pose[10, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", pose=nan.pose, root=nan.root, fps=nan.fps)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    out = tmp_path / "out" / "x.mp4"
+    cases = [
+        ([str(demo["dance"]), "--audio", str(tmp_path / "short.wav"), "-o", str(out)],
+         "short.wav lasts 5.00 s"),
+        ([str(tmp_path / "nan.npz"), "--audio", str(demo["audio"]), "-o", str(out)],
+         "nan.npz: 1 frame(s) contain NaN"),
+        ([str(demo["dance"]), "--audio", str(tmp_path / "missing.ogg"), "-o", str(out)],
+         "missing.ogg does not exist"),
+        ([str(demo["dance"]), "--audio", str(demo["audio"]), "-o", str(out), "--size", "641x360"],
+         "must be even"),
+        ([str(demo["dance"]), "--audio", str(demo["audio"]), "-o",
+          str(tmp_path / "blocker" / "x.mp4")], "cannot create the folder"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(["render", *argv]) == 1
+        error = capsys.readouterr().err
+        assert "kakashi: error:" in error and message in error, error
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
