@@ -17,7 +17,15 @@ rule pose:
         kakashi=KAKASHI,
         backend=config["pose"]["backend"],
         min_person_fraction=config["pose"]["min_person_fraction"],
+        max_people=config["pose"].get("max_people", 1),
+        multi_person=config["pose"].get("multi_person", "keep"),
+        # pose.mmpose.* as --mmpose-KEY VALUE flags; unset keys keep the backend defaults.
+        mmpose=" ".join(
+            f"--mmpose-{key.replace('_', '-')} {shlex.quote(str(value))}"
+            for key, value in (config["pose"].get("mmpose") or {}).items()
+        ),
     shell:
         "{params.kakashi} pose {input:q} -o {output:q} --backend {params.backend}"
         " --workers {threads} --min-person-fraction {params.min_person_fraction}"
-        " --name {wildcards.seq} > {log:q} 2>&1"
+        " --max-people {params.max_people} --multi-person {params.multi_person}"
+        " {params.mmpose} --name {wildcards.seq} > {log:q} 2>&1"

@@ -92,3 +92,28 @@ def test_3d_and_batched_shapes() -> None:
     np.testing.assert_allclose(out[1, 2], coco_to_h36m(points[1, 2]))
     with pytest.raises(ValueError, match="17"):
         coco_to_h36m(np.zeros((3, 18, 2)))
+
+
+def test_lifter_camera_axes_to_canonical() -> None:
+    """A person standing 3 m in front of the camera, facing it, in camera axes (y down)."""
+    from kakashi.pose.keypoints import lifter_to_canonical
+
+    camera = np.zeros((17, 3))
+    camera[:] = [0.0, 0.0, 3.0]
+    camera[H["head"]] = [0.0, -0.7, 3.0]  # above the pelvis: smaller image y
+    camera[H["left_ankle"]] = [0.15, 0.9, 3.0]  # subject's left = image right when facing us
+    camera[H["right_ankle"]] = [-0.15, 0.9, 3.0]
+    camera[H["neck"]] = [0.0, -0.5, 2.9]  # the nose is nearer the camera than the neck line
+    camera[H["thorax"]] = [0.0, -0.5, 3.0]
+    pose = lifter_to_canonical(camera)
+    np.testing.assert_array_equal(pose[H["pelvis"]], 0.0)  # root-centred
+    assert pose[H["head"], 1] == pytest.approx(0.7)  # y up, metres kept
+    assert pose[H["left_ankle"], 1] == pytest.approx(-0.9)
+    assert pose[H["left_ankle"], 0] > 0  # x = subject's left when facing the camera
+    # The face points at the camera, which is +z in the canonical frame.
+    assert pose[H["neck"], 2] - pose[H["thorax"], 2] == pytest.approx(0.1)
+    # A rotation: bone lengths (metres) unchanged, handedness kept.
+    np.testing.assert_allclose(skeleton.bone_lengths(pose), skeleton.bone_lengths(camera))
+    from kakashi.pose.keypoints import CAMERA_TO_CANONICAL
+
+    assert np.linalg.det(CAMERA_TO_CANONICAL) == pytest.approx(1.0)

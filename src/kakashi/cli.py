@@ -85,11 +85,23 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 
 def _cmd_pose(args: argparse.Namespace) -> None:
-    from kakashi.pose import fill_missing, get_backend
+    from kakashi.pose import apply_people_policy, fill_missing, get_backend
 
-    backend = get_backend(args.backend, workers=args.workers)
+    options: dict = {"workers": args.workers}
+    if args.backend == "mmpose":
+        # Only the flags given: the backend's defaults are the schema's defaults.
+        options.update(
+            {
+                key.removeprefix("mmpose_"): value
+                for key, value in vars(args).items()
+                if key.startswith("mmpose_") and value is not None
+            }
+        )
+    source = args.name or args.video
+    backend = get_backend(args.backend, **options)
     sequence = backend.estimate(Path(args.video))
-    sequence = fill_missing(sequence, args.name or args.video, args.min_person_fraction)
+    sequence = apply_people_policy(sequence, source, args.max_people, args.multi_person)
+    sequence = fill_missing(sequence, source, args.min_person_fraction)
     sequence.save(args.output)
 
 
@@ -208,6 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--backend", default="mediapipe")
     pose.add_argument("--workers", type=int, default=1)
     pose.add_argument("--min-person-fraction", type=float, default=0.5)
+    pose.add_argument("--max-people", type=int, default=1, help="people per frame allowed")
+    pose.add_argument(
+        "--multi-person",
+        choices=["keep", "drop", "fail"],
+        default="keep",
+        help="frames with more than --max-people people: keep the main dancer, drop, or fail",
+    )
+    for key in ("det", "pose2d", "lifter"):
+        pose.add_argument(f"--mmpose-{key}-config", help=f"mmpose backend: {key} config")
+        pose.add_argument(f"--mmpose-{key}-checkpoint", help=f"mmpose backend: {key} weights")
+    pose.add_argument("--mmpose-device", help="mmpose backend: auto, cpu or cuda[:N]")
+    pose.add_argument("--mmpose-batch-size", type=int, help="mmpose backend: frames per batch")
+    pose.add_argument("--mmpose-bbox-threshold", type=float, help="mmpose: min person-box score")
     pose.add_argument("--name", help="source name for messages")
     pose.set_defaults(func=_cmd_pose)
 

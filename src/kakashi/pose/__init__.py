@@ -83,7 +83,52 @@ def get_backend(name: str, **options) -> PoseBackend:
         from kakashi.pose.mediapipe_backend import MediaPipeBackend
 
         return MediaPipeBackend(**options)
-    raise PoseError(f"unknown pose backend {name!r}; available: mediapipe")
+    if name == "mmpose":
+        from kakashi.pose.mmpose_backend import MMPoseBackend
+
+        return MMPoseBackend(**options)
+    raise PoseError(f"unknown pose backend {name!r}; available: mediapipe, mmpose")
+
+
+MULTI_PERSON_POLICIES = ("keep", "drop", "fail")
+
+
+def apply_people_policy(
+    sequence: PoseSequence, source: str, max_people: int, policy: str
+) -> PoseSequence:
+    """Apply the ``pose.max_people`` policy to frames with more than ``max_people`` people.
+
+    ``keep`` keeps the main dancer's pose, ``drop`` sets those frames' conf to 0 (so
+    :func:`fill_missing` interpolates and counts them), ``fail`` fails the source. Backends
+    that count people store ``meta['people_per_frame']``; one that cannot see other people
+    (MediaPipe tracks a single person) leaves it out, and the policy records that it was
+    not applied instead of pretending the frames were single-person.
+    """
+    if policy not in MULTI_PERSON_POLICIES:
+        raise PoseError(
+            f"pose.multi_person is {policy!r}; use one of {', '.join(MULTI_PERSON_POLICIES)}"
+        )
+    if max_people < 1:
+        raise PoseError(f"pose.max_people is {max_people}; it must be at least 1")
+    sequence.meta["max_people"] = {"max_people": max_people, "policy": policy}
+    counts = sequence.meta.get("people_per_frame")
+    if counts is None:
+        sequence.meta["max_people"]["applied"] = False
+        return sequence
+    counts = np.asarray(counts)
+    crowded = np.flatnonzero(counts > max_people)
+    sequence.meta["max_people"].update(applied=True, frames_over=len(crowded))
+    if len(crowded) and policy == "fail":
+        shown = ", ".join(str(int(f)) for f in crowded[:10])
+        raise PoseError(
+            f"{source}: {len(crowded)} of {len(sequence)} frames show more than {max_people} "
+            f"people (first frames: {shown}); trim the source to the solo part, or set "
+            "pose.multi_person to keep (follow the main dancer) or drop (discard those frames)"
+        )
+    if len(crowded) and policy == "drop":
+        sequence.conf[crowded] = 0.0
+        log.info("%s: dropped %d frames with more than %d people", source, len(crowded), max_people)
+    return sequence
 
 
 def fill_missing(sequence: PoseSequence, source: str, min_person_fraction: float) -> PoseSequence:

@@ -97,3 +97,15 @@ def h36m_to_coco(h36m: np.ndarray) -> np.ndarray:
     for name in ("left_eye", "right_eye", "left_ear", "right_ear"):
         out[..., COCO[name], :] = head
     return out
+
+
+# MMPose lifters predict in camera axes: x right, y down, z away from the camera. The
+# canonical skeleton has y up and a dancer who faces the camera facing +z: a 180-degree
+# turn about x, which keeps the frame right-handed and lengths (metres) unchanged.
+CAMERA_TO_CANONICAL = np.diag([1.0, -1.0, -1.0])
+
+
+def lifter_to_canonical(camera: np.ndarray) -> np.ndarray:
+    """H36M-17 joints (..., 17, 3) in camera axes, metres -> canonical axes, root-centred."""
+    canonical = np.asarray(camera) @ CAMERA_TO_CANONICAL.T
+    return canonical - canonical[..., :1, :]
