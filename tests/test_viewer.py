@@ -1,0 +1,177 @@
+"""kakashi viewer: the self-contained HTML page, opened from disk in real headless Chromium
+with the network switched off, playing a real dance with its music."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from kakashi.cli import main
+from kakashi.dance import Dance, dance_from_shard
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def page(demo_shards: Path, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("viewer")
+    dance = folder / "dancer-c.npz"
+    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(dance)
+    out = folder / "dancer-c.html"
+    audio = demo_shards.parent / "clips" / "dancer-c.wav"
+    assert main(["viewer", str(dance), "--audio", str(audio), "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--use-angle=swiftshader",  # software WebGL: no GPU here
+        "--enable-unsafe-swiftshader",
+        "--window-size=1280,800",
+        "--mute-audio",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # No network at all: the page must not need it.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0},
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, script: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {script}")
+
+
+def state(driver) -> dict:
+    return driver.execute_script("return window.kakashiViewer")
+
+
+def test_page_is_self_contained(page):
+    text = page.read_text()
+    # Every src/href and every import-map entry is an embedded data: URL.
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", text)
+    assert links and all(link.startswith("data:") for link in links), links
+    import_map = json.loads(re.search(r'<script type="importmap">(.*?)</script>', text).group(1))
+    modules = import_map["imports"]
+    assert set(modules) == {"three", "three/addons/controls/OrbitControls.js"}
+    for url in modules.values():
+        assert url.startswith("data:text/javascript;base64,")
+        source = base64.b64decode(url.split(",", 1)[1]).decode()
+        assert not re.search(r"""(?:import|from)\s*\(?\s*["'](?:https?:)?//""", source)
+    assert "THREE.WebGLRenderer" in text
+    # The dance is embedded as float32 positions, frames = the song's length in frames.
+    data = json.loads(re.search(r'id="dance">(.*?)</script>', text, re.S).group(1))
+    positions = np.frombuffer(base64.b64decode(data["positions"]), "<f4")
+    assert positions.size == data["frames"] * 17 * 3 and np.isfinite(positions).all()
+
+
+def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):
+    browser.get(page.as_uri())
+    wait_for(browser, "return window.kakashiViewer && window.kakashiViewer.renders > 2")
+    first = state(browser)
+    assert first["playing"] is False and first["frame"] == 0
+    assert first["drawnJoints"] == 17  # every joint is inside the camera's view
+
+    browser.find_element("id", "play").click()
+    wait_for(browser, "return window.kakashiViewer.time > 1.5")
+    playing = state(browser)
+    audio_time = browser.execute_script("return document.getElementById('audio').currentTime")
+    assert playing["playing"] is True and playing["clock"] == "audio", playing
+    # The animation follows the audio clock.
+    assert abs(playing["time"] - audio_time) < 0.5
+    assert abs(playing["frame"] - playing["time"] * playing["fps"]) <= 2
+    assert playing["drawnJoints"] == 17
+
+    screenshot = tmp_path / "viewer.png"
+    browser.save_screenshot(str(screenshot))
+    paths = [screenshot]
+    artifacts = REPO / "results" / "test-artifacts"
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, artifacts / "viewer.png")
+        paths.append(artifacts / "viewer.png")
+    except OSError:
+        pass
+    print("viewer screenshot:", ", ".join(map(str, paths)))
+    import cv2
+
+    image = cv2.imread(str(screenshot)).astype(int)
+    saturated = (image.max(axis=-1) - image.min(axis=-1)) > 80  # blue/orange limbs
+    assert saturated.sum() > 500
+
+    # Pause stops the clock; scrubbing moves audio and picture together; speed sets the rate.
+    browser.find_element("id", "play").click()
+    wait_for(browser, "return !window.kakashiViewer.playing")
+    time.sleep(0.3)  # let a few frames render the paused position
+    paused = state(browser)
+    time.sleep(0.5)
+    assert state(browser)["time"] == pytest.approx(paused["time"], abs=0.01)
+    browser.execute_script(
+        "const s = document.getElementById('scrub'); s.value = 5;"
+        "s.dispatchEvent(new Event('input'));"
+    )
+    wait_for(browser, "return Math.abs(window.kakashiViewer.time - 5) < 0.05")
+    assert state(browser)["frame"] == pytest.approx(150, abs=2)
+    browser.execute_script(
+        "const s = document.getElementById('speed'); s.value = '2';"
+        "s.dispatchEvent(new Event('change'));"
+    )
+    assert browser.execute_script("return document.getElementById('audio').playbackRate") == 2
+    # Nothing was fetched from the network: every resource the page loaded is embedded.
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((r) => r.name)"
+    )
+    assert all(name.startswith("data:") for name in resources), resources
+
+
+def test_bad_inputs_are_clear_errors(page, demo_shards, tmp_path, capsys):
+    import soundfile
+
+    dance = page.with_suffix(".npz")
+    song, rate = soundfile.read(str(demo_shards.parent / "clips" / "dancer-c.wav"))
+    short = tmp_path / "short.wav"
+    soundfile.write(str(short), song[: rate * 5], rate)  # the first 5 s of the real song
+    out = tmp_path / "out" / "v.html"
+    assert main(["viewer", str(dance), "--audio", str(short), "-o", str(out)]) == 1
+    assert "short.wav lasts 5.00 s" in capsys.readouterr().err
+    assert main(["viewer", str(dance), "--audio", str(dance), "-o", str(out)]) == 1
+    assert "cannot read audio from" in capsys.readouterr().err
+    nan = Dance.load(dance)
+    nan.pose[3] = np.nan
+    np.savez(tmp_path / "nan.npz", pose=nan.pose, root=nan.root, fps=nan.fps)
+    assert main(["viewer", str(tmp_path / "nan.npz"), "--audio", str(short), "-o", str(out)]) == 1
+    assert "nan.npz: 1 frame(s) contain NaN" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
