@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -223,6 +224,7 @@ class MMPoseBackend:
         batch_size: int = 8,
         bbox_threshold: float = 0.3,
         workers: int = 1,
+        max_candidates: int = MAX_CANDIDATES,
     ) -> None:
         try:
             import mmdet  # noqa: F401
@@ -236,6 +238,7 @@ class MMPoseBackend:
             raise PoseError(f"pose.mmpose.batch_size is {batch_size}; it must be at least 1")
         self.batch_size = batch_size
         self.bbox_threshold = bbox_threshold
+        self.max_candidates = max_candidates
         self.device = resolve_device(device)
         import torch
 
@@ -304,7 +307,7 @@ class MMPoseBackend:
         for result in detections:
             pred = result.pred_instances.cpu().numpy()
             keep = (pred.labels == self.person_label) & (pred.scores > self.bbox_threshold)
-            order = np.argsort(-pred.scores[keep])[:MAX_CANDIDATES]
+            order = np.argsort(-pred.scores[keep])[: self.max_candidates]
             boxes_per_frame.append((pred.bboxes[keep][order], pred.scores[keep][order]))
 
         init_default_scope(self.pose2d.cfg.get("default_scope", "mmpose"))
@@ -392,6 +395,7 @@ class MMPoseBackend:
         width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
         height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
         detections: list[FrameDetections] = []
+        started = time.perf_counter()
         while True:
             frames = []
             while len(frames) < self.batch_size:
@@ -406,6 +410,7 @@ class MMPoseBackend:
         if not detections:
             raise MediaError(f"video {video} has no decodable frames")
 
+        detect_s = time.perf_counter() - started
         tracks = track_people([d.boxes for d in detections], frame_area=width * height)
         frames_total = len(detections)
         found = tracks.main_box >= 0
@@ -415,6 +420,7 @@ class MMPoseBackend:
             coco[t] = detections[t].keypoints[tracks.main_box[t]]
             boxes[t] = detections[t].boxes[tracks.main_box[t]]
         pose = np.zeros((frames_total, skeleton.NUM_JOINTS, 3), np.float32)
+        started = time.perf_counter()
         if found.any():
             # Frames without the dancer get the nearest pose as lifter context; their conf
             # stays 0 and fill_missing interpolates the output there.
@@ -425,6 +431,7 @@ class MMPoseBackend:
             h36m_2d = coco_to_h36m(coco[nearest])[..., :2]
             camera = self._lift(h36m_2d, boxes[nearest])
             pose = lifter_to_canonical(camera)
+        lift_s = time.perf_counter() - started
         # RTMPose scores are not probabilities and can exceed 1: clip. A found frame keeps
         # a positive conf, since 0 means "no person" in the contract.
         conf = np.where(found, np.clip(coco[..., 2].mean(axis=1), 1e-3, 1.0), 0.0)
@@ -451,5 +458,6 @@ class MMPoseBackend:
                 "people_per_frame": tracks.people.tolist(),
                 "tracks": len(tracks.tracks),
                 "main_track_frames": int(found.sum()),
+                "timing_s": {"detect_and_2d": round(detect_s, 3), "lift": round(lift_s, 3)},
             },
         )
