@@ -303,7 +303,7 @@ def render_dance(
     video: str | Path | None = None,
     compare: str | Path | None = None,
     crf: int = 20,
-    preset: str = "veryfast",
+    preset: str = "superfast",
 ) -> RenderStats:
     """Render ``dance_path`` with the song ``audio_path`` to the MP4 ``output``.
 
