@@ -57,6 +57,17 @@ def test_fid_of_a_set_against_itself_is_zero_and_grows_with_a_shift() -> None:
     assert values == sorted(values)
 
 
+def test_std_floor_keeps_a_rare_feature_from_dominating() -> None:
+    rng = np.random.default_rng(3)
+    real = np.column_stack([rng.normal(size=200), np.r_[np.full(199, 0.0), 0.01]])
+    generated = real.copy()
+    generated[:, 1] = 0.05  # 5 % of frames where the reference shows it once
+    raw = fid(real, generated)
+    floored = fid(real, generated, std_floor=0.01)
+    assert raw > 1000  # (0.05 / 0.0007)^2: one feature swamps the distance
+    assert floored == pytest.approx((0.05 - 0.00005) ** 2 / 0.01**2, rel=0.01)
+
+
 def test_fid_handles_fewer_clips_than_features() -> None:
     rng = np.random.default_rng(1)
     real, generated = rng.normal(size=(5, 51)), rng.normal(size=(3, 51))

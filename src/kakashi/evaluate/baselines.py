@@ -1,9 +1,10 @@
 """Baseline rows, computed by the same harness as the models.
 
 - ``ground_truth``: the real test-split dances with their own music. The noise floor.
-- ``random_retrieval``: for each test song, a real train-split segment of the same length
-  from a random sequence and offset (seeded), danced to that test song: real motion, wrong
-  music. Real motion scores well on FID; BAS shows what chance alignment looks like.
+- ``random_retrieval``: for each clip of each test song, a real train-split segment of the
+  clip's duration from a random other sequence and offset (seeded), danced to that part of
+  the test song: real motion, wrong music. Real motion scores well on FID; BAS shows
+  what chance alignment looks like.
 - ``mean_pose``: the train split's mean root-centred pose, held still at the origin for
   the length of each test song. The floor every model must beat.
 """
@@ -23,25 +24,35 @@ def ground_truth(test: list[EvalDance]) -> list[EvalDance]:
 
 
 def random_retrieval(
-    train: list[EvalDance], test: list[EvalDance], seed: int = 0
+    train: list[EvalDance], test: list[EvalDance], clip_s: float, seed: int = 0
 ) -> list[EvalDance]:
-    """Train segments paired with test songs; never a segment of the song's own sequence."""
+    """Per clip of each test song, a train segment of that clip's duration (seeded).
+
+    Drawn clip by clip, so the row has as many clips as the ground truth even when the
+    train sequences are shorter than the test songs; never from the song's own sequence.
+    """
     rng = np.random.default_rng(seed)
     out = []
     for song in test:
         pool = [d for d in train if d.name != song.name] or train
-        source = pool[rng.integers(len(pool))]
-        # The segment covers the song's duration, in the source's frames.
-        frames = min(len(source.world), round(len(song.world) / song.fps * source.fps))
-        offset = int(rng.integers(len(source.world) - frames + 1))
-        out.append(
-            EvalDance(
-                f"{source.name}[{offset}:{offset + frames}]->{song.name}",
-                source.world[offset : offset + frames],
-                source.fps,
-                song.music_beats,
+        length = max(1, round(clip_s * song.fps))
+        for index in range(max(1, len(song.world) // length)):
+            start, stop = index * length, min(len(song.world), (index + 1) * length)
+            t0, t1 = start / song.fps, stop / song.fps
+            source = pool[rng.integers(len(pool))]
+            frames = min(len(source.world), round((t1 - t0) * source.fps))
+            offset = int(rng.integers(len(source.world) - frames + 1))
+            beats = song.music_beats
+            if beats is not None:
+                beats = beats[(beats >= t0) & (beats < t1)] - t0
+            out.append(
+                EvalDance(
+                    f"{source.name}[{offset}:{offset + frames}]->{song.name}@{t0:g}s",
+                    source.world[offset : offset + frames],
+                    source.fps,
+                    beats,
+                )
             )
-        )
     return out
 
 
@@ -57,7 +68,11 @@ def mean_pose(train: list[EvalDance], test: list[EvalDance]) -> list[EvalDance]:
 
 
 def build(
-    names: list[str], train: list[EvalDance], test: list[EvalDance], seed: int = 0
+    names: list[str],
+    train: list[EvalDance],
+    test: list[EvalDance],
+    clip_s: float = 10.0,
+    seed: int = 0,
 ) -> dict[str, list[EvalDance]]:
     """The requested baseline dance sets, by name."""
     unknown = sorted(set(names) - set(BASELINES))
@@ -74,7 +89,7 @@ def build(
         raise EvaluationError("baselines need a non-empty reference (train) set")
     makers = {
         "ground_truth": lambda: ground_truth(test),
-        "random_retrieval": lambda: random_retrieval(train, test, seed),
+        "random_retrieval": lambda: random_retrieval(train, test, clip_s, seed),
         "mean_pose": lambda: mean_pose(train, test),
     }
     return {name: makers[name]() for name in names}

@@ -20,7 +20,7 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     return float(pdist(features).mean())
 
 
-def diversity(real: np.ndarray, generated: np.ndarray) -> float:
+def diversity(real: np.ndarray, generated: np.ndarray, std_floor: float = 0.0) -> float:
     """Div of ``generated`` clips, standardised with the ``real`` set's mean and std."""
-    _, gen_std = standardise(real, generated)
+    _, gen_std = standardise(real, generated, std_floor=std_floor)
     return mean_pairwise_distance(gen_std)

@@ -25,6 +25,9 @@ from kakashi.evaluate.kinetic import kinetic_features
 
 METRICS = ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc")
 MIN_CLIP_FRAMES = 3
+# Geometric features are fractions of frames; a std below 1 % of frames (a relation the
+# reference hardly ever shows) is floored so that it cannot dominate FID_g and Div_g.
+GEOMETRIC_STD_FLOOR = 0.01
 AUDIO_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus")
 
 
@@ -210,9 +213,11 @@ def score_set(
         "clips": len(generated.clips),
         "clips_with_beats": len(bas_values),
         "fid_k": fid(reference.kinetic, generated.kinetic),
-        "fid_g": fid(reference.geometric, generated.geometric),
+        "fid_g": fid(reference.geometric, generated.geometric, GEOMETRIC_STD_FLOOR),
         "div_k": _nan_to_none(diversity(reference.kinetic, generated.kinetic)),
-        "div_g": _nan_to_none(diversity(reference.geometric, generated.geometric)),
+        "div_g": _nan_to_none(
+            diversity(reference.geometric, generated.geometric, GEOMETRIC_STD_FLOOR)
+        ),
         "bas": float(np.mean(bas_values)) if bas_values else None,
         "pfc": float(np.mean(pfc_values)),
     }

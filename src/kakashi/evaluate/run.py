@@ -79,7 +79,7 @@ def evaluate(
 
     sets: dict[str, tuple[str, list[EvalDance]]] = {}
     for name, dances in (
-        baselines.build(list(baseline_names), ref_dances, test, seed).items()
+        baselines.build(list(baseline_names), ref_dances, test, clip_s, seed).items()
         if baseline_names
         else []
     ):
@@ -133,7 +133,9 @@ def _timeline_dances(
     panel = {}
     for name, (_, dances) in sets.items():
         for dance in dances:
-            key = dance.name.rsplit("->", 1)[-1] if "->" in dance.name else _song_key(dance.name)
+            key = _song_key(dance.name)
+            if "->" in dance.name:  # a baseline built for a test song: "...->SEQ[@start]"
+                key = dance.name.rsplit("->", 1)[-1].split("@", 1)[0]
             if key == seq and dance.music_beats is not None:
                 panel[name] = dance
                 break
