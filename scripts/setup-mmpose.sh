@@ -22,7 +22,9 @@ pip=("$python" -m pip)
 
 check() {
     # The compiled ops (RTMDet's NMS), both packages, and mediapipe's cv2 (contrib build).
+    # pkg_resources: mmengine uses it at run time, setuptools >= 81 no longer has it.
     "$python" - <<'EOF'
+import pkg_resources
 import mmcv, mmcv.ops, mmdet, mmengine, mmpose
 import cv2, mediapipe
 assert mmcv.__version__ == "2.1.0" and mmdet.__version__ == "3.3.0", "wrong versions"
@@ -46,8 +48,10 @@ if [ -n "${KAKASHI_WHEELS:-}" ]; then
 fi
 
 # mmcv's and chumpy's setup.py import setuptools APIs that setuptools 70 removed, and are
-# built without isolation (mmcv must compile against the installed torch). torch declares
-# setuptools>=77 but does not need it at run time: pip's conflict warning is expected.
+# built without isolation (mmcv must compile against the installed torch); mmengine needs
+# pkg_resources at run time. torch declares setuptools>=77 but does not need it at run
+# time: pip's conflict warning is expected. (scripts/setup.sh's `pip install -e .` puts
+# setuptools 77+ back; running this script again restores it.)
 "${pip[@]}" install --quiet -c "$constraints" wheel "setuptools<70"
 if ! "$python" -c "import mmcv.ops" 2>/dev/null; then
     MMCV_WITH_OPS=1 "${pip[@]}" install --quiet -c "$constraints" "${find_links[@]}" \

@@ -177,13 +177,17 @@ def _load_weights(model, checkpoint: str, setting: str) -> dict:
     if not isinstance(state, dict):
         raise PoseError(f"{setting}: {checkpoint} holds no state_dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing = sorted(set(model.state_dict()) - set(state))
+    # torch reports missing keys after the models' load hooks have run (MMPose renames
+    # MMPose 0.x keys there, e.g. keypoint_head -> head), so old official weights pass.
+    try:
+        missing = model.load_state_dict(state, strict=False).missing_keys
+    except RuntimeError as error:  # same names, other shapes
+        raise PoseError(f"{setting}: {checkpoint} does not fit its config: {error}") from error
     if missing:
         raise PoseError(
             f"{setting}: {checkpoint} does not fit its config: {len(missing)} parameters are "
             f"missing (e.g. {missing[0]}); use the checkpoint trained with that config"
         )
-    model.load_state_dict(state, strict=False)
     return loaded
 
 
@@ -229,6 +233,7 @@ class MMPoseBackend:
         try:
             import mmdet  # noqa: F401
             import mmpose  # noqa: F401
+            import pkg_resources  # noqa: F401  (mmengine needs it; setuptools >= 81 dropped it)
         except ImportError as error:
             raise PoseError(
                 f"pose.backend is mmpose but {error.name} is not installed; run "
