@@ -134,3 +134,14 @@ def test_bad_reference_and_corrupt_dance_are_clear_errors(demo_shards, tmp_path,
         ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
          "--generated", f"rnn={tmp_path / 'short'}", "--baselines", "none"], capsys)  # fmt: skip
     assert "rnn" in err and "frames" in err
+
+
+def test_a_folder_of_dances_as_reference_scores_like_its_shards(demo_shards, tmp_path):
+    folder = tmp_path / "reference"
+    dance_from_shard(demo_shards / "split=train" / "dancer-a.parquet").save(folder / "a.npz")
+    by_shards, by_files = (
+        evaluate(ref, {}, tmp_path / name, 2, music=demo_shards, baseline_names=["ground_truth"])
+        for name, ref in (("shards", demo_shards), ("files", folder))
+    )
+    assert by_files["rows"] == by_shards["rows"]
+    assert by_files["reference"]["clips"] == by_shards["reference"]["clips"] == 20
