@@ -15,6 +15,9 @@ from kakashi.cli import main
 from kakashi.dance import Dance, dance_from_shard
 from kakashi.export_bvh import BVH_NAMES, export_bvh
 
+# bvhio imports PyGLM the old way; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Importing PyGLM:PendingDeprecationWarning")
+
 
 def bvhio_positions(path: Path, units: float, step: int = 1) -> np.ndarray:
     """World joint positions (frames, 17, 3) in metres, computed by bvhio."""

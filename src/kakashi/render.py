@@ -12,6 +12,7 @@ held; a song shorter than the dance is an error (the dance would be cut).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -371,13 +372,17 @@ def render_dance(
                 # Converting here (OpenCV, SIMD) halves the bytes piped and spares ffmpeg
                 # its slower single-threaded colour conversion.
                 process.stdin.write(cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).data)
-            process.stdin.close()
         except BrokenPipeError:
             pass  # ffmpeg stopped early; its message is read below
+        except BaseException:
+            process.kill()  # interrupted or a drawing error: ffmpeg must not wait for input
+            raise
         finally:
             for view, _ in panels:
                 if isinstance(view, VideoPanel):
                     view.close()
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # end of input: ffmpeg finishes the file
             error = process.stderr.read().decode(errors="replace")
             process.wait()
         if process.returncode != 0:
