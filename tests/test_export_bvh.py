@@ -40,9 +40,9 @@ def video_dance(demo_shards: Path, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def mocap_dance(tmp_path_factory) -> Path:
-    """CMU subject 131 (rigid optical mocap), mapped to H36M-17 with bvhio, at 30 fps."""
+def cmu_mocap_dance(folder: Path) -> Path:
+    """CMU subject 131 (rigid optical mocap, travels 2.6 m), mapped to H36M-17 with bvhio,
+    at 30 fps, saved as a dance file in ``folder``. Skips when the shared data is absent."""
     source = shared_file("mocap_cmu_131_bvh11/131_01.bvh")
     names = {
         "pelvis": "Hips", "right_hip": "RightHip", "right_knee": "RightKnee",
@@ -62,9 +62,14 @@ def mocap_dance(tmp_path_factory) -> Path:
         root.loadPose(frame)
         world.append([list(joint.PositionWorld) for joint in order])
     world = np.array(world) * 0.056444  # CMU units (1/0.45 inch) to metres
-    path = tmp_path_factory.mktemp("bvh") / "cmu-131-01.npz"
+    path = folder / "cmu-131-01.npz"
     Dance(world - world[:, :1], world[:, 0], 30.0).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def mocap_dance(tmp_path_factory) -> Path:
+    return cmu_mocap_dance(tmp_path_factory.mktemp("bvh"))
 
 
 def test_stretch_bvh_reproduces_video_dance_exactly(video_dance, tmp_path):

@@ -15,6 +15,10 @@ from conftest import DEMO_SONG
 from kakashi.cli import main
 from kakashi.dance import Dance, dance_from_shard
 from kakashi.render import audio_duration, render_dance
+from test_export_bvh import cmu_mocap_dance
+
+# bvhio (used for the mocap dance) imports PyGLM the old way; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Importing PyGLM:PendingDeprecationWarning")
 
 SIZE = "640x360"  # small frames keep the tests fast; bench/render.py measures 1280x720
 
@@ -102,6 +106,27 @@ def test_song_longer_than_dance_holds_last_pose(demo, tmp_path):
     assert max(np.abs(still[0] - other).mean() for other in still[1:]) < 1.0
     moving = np.abs(frames[dance_frames - 60].astype(int) - frames[dance_frames - 1]).mean()
     assert moving > 1.0
+
+
+def test_camera_follows_a_travelling_dancer(tmp_path):
+    # Real mocap whose pelvis travels 2.6 m: the dancer must stay in the picture, near the
+    # middle, while the floor grid slides underneath.
+    dance_path = cmu_mocap_dance(tmp_path)
+    dance = Dance.load(dance_path)
+    song, rate = soundfile.read(str(DEMO_SONG))
+    soundfile.write(str(tmp_path / "song.wav"), song[: int(rate * (dance.duration_s + 0.5))], rate)
+    out = tmp_path / "mocap.mp4"
+    render_dance(dance_path, tmp_path / "song.wav", out, size=(320, 240))
+    frames, _ = read_frames(out)
+    centres = []
+    for frame in frames[: len(dance) : 10]:
+        mask = skeleton_mask(frame)
+        assert mask.sum() > 100
+        centres.append(np.argwhere(mask).mean(axis=0))
+    centres = np.array(centres)
+    assert np.abs(centres[:, 1] - 160).max() < 80  # never drifts out of the middle half
+    grid_change = np.abs(frames[0].astype(int) - frames[len(dance) - 1]).mean(axis=-1)
+    assert (grid_change[~skeleton_mask(frames[0]) & ~skeleton_mask(frames[-1])] > 20).mean() > 0.01
 
 
 def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
