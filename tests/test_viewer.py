@@ -150,6 +150,14 @@ def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):
         "s.dispatchEvent(new Event('change'));"
     )
     assert browser.execute_script("return document.getElementById('audio').playbackRate") == 2
+    browser.find_element("id", "play").click()
+    wait_for(browser, "return window.kakashiViewer.playing && window.kakashiViewer.time > 5.2")
+    audio_clock = "return document.getElementById('audio').currentTime"
+    start_time, start_wall = browser.execute_script(audio_clock), time.monotonic()
+    time.sleep(1.0)
+    rate = (browser.execute_script(audio_clock) - start_time) / (time.monotonic() - start_wall)
+    print(f"viewer time advances at {rate:.2f}x wall time with speed 2x")
+    assert 1.5 < rate < 2.6
     # Nothing was fetched from the network: every resource the page loaded is embedded.
     resources = browser.execute_script(
         "return performance.getEntriesByType('resource').map((r) => r.name)"
