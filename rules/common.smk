@@ -47,6 +47,11 @@ def results(path):
 # Rows that are one sequence each (videos and motion files); playlists expand later.
 SINGLES = SOURCES[SOURCES["kind"] != "playlist"]
 PLAYLISTS = SOURCES[SOURCES["kind"] == "playlist"]
+# The same rows as plain dicts, id -> {column: value}. Input functions and params run
+# several times per job, and a 10,000-row sheet makes ~40,000 jobs: a dict lookup costs
+# well under a microsecond where a pandas .loc costs tens (see bench/plan.py).
+SINGLE_ROWS = SINGLES.to_dict(orient="index")
+PLAYLIST_ROWS = PLAYLISTS.to_dict(orient="index")
 
 
 wildcard_constraints:
@@ -59,18 +64,24 @@ def shard_path(seq, split):
     return f"{RESULTS}/shards/split={split}/{seq}.parquet"
 
 
+# Built once: `all` and `dataset_info` both ask for them, and iterating the sheet per call
+# is what made planning a large sheet slow.
+SHEET_SHARDS = [shard_path(seq, row["split"]) for seq, row in SINGLE_ROWS.items()]
+PLAYLIST_MARKERS = [f"{RESULTS}/playlists/{name}.done" for name in PLAYLIST_ROWS]
+
+
 def sheet_shards(wildcards):
-    return [shard_path(seq, row["split"]) for seq, row in SINGLES.iterrows()]
+    return SHEET_SHARDS
 
 
 def playlist_markers(wildcards):
-    return [f"{RESULTS}/playlists/{name}.done" for name in PLAYLISTS.index]
+    return PLAYLIST_MARKERS
 
 
 def playlist_entries(name):
     """Entries of a playlist row; known only once its checkpoint has listed it."""
     entries = read_playlist_tsv(Path(checkpoints.playlist.get(playlist=name).output[0]))
-    clashes = [entry["seq"] for entry in entries if entry["seq"] in SINGLES.index]
+    clashes = [entry["seq"] for entry in entries if entry["seq"] in SINGLE_ROWS]
     if clashes:
         raise WorkflowError(
             f"playlist {name!r}: entry id(s) {', '.join(clashes)} are also sheet ids; "
@@ -82,19 +93,20 @@ def playlist_entries(name):
 def playlist_of(seq):
     """The playlist row a sequence id like NAME-001 comes from, or None."""
     name, _, index = seq.rpartition("-")
-    if name in PLAYLISTS.index and index.isdigit() and seq not in SINGLES.index:
+    if name in PLAYLIST_ROWS and index.isdigit() and seq not in SINGLE_ROWS:
         return name
     return None
 
 
 def source_row(seq):
-    """Sheet fields of a sequence: its own row, or its playlist's row for an entry."""
-    if seq in SINGLES.index:
-        return SINGLES.loc[seq]
+    """Sheet fields of a sequence (a dict): its own row, or its playlist's for an entry."""
+    row = SINGLE_ROWS.get(seq)
+    if row is not None:
+        return row
     name = playlist_of(seq)
     if name is None:
         raise WorkflowError(f"{seq!r} is neither a sheet id nor a playlist entry")
-    return PLAYLISTS.loc[name]
+    return PLAYLIST_ROWS[name]
 
 
 def sequence_split(seq):
@@ -106,7 +118,8 @@ def sequence_split(seq):
 
 def source_kind(seq):
     """video or motion (a playlist entry is a video)."""
-    return SINGLES.loc[seq, "kind"] if seq in SINGLES.index else "video"
+    row = SINGLE_ROWS.get(seq)
+    return row["kind"] if row is not None else "video"
 
 
 def pose_file(seq):
@@ -128,11 +141,12 @@ def optional(value):
 def motion_field(seq, column):
     if source_kind(seq) != "motion":
         raise WorkflowError(f"{seq} is a {source_kind(seq)}, not a motion row")
-    return optional(SINGLES.loc[seq, column])
+    return optional(SINGLE_ROWS[seq][column])
 
 
 def is_remote(seq):
-    return seq not in SINGLES.index or is_url(SINGLES.loc[seq, "source"])
+    row = SINGLE_ROWS.get(seq)
+    return row is None or is_url(row["source"])
 
 
 def source_uri(seq, playlist_tsv=None):
@@ -167,7 +181,7 @@ def cut_input(wildcards):
         raise WorkflowError(f"{wildcards.seq} is a motion row: it has no video to cut")
     if is_remote(wildcards.seq):
         return f"{RESULTS}/raw/{wildcards.seq}.video"
-    return SINGLES.loc[wildcards.seq, "source"]  # local files are read in place
+    return SINGLE_ROWS[wildcards.seq]["source"]  # local files are read in place
 
 
 def shard_inputs(wildcards):

@@ -8,6 +8,8 @@ rule cut:
         results("logs/cut/{seq}.log"),
     benchmark:
         results("benchmarks/cut/{seq}.tsv")
+    group:
+        "source"
     conda:
         CONDA_ENV
     threads: 2

@@ -7,6 +7,8 @@ rule features:
         results("logs/features/{seq}.log"),
     benchmark:
         results("benchmarks/features/{seq}.tsv")
+    group:
+        "source"
     conda:
         CONDA_ENV
     resources:

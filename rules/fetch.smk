@@ -8,7 +8,7 @@ checkpoint playlist:
         CONDA_ENV
     params:
         kakashi=KAKASHI,
-        url=lambda wildcards: PLAYLISTS.loc[wildcards.playlist, "source"],
+        url=lambda wildcards: PLAYLIST_ROWS[wildcards.playlist]["source"],
     shell:
         "{params.kakashi} playlist {params.url:q} --prefix {wildcards.playlist}"
         " -o {output:q} > {log:q} 2>&1"

@@ -1,12 +1,14 @@
 rule motion:
     input:
-        motion=lambda wildcards: SINGLES.loc[wildcards.seq, "source"],
-        audio=lambda wildcards: SINGLES.loc[wildcards.seq, "audio"],
+        motion=lambda wildcards: SINGLE_ROWS[wildcards.seq]["source"],
+        audio=lambda wildcards: SINGLE_ROWS[wildcards.seq]["audio"],
     output:
         pose=results("motion/{seq}.npz"),
         audio=results("motion/{seq}.wav"),
     log:
         results("logs/motion/{seq}.log"),
+    group:
+        "source"
     conda:
         CONDA_ENV
     resources:

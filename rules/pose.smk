@@ -7,6 +7,8 @@ rule pose:
         results("logs/pose/{seq}.log"),
     benchmark:
         results("benchmarks/pose/{seq}.tsv")
+    group:
+        "source"
     conda:
         CONDA_ENV
     threads: config["pose"]["workers"]

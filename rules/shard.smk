@@ -5,6 +5,8 @@ rule shard:
         results("shards/split={split}/{seq}.parquet"),
     log:
         results("logs/shard/{split}/{seq}.log"),
+    group:
+        "source"
     conda:
         CONDA_ENV
     resources:
