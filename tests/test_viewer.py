@@ -92,10 +92,19 @@ def test_page_is_self_contained(page):
         source = base64.b64decode(url.split(",", 1)[1]).decode()
         assert not re.search(r"""(?:import|from)\s*\(?\s*["'](?:https?:)?//""", source)
     assert "THREE.WebGLRenderer" in text
-    # The dance is embedded as float32 positions, frames = the song's length in frames.
+    # The dance is embedded as float32 stage positions: the real motion, feet on the floor.
     data = json.loads(re.search(r'id="dance">(.*?)</script>', text, re.S).group(1))
-    positions = np.frombuffer(base64.b64decode(data["positions"]), "<f4")
-    assert positions.size == data["frames"] * 17 * 3 and np.isfinite(positions).all()
+    positions = np.frombuffer(base64.b64decode(data["positions"]), "<f4").reshape(-1, 17, 3)
+    dance = Dance.load(page.with_suffix(".npz"))
+    assert len(positions) == data["danceFrames"] == len(dance)
+    assert data["frames"] >= len(dance)  # the song's length in frames
+    np.testing.assert_allclose(
+        positions[..., [0, 2]] - positions[:, :1, [0, 2]],
+        dance.pose[..., [0, 2]] - dance.pose[:, :1, [0, 2]],
+        atol=1e-5,
+    )
+    lowest = positions[:, [3, 6], 1].min(axis=1)
+    assert np.percentile(lowest, 5) == pytest.approx(0.05, abs=0.01)
 
 
 def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):

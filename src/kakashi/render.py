@@ -118,9 +118,7 @@ def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
     on the floor, frame by frame (lightly smoothed). A measured root is kept as it is, so
     jumps stay jumps; the floor then sits a little under the usual ankle height.
     """
-    frames = len(dance) if frames is None else frames
-    index = np.minimum(np.arange(frames), len(dance) - 1)
-    world = dance.world().astype(np.float64)[index]
+    world = dance.world().astype(np.float64)
     ankles = world[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]
     if not dance.root.any():
         lowest = _smooth(ankles.min(axis=1, keepdims=True), sigma_frames=1.5)
@@ -128,7 +126,9 @@ def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
         ankles = ankles - (lowest - lowest.min())
     # Ankles sit a few centimetres above the floor; a low percentile ignores jumps.
     world[:, :, 1] -= float(np.percentile(ankles.min(axis=1), 5)) - _ANKLE_HEIGHT
-    return world
+    if frames is None:
+        return world
+    return world[np.minimum(np.arange(frames), len(dance) - 1)]
 
 
 class SkeletonView:

@@ -55,7 +55,8 @@ def _side(joint: int) -> str:
 
 def viewer_html(dance: Dance, audio: bytes, audio_type: str, frames: int, title: str) -> str:
     """The page's text for ``dance`` (shown for ``frames`` frames) and the song's bytes."""
-    world = stage_positions(dance, frames).astype("<f4")
+    # Only the dance's own frames are embedded; the page holds the last one to the end.
+    world = stage_positions(dance).astype("<f4")
     payload = {
         "fps": dance.fps,
         "frames": frames,
@@ -255,7 +256,7 @@ resize();
 function tick() {
   const time = Math.min(currentTime(), state.duration);
   const frame = Math.max(0, Math.min(frames - 1, Math.floor(time * fps + 1e-6)));
-  pose(frame);
+  pose(Math.min(frame, data.danceFrames - 1));
   // The camera follows the pelvis smoothly, keeping the user's orbit offset.
   const pelvis = jointMeshes[0].position;
   const goal = new THREE.Vector3(pelvis.x, 0.9, pelvis.z);
