@@ -26,6 +26,8 @@ COLUMNS = {
     "pfc": ("PFC", "lower"),
 }
 ARROW = {"lower": "↓", "higher": "↑"}
+# The timeline shows the song's first seconds: beyond ~20 s the beat lines merge.
+TIMELINE_S = 20.0
 
 
 def _fmt(value: float | None) -> str:
@@ -95,15 +97,17 @@ def timeline_plot(seq: str, dances: dict[str, EvalDance], path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(len(dances), 1, figsize=(10, 1.9 * len(dances) + 0.6), squeeze=False)
     for ax, (label, dance) in zip(axes[:, 0], dances.items(), strict=True):
-        speed, times = motion_speed(dance.world, dance.fps)
-        beats = motion_beats(dance.world, dance.fps)
-        for t in dance.music_beats if dance.music_beats is not None else []:
+        world = dance.world[: round(TIMELINE_S * dance.fps)]
+        speed, times = motion_speed(world, dance.fps)
+        beats = motion_beats(world, dance.fps)
+        music = dance.music_beats if dance.music_beats is not None else np.array([])
+        for t in music[music < len(world) / dance.fps]:
             ax.axvline(t, color="#c44e52", lw=0.8, alpha=0.7)
         ax.plot(times, speed, color="#4c72b0", lw=1)
         ax.plot(beats, np.interp(beats, times, speed), "o", color="#55a868", ms=4)
         ax.set_ylabel("speed m/s", fontsize=8)
         ax.set_title(f"{label}: music beats (red lines), motion beats (green dots)", fontsize=9)
-    axes[-1, 0].set_xlabel(f"time in {seq} (s)")
+    axes[-1, 0].set_xlabel(f"time in {seq} (s), first {TIMELINE_S:g} s at most")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
