@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--audio", default="results/clips/dancer-a.wav")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--repeat", type=int, default=2, help="renders; the fastest counts")
+    parser.add_argument("--preset", default="superfast", help="x264 preset (render --preset)")
     args = parser.parse_args()
     if not Path(args.shard).is_file():
         print(f"{args.shard} is missing: run the demo first (snakemake --cores 2)", file=sys.stderr)
@@ -55,10 +56,10 @@ def main() -> int:
         for run in range(args.repeat):
             cpu = _cpu_seconds()
             stats = render_dance(dance_path, args.audio, Path(folder) / "dance.mp4",
-                                 size=parse_size(args.size))  # fmt: skip
+                                 size=parse_size(args.size), preset=args.preset)  # fmt: skip
             cpu = _cpu_seconds() - cpu
             size_mb = (Path(folder) / "dance.mp4").stat().st_size / 1e6
-            print(f"render {args.size} run {run + 1}: {stats.seconds:.2f} s wall for "
+            print(f"render {args.size} {args.preset} run {run + 1}: {stats.seconds:.2f} s wall for "
                   f"{stats.duration_s:.1f} s of video = {stats.realtime_factor:.1f}x realtime; "
                   f"{cpu:.1f} CPU s ({stats.duration_s / cpu * 2:.1f}x realtime if 2 idle "
                   f"cores); {size_mb:.1f} MB")  # fmt: skip
