@@ -130,7 +130,7 @@ def test_geometric_relations_flip_where_the_joint_relations_flip() -> None:
 
     for name, changed in [
         ("rwrist_above_neck", arm_up),
-        ("rarm_raised", arm_up),
+        ("rarm_from_body", arm_up),
         ("rknee_bent", knee),
         ("feet_apart", feet),
     ]:
@@ -139,6 +139,22 @@ def test_geometric_relations_flip_where_the_joint_relations_flip() -> None:
     # The left side did not move, so its twins stay false.
     assert value(arm_up, "lwrist_above_neck") == 0.0
     assert value(knee, "lknee_bent") == 0.0
+
+
+def test_geometric_motion_relations_follow_their_names() -> None:
+    world = still(31)
+    world[:, 16, 0] -= 2.0 * np.arange(31) / FPS  # right wrist swings out to the right
+    features = geometric_features(world, FPS)
+    assert features[NAMES.index("rwrist_moves_from_root")] == 1.0
+    assert features[NAMES.index("lwrist_moves_from_root")] == 0.0
+    assert features[NAMES.index("always_false")] == 0.0  # AIST++ relation 9, see the module
+    back = still(31)
+    back[:, 16, 2] -= 2.0 * np.arange(31) / FPS  # right wrist moves backwards (-z) at 2 m/s
+    assert geometric_features(back, FPS)[NAMES.index("rwrist_moves_back")] == 1.0
+    front = STANDING.copy()
+    front[3, 2] = 0.3  # right ankle 0.3 m in front of the left leg's plane
+    assert geometric_features(still(5, front), FPS)[NAMES.index("rankle_before_lleg")] == 1.0
+    assert geometric_features(still(5), FPS)[NAMES.index("rankle_before_lleg")] == 0.0
 
 
 def test_geometric_speed_relation_counts_the_fraction_of_fast_frames() -> None:
