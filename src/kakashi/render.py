@@ -96,6 +96,22 @@ def audio_duration(path: str | Path) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def song_frames(audio_path: str | Path, dance: Dance, dance_path: str | Path) -> int:
+    """Frames to show: the song's length, ``round(song_s * fps)``, never fewer than the dance.
+
+    A song shorter than the dance is an error, except by one frame: two decoders can round a
+    song's length to frames differently, and 1/fps of silence does no harm.
+    """
+    song_s = audio_duration(audio_path)
+    frames = round(song_s * dance.fps)
+    if frames < len(dance) - 1:
+        raise MediaError(
+            f"audio {audio_path} lasts {song_s:.2f} s but the dance {dance_path} lasts "
+            f"{dance.duration_s:.2f} s: give the song the dance was made for"
+        )
+    return max(frames, len(dance))
+
+
 def _smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 with edge padding (the camera must not shake)."""
     if sigma_frames <= 0 or len(values) < 2:
@@ -319,13 +335,7 @@ def render_dance(
     if width % 2 or height % 2:
         raise OutputError(f"size {width}x{height}: width and height must be even")
     dance = Dance.load(dance_path)
-    song_s = audio_duration(audio_path)
-    frames = round(song_s * dance.fps)
-    if frames < len(dance):
-        raise MediaError(
-            f"audio {audio_path} lasts {song_s:.2f} s but the dance {dance_path} lasts "
-            f"{dance.duration_s:.2f} s: give the song the dance was made for"
-        )
+    frames = song_frames(audio_path, dance, dance_path)
 
     panels: list[tuple[object, str]] = []
     panel_width = width // 2 if (video or compare) else width

@@ -23,7 +23,7 @@ from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import MediaError
 from kakashi.output_cli import atomic_output
-from kakashi.render import audio_duration, stage_positions
+from kakashi.render import song_frames, stage_positions
 
 _AUDIO_TYPES = {
     ".ogg": "audio/ogg",
@@ -91,13 +91,7 @@ def write_viewer(
     """Write the viewer page for a dance file and its song; return the page's size in bytes."""
     dance = Dance.load(dance_path)
     audio_path = Path(audio_path)
-    song_s = audio_duration(audio_path)
-    frames = round(song_s * dance.fps)
-    if frames < len(dance):
-        raise MediaError(
-            f"audio {audio_path} lasts {song_s:.2f} s but the dance {dance_path} lasts "
-            f"{dance.duration_s:.2f} s: give the song the dance was made for"
-        )
+    frames = song_frames(audio_path, dance, dance_path)
     audio_type = _AUDIO_TYPES.get(audio_path.suffix.lower())
     if audio_type is None:
         raise MediaError(
