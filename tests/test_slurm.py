@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -48,16 +49,30 @@ def slurm_cluster() -> str:
 
 
 def site_profile(folder: Path) -> Path:
-    """profiles/slurm with its partition site setting filled in, as docs/cluster.md says."""
+    """profiles/slurm with its site settings filled in for this cluster, as a user does.
+
+    The partition (docs/cluster.md) and `cores`: the test node has os.cpu_count() CPUs, so
+    a group job asking for the shipped 8 could never be scheduled here.
+    """
     text = SLURM_PROFILE.read_text()
-    line = "  slurm_partition: '\"\"'\n"
-    assert text.count(line) == 1, "the partition site setting moved; update this test"
+    edits = {
+        "  slurm_partition: '\"\"'\n": f"  slurm_partition: {TEST_PARTITION}\n",
+        "\ncores: 8\n": f"\ncores: {os.cpu_count()}\n",
+    }
+    for old, new in edits.items():
+        assert text.count(old) == 1, f"site setting {old.strip()!r} moved; update this test"
+        text = text.replace(old, new)
     profile = folder / "profile"
     profile.mkdir()
-    (profile / "config.yaml").write_text(
-        text.replace(line, f"  slurm_partition: {TEST_PARTITION}\n")
-    )
+    (profile / "config.yaml").write_text(text)
     return profile
+
+
+def scontrol_job(job_id: str) -> str:
+    """`scontrol show job` for a job (kept MinJobAge seconds after it ends)."""
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _wait_for_job(job_id: str, timeout: float = 120) -> str:
@@ -98,73 +113,101 @@ def test_fake_gpu_is_schedulable(slurm_cluster, tmp_path) -> None:
     job_id = submitted.stdout.strip().split(";")[0]
     assert _wait_for_job(job_id) == "COMPLETED"
     assert out.read_text().strip() == "gpus=0"
+    assert "TresPerJob=gres:gpu:1" in scontrol_job(job_id)
 
 
-def test_data_stage_runs_through_sbatch(slurm_cluster, tmp_path) -> None:
-    """The demo's data stage, three short sources, through `--profile profiles/slurm`."""
-    rows = [
-        {"id": "sa", "source": str(DEMO_VIDEO), "start": 0, "end": 6, "split": "train"},
-        {"id": "sb", "source": str(DEMO_VIDEO), "start": 40, "end": 46, "split": "val"},
-        {"id": "sc", "source": str(DEMO_VIDEO), "start": 52, "end": 58, "split": "test"},
-    ]
-    sheet = write_sheet(tmp_path / "sources.tsv", rows)
+@dataclass
+class SlurmRun:
+    """One `snakemake --profile` run and Slurm's record of it."""
+
+    output: str  # Snakemake's stdout and stderr
+    ctld_log: str  # what slurmctld logged during the run
+    submitted: list[tuple[str, Path]]  # (Slurm job id, the plugin's log file) per sbatch
+
+
+def run_through_slurm(workdir: Path, target: str, config: dict) -> SlurmRun:
+    """Build `target` in `workdir` through the site's copy of profiles/slurm."""
+    profile = workdir / "profile"
+    if not profile.exists():
+        site_profile(workdir)
     log_offset = SLURMCTLD_LOG.stat().st_size
     result = run_snakemake(
-        tmp_path,
+        workdir,
         "--profile",
-        str(site_profile(tmp_path)),
+        str(profile),
         # Test speed only: poll Slurm 2 s after submitting instead of 40 s.
         "--slurm-init-seconds-before-status-checks",
         "2",
         "--slurm-keep-successful-logs",
         "--",
-        DEMO_DATA_TARGET,
-        config={"sources": sheet},
+        target,
+        config=config,
     )
+    with SLURMCTLD_LOG.open() as handle:
+        handle.seek(log_offset)
+        ctld = handle.read()
     output = result.stdout + result.stderr
+    submitted = [(job_id, Path(log)) for job_id, log in SUBMITTED.findall(output)]
+    return SlurmRun(output, ctld, submitted)
 
-    shards = sorted((tmp_path / "results" / "shards").glob("split=*/*.parquet"))
-    assert [p.relative_to(tmp_path / "results" / "shards").as_posix() for p in shards] == [
+
+def assert_ran_in_slurm(run: SlurmRun) -> None:
+    """slurmctld itself accepted, ran and finished each job with exit status 0."""
+    assert run.submitted, run.output[-3000:]
+    for job_id, log in run.submitted:
+        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in run.ctld_log
+        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in run.ctld_log
+        assert _wait_for_job(job_id) == "COMPLETED"
+        assert log.is_file()  # kept by --slurm-keep-successful-logs
+
+
+@pytest.fixture(scope="module")
+def slurm_data_run(slurm_cluster, tmp_path_factory) -> tuple[Path, dict, SlurmRun]:
+    """The data stage of three short demo sources, run once through profiles/slurm."""
+    workdir = tmp_path_factory.mktemp("slurm_workflow")
+    rows = [
+        {"id": "sa", "source": str(DEMO_VIDEO), "start": 0, "end": 6, "split": "train"},
+        {"id": "sb", "source": str(DEMO_VIDEO), "start": 40, "end": 46, "split": "val"},
+        {"id": "sc", "source": str(DEMO_VIDEO), "start": 52, "end": 58, "split": "test"},
+    ]
+    config = {"sources": write_sheet(workdir / "sources.tsv", rows)}
+    return workdir, config, run_through_slurm(workdir, DEMO_DATA_TARGET, config)
+
+
+def test_data_stage_runs_through_sbatch(slurm_data_run) -> None:
+    """The demo's data stage, three short sources, through `--profile profiles/slurm`."""
+    workdir, config, run = slurm_data_run
+    shards = sorted((workdir / "results" / "shards").glob("split=*/*.parquet"))
+    assert [p.relative_to(workdir / "results" / "shards").as_posix() for p in shards] == [
         "split=test/sc.parquet",
         "split=train/sa.parquet",
         "split=val/sb.parquet",
     ]
     for path in shards:
         assert abs(pq.read_metadata(path).num_rows - 6 * 30) <= 2
-    assert "total" in (tmp_path / "results" / "dataset_info.txt").read_text()
+    assert "total" in (workdir / "results" / "dataset_info.txt").read_text()
 
     # Two Slurm jobs, not thirteen: the three sources' cut, features, pose and shard
     # steps form one group job (group-components source=10), then dataset_info.
-    submitted = SUBMITTED.findall(output)
-    assert len(submitted) == 2, output[-3000:]
-    logs = [Path(log) for _, log in submitted]
-    assert logs[0].parent.name == "group_source_cut_features_pose_shard"
-    assert logs[1].parent.name == "rule_dataset_info"
-    # slurmctld itself accepted, ran and finished each one with exit status 0.
-    with SLURMCTLD_LOG.open() as handle:
-        handle.seek(log_offset)
-        ctld = handle.read()
-    for job_id, log in submitted:
-        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld
-        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in ctld
-        assert _wait_for_job(job_id) == "COMPLETED"
-        assert Path(log).is_file()  # kept by --slurm-keep-successful-logs
-    # The partition came from the site setting and the group job asked for the
-    # CPUs of its largest parallel layer, capped by `cores`.
-    job = subprocess.run(
-        ["scontrol", "show", "job", submitted[0][0]], capture_output=True, text=True, check=True
-    ).stdout
+    assert [log.parent.name for _, log in run.submitted] == [
+        "group_source_cut_features_pose_shard",
+        "rule_dataset_info",
+    ], run.output[-3000:]
+    assert_ran_in_slurm(run)
+    # The partition came from the site setting, and the group job asked for the CPUs of
+    # its largest parallel layer, capped by `cores`.
+    job = scontrol_job(run.submitted[0][0])
     assert f"Partition={TEST_PARTITION} " in job
-    assert "NumCPUs=2 " in job
+    assert f"NumCPUs={os.cpu_count()} " in job
 
     # Everything is there: a second run submits nothing.
     again = run_snakemake(
-        tmp_path,
+        workdir,
         "--profile",
-        str(tmp_path / "profile"),
+        str(workdir / "profile"),
         "-n",
         "--",
         DEMO_DATA_TARGET,
-        config={"sources": sheet},
+        config=config,
     )
     assert "Nothing to be done" in again.stdout + again.stderr
