@@ -158,6 +158,16 @@ def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
         assert skeleton_mask(frame[:, :320]).sum() > 200
         assert skeleton_mask(frame[:, 320:]).sum() > 200
 
+    # Both: generated | compared | source video, a third of the width each.
+    out = tmp_path / "three.mp4"
+    render_dance(demo["dance"], demo["audio"], out, size=(960, 360), compare=demo["other"],
+                 video=demo["video"])  # fmt: skip
+    frames, _ = read_frames(out)
+    frame = frames[100]
+    assert skeleton_mask(frame[:, :320]).sum() > 200
+    assert skeleton_mask(frame[:, 320:640]).sum() > 200
+    assert frame[:, 640:].std() > 50  # the video (skeleton panels: ~20, mostly flat)
+
 
 def test_song_one_frame_short_is_tolerated(demo, tmp_path):
     # Decoders may round a song's length to frames differently: one frame is not an error.

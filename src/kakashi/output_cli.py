@@ -120,9 +120,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="x264 speed/size trade-off (default superfast; ultrafast is ~25%% faster and "
         "makes files ~2x larger, slower presets make smaller files)",
     )
-    group = render.add_mutually_exclusive_group()
-    group.add_argument("--video", help="source video shown beside the skeleton (ground truth)")
-    group.add_argument("--compare", help="a second dance file drawn beside the first")
+    render.add_argument("--video", help="source video shown beside the skeleton (ground truth)")
+    render.add_argument("--compare", help="a second dance file drawn beside the first")
     render.set_defaults(func=_cmd_render)
 
     viewer = subparsers.add_parser(

@@ -324,8 +324,8 @@ def render_dance(
 ) -> RenderStats:
     """Render ``dance_path`` with the song ``audio_path`` to the MP4 ``output``.
 
-    ``video`` shows a source video beside the skeleton; ``compare`` draws a second dance
-    beside the first. Either way both panels share the frame, half the width each.
+    ``compare`` draws a second dance beside the first and ``video`` shows a source video
+    (ground truth) on the right; the panels share the frame's width equally.
     """
     import cv2
     import imageio_ffmpeg
@@ -337,9 +337,7 @@ def render_dance(
     dance = Dance.load(dance_path)
     frames = song_frames(audio_path, dance, dance_path)
 
-    panels: list[tuple[object, str]] = []
-    panel_width = width // 2 if (video or compare) else width
-    panels.append((SkeletonView(dance, frames, panel_width, height), Path(dance_path).stem))
+    other = None
     if compare:
         other = Dance.load(compare)
         if abs(other.fps - dance.fps) > 1e-3:
@@ -347,11 +345,16 @@ def render_dance(
                 f"{compare} is at {other.fps} fps but {dance_path} at {dance.fps}: "
                 "compare dances with the same frame rate"
             )
-        panels.append(
-            (SkeletonView(other, frames, width - panel_width, height), Path(compare).stem)
-        )
+    # Panels side by side, left to right: the dance, the compared dance, the source video.
+    count = 1 + (other is not None) + (video is not None)
+    widths = [width // count] * (count - 1) + [width - (count - 1) * (width // count)]
+    panels: list[tuple[SkeletonView | VideoPanel, str]] = [
+        (SkeletonView(dance, frames, widths[0], height), Path(dance_path).stem)
+    ]
+    if other is not None:
+        panels.append((SkeletonView(other, frames, widths[1], height), Path(compare).stem))
     if video:
-        panels.append((VideoPanel(video, dance.fps, width - panel_width, height), Path(video).name))
+        panels.append((VideoPanel(video, dance.fps, widths[-1], height), Path(video).name))
 
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
