@@ -474,9 +474,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                 )
                 _optimise(optimizer, g_loss, model, config.grad_clip)
                 parts = {
-                    "d_loss": float(d_loss),
-                    "g_loss": float(g_loss),
-                    "train_loss": float(recon),
+                    "d_loss": d_loss.item(),
+                    "g_loss": g_loss.item(),
+                    "train_loss": recon.item(),
                 }
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
