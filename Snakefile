@@ -1,4 +1,5 @@
-# Kakashi: dance videos -> aligned pose/audio Parquet shards (and, later, models).
+# Kakashi: dance videos -> aligned pose/audio Parquet shards -> models -> dances,
+# renders and the metrics table.
 # Rules are thin: each calls one `kakashi` subcommand; see rules/*.smk.
 
 from snakemake.utils import min_version
@@ -9,6 +10,9 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/fetch.smk"
 include: "rules/cut.smk"
@@ -16,6 +20,9 @@ include: "rules/motion.smk"
 include: "rules/features.smk"
 include: "rules/pose.smk"
 include: "rules/shard.smk"
+include: "rules/models.smk"
+include: "rules/outputs.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -24,3 +31,5 @@ rule all:
         sheet_shards,
         playlist_markers,
         results("dataset_info.txt"),
+        generated_dances,
+        evaluation_targets,

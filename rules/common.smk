@@ -198,3 +198,93 @@ def shard_inputs(wildcards):
     if name:
         inputs["playlist"] = f"{RESULTS}/playlists/{name}.tsv"
     return inputs
+
+
+# ---- Models, dances, evaluation ------------------------------------------------------
+
+
+
+def song_path(path):
+    """A song from config: relative to the working directory, else to this repository.
+
+    The second place lets the demo config (songs in data/demo/music) run from any
+    working directory, e.g. `snakemake --directory elsewhere`.
+    """
+    if Path(path).is_absolute() or Path(path).exists():
+        return path
+    in_repository = Path(workflow.basedir) / path
+    return str(in_repository) if in_repository.exists() else path
+
+
+# Songs to choreograph: config `songs` maps a safe id to an audio file.
+SONGS = {song: song_path(path) for song, path in config["songs"].items()}
+MODELS = config["train"]["models"]
+# Sequences whose songs the models dance to for `evaluate` (rows of the sheet; playlist
+# entries are scored once listed, see docs/evaluation.md).
+TEST_SEQS = [seq for seq, row in SINGLE_ROWS.items() if row["split"] == "test"]
+TRAIN_THREADS = config["train"]["threads"]
+TRAIN_RUNTIME = config["train"]["runtime"]
+# Training asks the scheduler for a GPU only where config says so (train.gpu), so the
+# same workflow runs on a laptop and on a cluster's GPU partition.
+TRAIN_GPUS = 1 if config["train"]["gpu"] else 0
+
+# Keys of `train:` that configure the workflow, not `kakashi train`.
+_WORKFLOW_TRAIN_KEYS = {"models", "threads", "runtime", "gpu", "rnn", "crnngan"}
+
+
+def train_flags(model):
+    """`kakashi train` flags from config: `train` keys, then `train.<model>` overrides."""
+    settings = {
+        key: value
+        for key, value in config["train"].items()
+        if key not in _WORKFLOW_TRAIN_KEYS
+    }
+    settings.update(config["train"].get(model) or {})
+    return " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
+        for key, value in sorted(settings.items())
+    )
+
+
+def generated_dances(wildcards):
+    """Every configured model's dance, render, viewer page and BVH for every song."""
+    return [
+        results(f"{folder}/{model}/{song}.{ext}")
+        for model in MODELS
+        for song in SONGS
+        for folder, ext in (
+            ("dances", "npz"),
+            ("renders", "mp4"),
+            ("viewer", "html"),
+            ("bvh", "bvh"),
+        )
+    ]
+
+
+def evaluation_dances(wildcards):
+    return [
+        results(f"eval/dances/{model}/{seq}.npz")
+        for model in MODELS
+        for seq in TEST_SEQS
+    ]
+
+
+def evaluation_flags():
+    """--generated NAME=FOLDER per model, --baselines and --seed for `kakashi evaluate`."""
+    flags = [
+        f"--generated {shlex.quote(f'{model}={RESULTS}/eval/dances/{model}')}"
+        for model in MODELS
+    ]
+    flags.append(f"--baselines {','.join(config['eval']['baselines']) or 'none'}")
+    flags.append(f"--seed {config['eval']['seed']}")
+    return " ".join(flags)
+
+
+wildcard_constraints:
+    model="rnn|crnngan",
+    song=SAFE_ID.pattern,
+
+
+def evaluation_targets(wildcards):
+    """The metrics table, once there is a test split and a model to score."""
+    return [results("eval/metrics.json")] if TEST_SEQS and MODELS else []

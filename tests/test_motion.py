@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
-from conftest import run_snakemake, shared_file, write_sheet
+from conftest import DEMO_DATA_TARGET, run_snakemake, shared_file, write_sheet
 from kakashi import skeleton
 from kakashi.errors import KakashiError, MediaError
 from kakashi.motion import MotionSequence, read_motion
@@ -333,7 +333,7 @@ def test_workflow_turns_two_m2d_rows_into_shards(tmp_path: Path) -> None:
              "skeleton": "tang23", "end": 4, "split": "val"},
         ],
     )  # fmt: skip
-    run_snakemake(tmp_path, "--cores", "2", config={"sources": sheet})
+    run_snakemake(tmp_path, "--cores", "2", DEMO_DATA_TARGET, config={"sources": sheet})
     for seq, split, seconds in (("m2d-c2", "train", 5), ("m2d-w24", "val", 4)):
         shard = tmp_path / f"results/shards/split={split}/{seq}.parquet"
         table = pq.read_table(shard)

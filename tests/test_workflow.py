@@ -115,6 +115,7 @@ def test_bad_sources_fail_clearly_while_the_others_finish(tmp_path) -> None:
         "--cores",
         "2",
         "--keep-going",
+        DEMO_DATA_TARGET,
         config={"sources": sheet, "fetch": {"retries": 0}},
         check=False,
     )
@@ -151,7 +152,7 @@ def test_youtube_style_sources_via_ytdlp_and_a_playlist(tmp_path, site) -> None:
         {"id": "pl", "source": feed, "kind": "playlist", "start": 30, "end": 32, "split": "val"},
     ]
     sheet = write_sheet(tmp_path / "sources.tsv", rows)
-    run_snakemake(tmp_path, "--cores", "2", config={"sources": sheet})
+    run_snakemake(tmp_path, "--cores", "2", DEMO_DATA_TARGET, config={"sources": sheet})
     shards = tmp_path / "results" / "shards"
     for path in ("split=train/web.parquet", "split=val/pl-001.parquet", "split=val/pl-002.parquet"):
         assert (shards / path).is_file(), path

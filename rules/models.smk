@@ -1,0 +1,118 @@
+# Training and generation: the seed RNN, then the C-RNN-GAN started from it, then a
+# dance for every song in config `songs` (and for every test-split song, for evaluate).
+
+
+rule train_rnn:
+    input:
+        sheet_shards,
+        playlist_markers,
+    output:
+        model=protected(results("models/rnn.pt")),
+        losses=report(
+            results("models/rnn.csv"),
+            category="Training",
+            caption="../report/losses.rst",
+        ),
+        curve=report(
+            results("models/rnn.png"),
+            category="Training",
+            caption="../report/curve.rst",
+        ),
+    log:
+        results("logs/train/rnn.log"),
+    benchmark:
+        results("benchmarks/train/rnn.tsv")
+    conda:
+        CONDA_ENV
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=TRAIN_RUNTIME,
+        gpu=TRAIN_GPUS,
+    params:
+        kakashi=KAKASHI,
+        shards=results("shards"),
+        flags=lambda wildcards: train_flags("rnn"),
+    shell:
+        "{params.kakashi} train --model rnn --shards {params.shards:q} --out {output.model:q}"
+        " --no-progress {params.flags} > {log:q} 2>&1"
+
+
+rule train_crnngan:
+    input:
+        sheet_shards,
+        playlist_markers,
+        rnn=results("models/rnn.pt"),
+    output:
+        model=protected(results("models/crnngan.pt")),
+        losses=report(
+            results("models/crnngan.csv"),
+            category="Training",
+            caption="../report/losses.rst",
+        ),
+        curve=report(
+            results("models/crnngan.png"),
+            category="Training",
+            caption="../report/curve.rst",
+        ),
+    log:
+        results("logs/train/crnngan.log"),
+    benchmark:
+        results("benchmarks/train/crnngan.tsv")
+    conda:
+        CONDA_ENV
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=TRAIN_RUNTIME,
+        gpu=TRAIN_GPUS,
+    params:
+        kakashi=KAKASHI,
+        shards=results("shards"),
+        flags=lambda wildcards: train_flags("crnngan"),
+    shell:
+        "{params.kakashi} train --model crnngan --init {input.rnn:q}"
+        " --shards {params.shards:q} --out {output.model:q}"
+        " --no-progress {params.flags} > {log:q} 2>&1"
+
+
+rule generate:
+    input:
+        song=lambda wildcards: SONGS[wildcards.song],
+        model=results("models/{model}.pt"),
+    output:
+        results("dances/{model}/{song}.npz"),
+    log:
+        results("logs/generate/{model}/{song}.log"),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        kakashi=KAKASHI,
+        seed=config["generate"]["seed"],
+    shell:
+        "{params.kakashi} generate {input.song:q} --checkpoint {input.model:q}"
+        " --seed {params.seed} -o {output:q} > {log:q} 2>&1"
+
+
+rule generate_test:
+    input:
+        song=lambda wildcards: audio_file(wildcards.seq),
+        model=results("models/{model}.pt"),
+    output:
+        results("eval/dances/{model}/{seq}.npz"),
+    log:
+        results("logs/generate_test/{model}/{seq}.log"),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        kakashi=KAKASHI,
+        seed=config["generate"]["seed"],
+    shell:
+        "{params.kakashi} generate {input.song:q} --checkpoint {input.model:q}"
+        " --seed {params.seed} -o {output:q} > {log:q} 2>&1"
