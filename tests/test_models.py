@@ -181,6 +181,7 @@ def test_config_layers_yaml_model_section_and_flags(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ C-RNN-GAN
 
 
+@pytest.mark.slow
 def test_crnngan_trains_from_the_rnn_checkpoint(
     rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
 ) -> None:
