@@ -7,6 +7,7 @@ whole chain (fetch, cut, features, pose, shard) runs for real.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import soundfile
 
 from conftest import (
     DEMO,
@@ -27,6 +29,7 @@ from conftest import (
     write_sheet,
 )
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.shards import read_metadata
 
 pytestmark = pytest.mark.slow
@@ -201,3 +204,38 @@ def test_bad_sheet_fails_before_any_job(tmp_path) -> None:
     output = result.stdout + result.stderr
     assert "line 3 (id 'x;rm -rf ~'): id 'x;rm -rf ~' is not a safe file name" in output
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
+    """The model half of the demo on its real shards: train both models, dance to a song,
+    render it three ways, score the test split, and build the Snakemake report."""
+    config = {
+        "sources": DEMO / "sources.tsv",
+        "songs": {"vibe-ace": DEMO_SONG},
+        # Small and quick; the demo's own settings are in config.yaml.
+        "train": {"epochs": 3, "crnngan": {"epochs": 1}},
+        "render": {"size": "320x240"},
+        "eval": {"clip_s": 5},
+    }
+    run_snakemake(demo_workdir, "--cores", "2", config=config)
+    results = demo_workdir / "results"
+    for model in ("rnn", "crnngan"):
+        checkpoint = results / "models" / f"{model}.pt"
+        # protected(): a later run cannot overwrite a trained model by accident.
+        assert checkpoint.is_file() and checkpoint.stat().st_mode & 0o222 == 0
+        losses = (results / "models" / f"{model}.csv").read_text().splitlines()
+        assert len(losses) >= 2 and (results / "models" / f"{model}.png").stat().st_size > 0
+        dance = Dance.load(results / "dances" / model / "vibe-ace.npz")
+        assert len(dance) == round(soundfile.info(str(DEMO_SONG)).duration * 30)
+        assert (results / "renders" / model / "vibe-ace.mp4").stat().st_size > 10_000
+        assert "<html" in (results / "viewer" / model / "vibe-ace.html").read_text()[:500].lower()
+        assert (results / "bvh" / model / "vibe-ace.bvh").read_text().startswith("HIERARCHY")
+    metrics = json.loads((results / "eval" / "metrics.json").read_text())
+    rows = {row["name"]: row for row in metrics["rows"]}
+    assert {"ground_truth", "random_retrieval", "mean_pose", "rnn", "crnngan"} <= set(rows)
+    assert rows["mean_pose"]["div_k"] == 0 and rows["rnn"]["fid_k"] > 0
+    assert sorted(p.name for p in (results / "eval" / "plots").glob("*.png"))
+    report = demo_workdir / "report.html"
+    run_snakemake(demo_workdir, "--report", str(report), config=config)
+    assert report.stat().st_size > 10_000
