@@ -54,15 +54,15 @@ def random_checkpoints(folder: Path) -> dict[str, str]:
     """Randomly initialised models of the default configs, saved as MMEngine checkpoints."""
     import torch
     from mmdet.apis import init_detector
-    from mmpose.apis import init_model
 
     from kakashi.pose import mmpose_backend as mb
 
     torch.manual_seed(0)
+    det_config = str(mb.resolve_config(mb.DEFAULT_DET_CONFIG, "det"))
     models = {
-        "det": init_detector(str(mb.resolve_config(mb.DEFAULT_DET_CONFIG, "det")), None, "none"),
-        "pose2d": init_model(str(mb.resolve_config(mb.DEFAULT_POSE2D_CONFIG, "p")), None, "cpu"),
-        "lifter": init_model(str(mb.resolve_config(mb.DEFAULT_LIFTER_CONFIG, "l")), None, "cpu"),
+        "det": init_detector(det_config, None, device="cpu"),
+        "pose2d": mb.init_pose_model(mb.resolve_config(mb.DEFAULT_POSE2D_CONFIG, "p")),
+        "lifter": mb.init_pose_model(mb.resolve_config(mb.DEFAULT_LIFTER_CONFIG, "l")),
     }
     paths = {}
     for key, model in models.items():

@@ -59,8 +59,9 @@ if ! "$python" -c "import mmcv.ops" 2>/dev/null; then
 fi
 "${pip[@]}" install --quiet -c "$constraints" "mmengine==0.10.7"
 "${pip[@]}" install --quiet -c "$constraints" --no-build-isolation chumpy
-# mmpose declares torchvision, which it does not import at run time and which would pull
-# another torch: install both with --no-deps and their real requirements by hand.
+# mmpose declares torchvision, which would pull another torch (and PyPI's build for torch
+# 2.13 is CUDA-only); Kakashi avoids the one module that needs it (mmpose.apis). Install
+# both with --no-deps and their real requirements by hand.
 "${pip[@]}" install --quiet -c "$constraints" --no-deps "mmdet==3.3.0" "mmpose==1.3.2"
 "${pip[@]}" install --quiet -c "$constraints" --no-build-isolation \
     json_tricks munkres xtcocotools pycocotools shapely terminaltables scipy matplotlib pillow

@@ -128,7 +128,6 @@ def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """RANDOM weights for the default configs, saved as ordinary MMEngine checkpoints."""
     import torch
     from mmdet.apis import init_detector
-    from mmpose.apis import init_model
 
     from kakashi.pose import mmpose_backend as mb
 
@@ -138,8 +137,8 @@ def random_checkpoints(tmp_path_factory) -> dict[str, Path]:
     det = init_detector(str(mb.resolve_config(mb.DEFAULT_DET_CONFIG, "det")), None, device="cpu")
     for key, model, meta in (
         ("det", det, {"dataset_meta": {"classes": ("person",)}}),
-        ("pose2d", init_model(str(mb.resolve_config(mb.DEFAULT_POSE2D_CONFIG, "p")), None), {}),
-        ("lifter", init_model(str(mb.resolve_config(mb.DEFAULT_LIFTER_CONFIG, "l")), None), {}),
+        ("pose2d", mb.init_pose_model(mb.resolve_config(mb.DEFAULT_POSE2D_CONFIG, "p")), {}),
+        ("lifter", mb.init_pose_model(mb.resolve_config(mb.DEFAULT_LIFTER_CONFIG, "l")), {}),
     ):
         paths[key] = folder / f"{key}_random.pth"
         torch.save({"state_dict": model.state_dict(), "meta": meta}, paths[key])
@@ -183,8 +182,8 @@ def _head_of_video(source: Path, target: Path, frames: int) -> Path:
 
 @pytest.fixture(scope="session")
 def dancer_clip(tmp_path_factory) -> Path:
-    """2 s (50 frames at 25 fps) of the demo dancer."""
-    return _head_of_video(DEMO_VIDEO, tmp_path_factory.mktemp("clips") / "dancer.mp4", 50)
+    """16 frames (0.64 s) of the demo dancer: on 2 busy CPU cores a frame can take seconds."""
+    return _head_of_video(DEMO_VIDEO, tmp_path_factory.mktemp("clips") / "dancer.mp4", 16)
 
 
 @needs_mmpose
@@ -232,9 +231,18 @@ def test_config_names_resolve_to_shipped_files() -> None:
 
 @needs_mmpose
 def test_keypoint_mapping_matches_mmpose() -> None:
-    from mmpose.apis import convert_keypoint_definition
+    import importlib.util
+
+    import mmpose
 
     from kakashi.pose.keypoints import coco_to_h36m
+
+    # Load MMPose's own mapping from its file: importing mmpose.apis needs torchvision.
+    path = Path(mmpose.__file__).parent / "apis" / "inference_3d.py"
+    spec = importlib.util.spec_from_file_location("mmpose_inference_3d", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    convert_keypoint_definition = module.convert_keypoint_definition
 
     points = np.random.default_rng(0).uniform(0, 500, size=(5, 17, 3)).astype(np.float32)
     np.testing.assert_allclose(
@@ -246,14 +254,16 @@ def test_keypoint_mapping_matches_mmpose() -> None:
 def test_demo_dancer_end_to_end(backend, dancer_clip) -> None:
     """RANDOM weights: checks the plumbing (shapes, order, axes, meta), not accuracy."""
     sequence = backend.estimate(dancer_clip)
-    assert len(sequence) == 50 and sequence.fps == pytest.approx(25.0)
-    assert sequence.pose.shape == (50, skeleton.NUM_JOINTS, 3)
+    assert len(sequence) == 16 and sequence.fps == pytest.approx(25.0)
+    assert sequence.pose.shape == (16, skeleton.NUM_JOINTS, 3)
     assert np.isfinite(sequence.pose).all()
     np.testing.assert_array_equal(sequence.pose[:, skeleton.INDEX["pelvis"]], 0.0)
     np.testing.assert_array_equal(sequence.root, 0.0)
-    assert ((sequence.conf > 0) & (sequence.conf <= 1)).all()  # someone in every frame
+    assert ((sequence.conf >= 0) & (sequence.conf <= 1)).all()
+    # conf > 0 exactly where the main dancer's track has a box (random boxes may skip some).
+    assert (sequence.conf > 0).sum() == sequence.meta["main_track_frames"] > 0
     assert sequence.meta["backend"] == "mmpose" and sequence.meta["root_measured"] is False
-    assert len(sequence.meta["people_per_frame"]) == 50
+    assert len(sequence.meta["people_per_frame"]) == 16
     assert sequence.meta["model"]["lifter"].startswith("video-pose-lift_tcn-243frm")
     # Not all joints collapsed onto the root: the lifter really produced a skeleton.
     assert skeleton.bone_lengths(sequence.pose).min() > 0
@@ -262,7 +272,10 @@ def test_demo_dancer_end_to_end(backend, dancer_clip) -> None:
 @needs_mmpose
 def test_two_person_clip_policy_through_the_cli(random_checkpoints, tmp_path) -> None:
     """RANDOM weights on the two-person clip: the CLI counts people and applies the policy."""
-    video = shared_file("video_mmhuman3d/multi_person_demo.mp4")
+    # The first 16 of its 40 frames (1.3 s at 12 fps), for time.
+    video = _head_of_video(
+        shared_file("video_mmhuman3d/multi_person_demo.mp4"), tmp_path / "two.mp4", 16
+    )
 
     def run(policy: str, max_people: int) -> subprocess.CompletedProcess:
         output = tmp_path / f"{policy}-{max_people}.npz"
@@ -279,19 +292,30 @@ def test_two_person_clip_policy_through_the_cli(random_checkpoints, tmp_path) ->
     assert keep.returncode == 0, keep.stderr
     kept = PoseSequence.load(tmp_path / "keep-1.npz")
     people = np.array(kept.meta["people_per_frame"])
-    assert len(people) == len(kept) == 40  # 3.3 s at 12 fps
+    assert len(people) == len(kept) == 16
     crowded = people > 1
-    assert crowded.any(), "the two-person clip should show more than one person somewhere"
-    assert kept.meta["max_people"]["frames_over"] == crowded.sum()
+    assert crowded.any(), "random detector boxes: expected several people counted somewhere"
+    assert kept.meta["max_people"] == {
+        "max_people": 1,
+        "policy": "keep",
+        "applied": True,
+        "frames_over": int(crowded.sum()),
+    }
 
     failed = run("fail", 1)
     assert failed.returncode == 1
-    assert f"{crowded.sum()} of 40 frames show more than 1 people" in failed.stderr
+    assert f"{crowded.sum()} of 16 frames show more than 1 people" in failed.stderr
 
-    if crowded.all():
-        return  # drop would leave no frame; nothing more to compare
-    dropped = run("drop", 1)
-    assert dropped.returncode == 0, dropped.stderr
-    result = PoseSequence.load(tmp_path / "drop-1.npz")
-    np.testing.assert_array_equal(result.conf == 0, crowded | (kept.conf == 0))
-    assert result.meta["frames_without_person"] == (crowded | (kept.conf == 0)).sum()
+    # drop, in process on the same estimate: with a limit that splits the clip when the
+    # counts vary, else everything is dropped and the source fails for lack of a person.
+    limit = int(people.min()) if people.min() < people.max() else 1
+    over = people > limit
+    found = kept.conf > 0
+    dropped = apply_people_policy(kept, "two-person", limit, "drop")
+    np.testing.assert_array_equal(dropped.conf == 0, over | ~found)
+    if (over | ~found).all():
+        with pytest.raises(PoseError, match="no person found in 16 of 16 frames"):
+            fill_missing(dropped, "two-person", 0.0)
+    else:
+        filled = fill_missing(dropped, "two-person", 0.0)
+        assert filled.meta["frames_without_person"] == int((over | ~found).sum())

@@ -191,6 +191,34 @@ def _load_weights(model, checkpoint: str, setting: str) -> dict:
     return loaded
 
 
+def init_pose_model(config: Path):
+    """Build an MMPose model (top-down or lifter) from its config, with random weights.
+
+    What ``mmpose.apis.init_model`` does, without importing ``mmpose.apis``: that package
+    imports MMPose's visualisers, which need torchvision, and torchvision has no CPU wheel
+    for the CPU torch Kakashi installs. The weights are loaded by :func:`_load_weights`.
+    """
+    import mmpose.datasets  # noqa: F401  (registers the datasets whose metainfo we read)
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    from mmpose.models import build_pose_estimator
+    from mmpose.registry import DATASETS
+
+    cfg = Config.fromfile(str(config))
+    if "init_cfg" in cfg.model.get("backbone", {}):
+        cfg.model.backbone.init_cfg = None  # would download ImageNet weights
+    cfg.model.train_cfg = None
+    init_default_scope(cfg.get("default_scope", "mmpose"))
+    model = revert_sync_batchnorm(build_pose_estimator(cfg.model))
+    dataset = cfg.train_dataloader.dataset
+    metainfo = dataset.get("metainfo") or DATASETS.get(dataset.type).METAINFO
+    model.dataset_meta = parse_pose_metainfo(metainfo)
+    model.cfg = cfg
+    return model.eval()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
     import torch
@@ -265,7 +293,6 @@ class MMPoseBackend:
 
     def _load_models(self) -> None:
         from mmdet.apis import init_detector
-        from mmpose.apis import init_model
         from mmpose.utils import adapt_mmdet_pipeline
 
         self.detector = init_detector(str(self.configs["det"]), None, device="cpu")
@@ -277,7 +304,7 @@ class MMPoseBackend:
         self.detector.cfg = adapt_mmdet_pipeline(self.detector.cfg)
         self.detector.to(self.device).eval()
 
-        self.pose2d = init_model(str(self.configs["pose2d"]), None, device="cpu")
+        self.pose2d = init_pose_model(self.configs["pose2d"])
         _load_weights(self.pose2d, self.checkpoints["pose2d"], "pose.mmpose.pose2d_checkpoint")
         self.pose2d.to(self.device).eval()
         if self.pose2d.dataset_meta.get("num_keypoints") != 17:
@@ -285,7 +312,7 @@ class MMPoseBackend:
                 f"pose.mmpose.pose2d_config {self.configs['pose2d'].name} predicts "
                 f"{self.pose2d.dataset_meta.get('num_keypoints')} keypoints; use a COCO-17 model"
             )
-        self.lifter = init_model(str(self.configs["lifter"]), None, device="cpu")
+        self.lifter = init_pose_model(self.configs["lifter"])
         _load_weights(self.lifter, self.checkpoints["lifter"], "pose.mmpose.lifter_checkpoint")
         self.lifter.to(self.device).eval()
         if self.lifter.dataset_meta.get("num_keypoints") != skeleton.NUM_JOINTS:
