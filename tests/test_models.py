@@ -279,3 +279,17 @@ def test_numpy_generation_step_matches_the_torch_model(rnn_checkpoint: Path) -> 
     for x in inputs:  # several steps, so the carried LSTM state is checked too
         expected, state = model.step(x[None, :35], x[None, 35:70], x[None, 70:], state)
         np.testing.assert_allclose(stepper(x.double().numpy()), expected[0].detach(), atol=1e-5)
+
+
+def test_leaky_root_bounds_a_constant_drift_but_keeps_steps() -> None:
+    """A biased root velocity no longer walks the dancer off stage; a quick step survives."""
+    from kakashi.models.generate import leaky_integral
+
+    fps, tau = 30, 4.0 * 30
+    drift = np.tile([0.01, 0.0, 0.0], (fps * 600, 1))  # 0.3 m/s for 10 minutes
+    root = leaky_integral(drift, tau)
+    assert np.cumsum(drift, axis=0)[-1, 0] == pytest.approx(180.0)
+    assert root[-1, 0] == pytest.approx(0.01 * tau, rel=0.01)  # settles at v * tau = 1.2 m
+    step = np.zeros((fps, 3))
+    step[1:6, 2] = 0.1  # 0.5 m forward in 5 frames
+    assert leaky_integral(step, tau)[5, 2] == pytest.approx(0.5, rel=0.03)
