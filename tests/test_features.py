@@ -69,3 +69,21 @@ def test_parallel_first_runs_do_not_crash(tmp_path) -> None:
     assert list((tmp_path / "numba-cache").rglob("*.nbi")), "the cache went elsewhere"
     a, b = AudioFeatures.load(tmp_path / "a.npz"), AudioFeatures.load(tmp_path / "b.npz")
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_shared_stft_gives_librosas_own_values() -> None:
+    """The one-STFT path equals librosa's separate default calls (same features, less work)."""
+    import librosa
+
+    from kakashi.features import compute_features, load_audio
+
+    sr = 30 * 512
+    samples = load_audio(DEMO_SONG, sr)[: sr * 20]
+    ours = compute_features(samples, sr, 30, 512, ["mfcc", "chroma", "onset"])
+    frames = len(ours)
+    mfcc = librosa.feature.mfcc(y=samples, sr=sr, n_mfcc=20, hop_length=512).T[:frames]
+    chroma = librosa.feature.chroma_cens(y=samples, sr=sr, hop_length=512).T[:frames]
+    onset = librosa.onset.onset_strength(y=samples, sr=sr, hop_length=512)[:frames]
+    np.testing.assert_allclose(ours[:, :20], mfcc, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours[:, 20:32], chroma, atol=1e-6)
+    np.testing.assert_allclose(ours[:, 32], onset, rtol=1e-5, atol=1e-5)

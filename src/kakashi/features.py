@@ -104,18 +104,42 @@ def compute_features(
         raise ValueError(f"sr ({sr}) must equal fps * hop_length ({fps} * {hop_length})")
     if n_frames is None:
         n_frames = round(len(samples) / sr * fps)
+    # One STFT (librosa's defaults: n_fft 2048, Hann, centred) serves MFCC, onset strength
+    # and the tuning estimate of chroma; each would otherwise compute the same one again.
+    # At the default hop (512) the values equal the separate calls exactly (a test checks).
+    magnitude = None
+    mel_db = None
     envelope = None
     columns: list[np.ndarray] = []
+
+    def stft_magnitude() -> np.ndarray:
+        nonlocal magnitude
+        if magnitude is None:
+            magnitude = np.abs(librosa.stft(samples, n_fft=2048, hop_length=hop_length))
+        return magnitude
+
+    def log_mel() -> np.ndarray:
+        nonlocal mel_db
+        if mel_db is None:
+            mel_db = librosa.power_to_db(
+                librosa.feature.melspectrogram(S=stft_magnitude() ** 2, sr=sr)
+            )
+        return mel_db
+
     for kind in feature_set:
         if kind == "mfcc":
-            columns.append(
-                librosa.feature.mfcc(y=samples, sr=sr, n_mfcc=n_mfcc, hop_length=hop_length).T
-            )
+            columns.append(librosa.feature.mfcc(S=log_mel(), sr=sr, n_mfcc=n_mfcc).T)
         elif kind == "chroma":
-            columns.append(librosa.feature.chroma_cens(y=samples, sr=sr, hop_length=hop_length).T)
+            # chroma_cens estimates tuning at its CQT resolution, 36 bins per octave.
+            tuning = librosa.estimate_tuning(S=stft_magnitude(), sr=sr, bins_per_octave=36)
+            columns.append(
+                librosa.feature.chroma_cens(
+                    y=samples, sr=sr, hop_length=hop_length, tuning=tuning
+                ).T
+            )
         elif kind in ("onset", "beat", "peak"):
             if envelope is None:
-                envelope = librosa.onset.onset_strength(y=samples, sr=sr, hop_length=hop_length)
+                envelope = librosa.onset.onset_strength(S=log_mel(), sr=sr, hop_length=hop_length)
             if kind == "onset":
                 columns.append(envelope[:, None])
             elif kind == "beat":
