@@ -18,6 +18,8 @@ _HELP = {
     "init": "crnngan: seed RNN checkpoint the generator starts from",
     "mode": "per_frame | seq2seq_short | seq2seq_long",
     "device": "auto | cpu | cuda",
+    "devices": "processes for DistributedDataParallel (one GPU each, or CPU with gloo); "
+    "spawned here unless run under torchrun",
     "optimizer": "adam | sgd",
     "loss": "mse | huber",
 }

@@ -13,6 +13,13 @@ A checkpoint is a dict of plain tensors, numbers, strings and lists, so
 Determinism: each epoch reseeds torch from ``seed + epoch`` and shuffles with its own
 generator, so a run resumed from ``.last.pt`` gives the same weights as one that never
 stopped.
+
+Several devices (``devices > 1``): N processes with DistributedDataParallel, NCCL on GPUs
+(one per rank) and gloo on CPU. Started by ``torchrun --nproc-per-node N -m kakashi train``
+or, without torchrun, ``kakashi train --devices N`` spawns the N workers itself. All ranks
+build the same shuffled batch plan and take every N-th batch, so they see disjoint windows;
+rank 0 alone evaluates and writes files, and broadcasts each epoch's row so every rank
+takes the same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -81,7 +90,7 @@ class TrainConfig:
     patience: int = 10  # early stopping: epochs without a better val loss (0: off)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    devices: int = 1  # data-parallel processes; only 1 is implemented
+    devices: int = 1  # data-parallel processes (DistributedDataParallel); 1: no DDP
     hop_length: int = 512  # audio hop the shards' features were computed with
     # C-RNN-GAN only
     noise_dim: int = 8
@@ -102,7 +111,7 @@ class TrainConfig:
             (0.0 <= self.teacher_min <= 1.0, f"teacher_min must be in [0, 1]: {self.teacher_min}"),
             (self.window_s > 0 and self.stride_s > 0, "window_s and stride_s must be positive"),
             (self.device in ("auto", "cpu", "cuda"), f"device: auto|cpu|cuda, not {self.device!r}"),
-            (self.devices == 1, "devices > 1 (DistributedDataParallel) is not implemented; use 1"),
+            (self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
             (self.model != "crnngan" or bool(self.init), "crnngan needs --init RNN_CHECKPOINT"),
         ]  # fmt: skip
         for ok, message in checks:
@@ -342,14 +351,163 @@ def _same_run(saved: dict, config: TrainConfig) -> bool:
     return all(saved.get(k) == v for k, v in now.items() if k not in ignore)
 
 
+RANK_SEED = 1_000_033  # per-rank offset of the dropout/noise seeds; rank 0 keeps the plain ones
+DUMP_ENV = "KAKASHI_DDP_DUMP"  # test hook: each rank saves its final weights in this folder
+
+
+def _launched_world() -> int | None:
+    """WORLD_SIZE if this process was started as one rank of a group (torchrun, our spawn)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    return None
+
+
+def _check_gpus(config: TrainConfig, needed: int) -> None:
+    """Fail before any process starts if ``device: cuda`` cannot give one GPU per rank."""
+    if config.device != "cuda":
+        return
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < needed:
+        raise ModelError(
+            f"train.devices={config.devices} with device cuda needs {needed} CUDA GPU(s) on "
+            f"this machine, found {found}; use --device cpu (gloo) or fewer --devices"
+        )
+
+
+def _rank_device(name: str, local_rank: int, world: int) -> torch.device:
+    """One GPU per rank (LOCAL_RANK) if there are enough, else the CPU."""
+    if name == "auto":
+        enough = torch.cuda.is_available() and torch.cuda.device_count() > local_rank
+        name = "cuda" if enough else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available() or torch.cuda.device_count() <= local_rank:
+            raise ModelError(
+                f"rank with LOCAL_RANK={local_rank} of {world} needs a CUDA GPU of its own, "
+                f"found {torch.cuda.device_count()}; use --device cpu or fewer processes"
+            )
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
 def train(config: TrainConfig, progress: bool = True) -> dict:
-    """Train as ``config`` says; returns the last epoch's row of the history."""
+    """Train as ``config`` says; returns the last epoch's row of the history.
+
+    ``devices > 1`` outside torchrun spawns that many worker processes; inside torchrun (or
+    one of our workers) this process is one rank of the group.
+    """
+    config.validate()
+    world = _launched_world()
+    if world is None or world == 1:
+        if config.devices > 1 and world is None:
+            return _spawn(config, progress)
+        if config.devices > 1:
+            raise ModelError(
+                f"train.devices={config.devices} but torchrun started 1 process; "
+                f"use torchrun --nproc-per-node {config.devices} or drop --devices"
+            )
+        return _run(config, progress, rank=0, world=1, device=pick_device(config.device))
+    return _distributed(config, progress, world)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawn(config: TrainConfig, progress: bool) -> dict:
+    """Start ``config.devices`` local ranks and wait; rank 0's files carry the result."""
+    import torch.multiprocessing as mp
+
+    _check_gpus(config, config.devices)
+    level = logging.getLogger().getEffectiveLevel()
+    # The CPU threads this process may use (OMP_NUM_THREADS, e.g. from Snakemake's
+    # `threads`), shared out: N ranks each using all of them would oversubscribe the CPU.
+    threads = max(1, torch.get_num_threads() // config.devices)
+    try:
+        mp.spawn(
+            _worker,
+            args=(config, progress, _free_port(), level, threads),
+            nprocs=config.devices,
+            join=True,
+        )
+    except mp.ProcessRaisedException as exc:
+        # The worker's traceback ends with its exception; that last line is the message.
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else str(exc)
+        if last.startswith("kakashi."):  # our own errors: their message is enough
+            last = last.split(": ", 1)[-1]
+        raise ModelError(f"distributed training failed: {last}") from exc
+    except mp.ProcessExitedException as exc:
+        raise ModelError(f"distributed training failed: {exc}") from exc
+    saved = load_checkpoint(paths_for(config.out)["last"])
+    return saved["history"][-1] if saved["history"] else {}
+
+
+def _worker(
+    index: int, config: TrainConfig, progress: bool, port: int, level: int, threads: int
+) -> None:
+    """One spawned rank: the environment torchrun would give it, then the shared path."""
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(config.devices),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    # A spawned child starts with fresh logging; keep the parent's level and format.
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    _distributed(config, progress, config.devices)
+
+
+def _distributed(config: TrainConfig, progress: bool, world: int) -> dict:
+    """This process is one rank: join the group (env://), train, leave the group."""
+    import torch.distributed as dist
+
+    if config.devices not in (1, world):
+        raise ModelError(
+            f"train.devices={config.devices} but the process group has {world} ranks; "
+            "make --devices match torchrun's --nproc-per-node (or leave it at 1)"
+        )
+    config.devices = world  # recorded in the checkpoint: resuming needs the same split
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device = _rank_device(config.device, local_rank, world)
+    if rank != 0:
+        log.setLevel(logging.ERROR)  # rank 0 logs for everyone; errors still show
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _run(config, progress, rank=rank, world=world, device=device)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _rank_share(plan: list, rank: int, world: int) -> list:
+    """Every ``world``-th batch from ``rank`` on, the plan cycled so all ranks get as many.
+
+    Equal counts matter: each optimiser step is a collective all-reduce, and a rank with
+    one batch more would wait for the others forever.
+    """
+    total = math.ceil(len(plan) / world) * world
+    return [plan[i % len(plan)] for i in range(total)][rank::world]
+
+
+def _run(config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device) -> dict:
+    """The training loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
     from tqdm import tqdm
 
-    config.validate()
-    device = pick_device(config.device)
+    distributed = world > 1
+    if distributed:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
     files = paths_for(config.out)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # same on every rank: identical initial weights
 
     train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
     init_state = None
@@ -439,36 +597,63 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         sum(p.numel() for p in model.parameters()),
         device,
     )
+    # The modules the loop calls: DDP wrappers all-reduce gradients in backward. Resume
+    # state is loaded into the plain modules first, and checkpoints are saved from them, so
+    # no ``module.`` prefixes.
+    forward, d_forward = model, disc
+    if distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        forward = DistributedDataParallel(model, device_ids=ids)
+        if disc is not None:
+            d_forward = DistributedDataParallel(disc, device_ids=ids)
     model.train()
     stop = config.max_steps and step >= config.max_steps
     for epoch in range(start_epoch, config.epochs):
         if stop or (config.patience and val_sets and bad_epochs >= config.patience):
             break
-        torch.manual_seed(config.seed + epoch)  # dropout; resumable runs stay identical
+        # Dropout and noise differ per rank (each sees other windows); rank 0's seeds are
+        # the single-process ones. Resumable runs stay identical.
+        torch.manual_seed(config.seed + epoch + RANK_SEED * rank)
         shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        rng = torch.Generator(device=device).manual_seed(config.seed * 7919 + epoch)
+        rng = torch.Generator(device=device).manual_seed(
+            config.seed * 7919 + epoch + RANK_SEED * rank
+        )
         tf = teacher_prob(config, epoch) if config.model == "rnn" else 0.0
         sums: dict[str, float] = {}
         count, frames, started = 0, 0, time.perf_counter()
         plan = batches(train_sets, config.batch_size, shuffle)
+        if distributed:
+            # Same shuffle seed on every rank (like DistributedSampler.set_epoch): one plan,
+            # and each rank takes its own disjoint share of it.
+            plan = _rank_share(plan, rank, world)
         for k, index in tqdm(
             plan,
             desc=f"{config.model} epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
+            disable=not progress or rank != 0,
             leave=False,
         ):
             audio, motion, mask = to_tensors(train_sets[k], index, device)
             if disc is None:
-                pred = model(
+                pred = forward(
                     audio, motion, teacher_prob=tf, input_noise=config.input_noise, generator=rng
                 )
                 loss = masked_loss(pred, motion[:, 1:], mask[:, 1:], config.loss)
                 _optimise(optimizer, loss, model, config.grad_clip)
                 parts = {"train_loss": loss.item()}
             else:
-                fake = fake_motion(model, audio, motion, rng)
-                d_loss = discriminator_loss(disc, audio, motion, fake)
+                if distributed:
+                    # fake_motion reads noise_dim off the module, which DDP hides; the same
+                    # two steps through the wrapper.
+                    noise = torch.randn(
+                        (*audio.shape[:2], model.noise_dim), generator=rng, device=device
+                    )
+                    fake = forward(audio, motion, teacher_prob=0.0, noise=noise)
+                else:
+                    fake = fake_motion(model, audio, motion, rng)
+                d_loss = discriminator_loss(d_forward, audio, motion, fake)
                 _optimise(d_optimizer, d_loss, disc, config.grad_clip)
+                # The plain discriminator: its gradients from this loss are never used (the
+                # next D step clears them), so all-reducing them would be wasted traffic.
                 g_loss, recon = generator_loss(
                     disc, audio, motion, mask, fake, config.adv_weight, config.recon_weight
                 )
@@ -486,27 +671,52 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             if config.max_steps and step >= config.max_steps:
                 stop = True
                 break
+        if distributed:
+            # Train losses and frames over all ranks; every rank has the same keys.
+            keys = sorted(sums)
+            total = torch.tensor([sums[k] for k in keys] + [count, frames], dtype=torch.float64)
+            total = total.to(device)
+            dist.all_reduce(total)
+            sums = dict(zip(keys, total[: len(keys)].tolist(), strict=True))
+            count, frames = int(total[-2]), int(total[-1])
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "step": step, "teacher_prob": tf}
         row.update({k: v / max(count, 1) for k, v in sums.items()})
-        row.update(evaluate(model, val_sets, stats, config, device))
+        if rank == 0:  # the weights are the same on every rank: one evaluation is enough
+            row.update(evaluate(model, val_sets, stats, config, device))
         row.update({"seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)})
+        if distributed:
+            # Rank 0's row (val loss included) to all: the best/patience bookkeeping below,
+            # hence the early-stopping decision, is then the same on every rank.
+            shared = [row]
+            dist.broadcast_object_list(shared, src=0)
+            row = shared[0]
         history.append(row)
         score = row.get("val_loss", row["train_loss"])
         if score < best:
             best, bad_epochs = score, 0
-            save_checkpoint(files["best"], payload(epoch + 1))
+            if rank == 0:
+                save_checkpoint(files["best"], payload(epoch + 1))
         else:
             bad_epochs += 1
-        save_checkpoint(files["last"], payload(epoch + 1))
-        write_history(history, files["csv"], files["png"])
+        if rank == 0:
+            save_checkpoint(files["last"], payload(epoch + 1))
+            write_history(history, files["csv"], files["png"])
         log.info(
             "epoch %d: %s",
             epoch + 1,
             ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",)),
         )
-    if not files["best"].is_file():  # e.g. resumed a finished run whose best was deleted
+    if rank == 0 and not files["best"].is_file():  # e.g. resumed a run whose best was deleted
         save_checkpoint(files["best"], payload(len(history)))
+    if distributed:
+        if os.environ.get(DUMP_ENV):
+            # Test hook: each rank's final weights, to check DDP kept them identical.
+            dump = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+            if disc is not None:
+                dump["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
+            save_checkpoint(Path(os.environ[DUMP_ENV]) / f"rank{rank}.pt", dump)
+        dist.barrier()  # every rank returns only once rank 0's files are complete
     return history[-1] if history else {}
 
 
