@@ -222,11 +222,13 @@ MODELS = config["train"]["models"]
 # Sequences whose songs the models dance to for `evaluate` (rows of the sheet; playlist
 # entries are scored once listed, see docs/evaluation.md).
 TEST_SEQS = [seq for seq, row in SINGLE_ROWS.items() if row["split"] == "test"]
-TRAIN_THREADS = config["train"]["threads"]
+# One thread per rank at least when `kakashi train --devices N` runs N CPU processes.
+TRAIN_THREADS = max(config["train"]["threads"], int(config["train"].get("devices", 1)))
 TRAIN_RUNTIME = config["train"]["runtime"]
 # Training asks the scheduler for a GPU only where config says so (train.gpu), so the
 # same workflow runs on a laptop and on a cluster's GPU partition.
-TRAIN_GPUS = 1 if config["train"]["gpu"] else 0
+TRAIN_DEVICES = int(config["train"].get("devices", 1))
+TRAIN_GPUS = TRAIN_DEVICES if config["train"]["gpu"] else 0
 
 # Keys of `train:` that configure the workflow, not `kakashi train`.
 _WORKFLOW_TRAIN_KEYS = {"models", "threads", "runtime", "gpu", "rnn", "crnngan"}
