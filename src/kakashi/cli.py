@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import logging
 import math
@@ -24,16 +23,11 @@ log = logging.getLogger("kakashi")
 
 # Modules that add their own subcommands (``add_commands(subparsers)``); each imports its
 # heavy dependencies (torch, OpenCV, ...) inside the command, so ``kakashi --help`` is fast.
-COMMAND_MODULES = [
-    module
-    for module in (
-        "kakashi.models.cli",  # train, generate
-        "kakashi.output_cli",  # render, viewer, export-bvh
-        "kakashi.evaluate.cli",  # evaluate
-    )
-    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None
-    and importlib.util.find_spec(module) is not None
-]
+COMMAND_MODULES = (
+    "kakashi.models.cli",  # train, generate
+    "kakashi.output_cli",  # render, viewer, export-bvh
+    "kakashi.evaluate.cli",  # evaluate
+)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
