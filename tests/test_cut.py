@@ -21,6 +21,18 @@ def test_cut_trims_and_resamples(tmp_path) -> None:
     assert result.size == (518, 496)
 
 
+@pytest.mark.parametrize(("start", "end"), [(0.2333, 0.9733), (2.9999, 5.2), (60.01, None)])
+def test_off_grid_spans_keep_every_frame(tmp_path, start, end) -> None:
+    """Start/end off the frame grid: the MP4 has exactly the frames the WAV covers.
+
+    Floating-point spans (0.7399999... s) used to lose the last frame in moviepy.
+    """
+    result = cut_video(DEMO_VIDEO, tmp_path / "c.mp4", tmp_path / "c.wav", start, end, fps=30)
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(result.video))
+    assert frames == result.frames
+    assert round(soundfile.info(str(result.audio)).duration * 30) == result.frames
+
+
 def test_cut_bounds_the_resolution(tmp_path) -> None:
     result = cut_video(DEMO_VIDEO, tmp_path / "c.mp4", tmp_path / "c.wav", 0, 1, max_height=240)
     assert result.size[1] == 240 and result.size[0] % 2 == 0

@@ -216,11 +216,11 @@ def test_data_stage_runs_through_sbatch(slurm_data_run) -> None:
 def test_training_job_gets_the_fake_gpu(slurm_data_run) -> None:
     """train_rnn, one short epoch on the data-stage shards: one sbatch job holding a GPU."""
     workdir, config, _ = slurm_data_run
-    short = {**config, "train": {"epochs": 1, "window_s": 2, "hidden": 16, "layers": 1}}
+    train = {"gpu": True, "epochs": 1, "window_s": 2, "hidden": 16, "layers": 1}
+    short = {**config, "train": train}
     run = run_through_slurm(workdir, "results/models/rnn.pt", short)
     assert (workdir / "results" / "models" / "rnn.pt").stat().st_size > 0
     assert [log.parent.name for _, log in run.submitted] == ["rule_train_rnn"], run.output
     assert_ran_in_slurm(run)
-    # The profile's set-resources gives training a GPU even where config train.gpu is
-    # false; Slurm granted the fake one.
+    # train.gpu: true makes the rule ask for a GPU; Slurm granted the fake one.
     assert "TresPerJob=gres:gpu:1" in scontrol_job(run.submitted[0][0])

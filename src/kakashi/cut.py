@@ -71,7 +71,9 @@ def cut_video(
         if frames < 1:
             raise MediaError(f"the span {start}-{stop} s of {source} is shorter than one frame")
         stop = start + frames / fps
-        sub = clip.subclipped(start, stop)
+        # moviepy writes int(duration * fps) frames, and stop - start can come out as
+        # 14.3999999 for 432 frames; a nanosecond more makes the count exact.
+        sub = clip.subclipped(start, stop).with_duration(frames / fps + 1e-9)
         if sub.h > max_height:
             # libx264 with yuv420p needs even dimensions.
             height = max_height - max_height % 2
