@@ -6,6 +6,9 @@ checkpoint playlist:
     retries: config["fetch"]["retries"]
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=500,
+        runtime=10,
     params:
         kakashi=KAKASHI,
         url=lambda wildcards: PLAYLIST_ROWS[wildcards.playlist]["source"],

@@ -35,6 +35,9 @@ rule dataset_info:
         results("logs/dataset_info.log"),
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         kakashi=KAKASHI,
         shards=results("shards"),

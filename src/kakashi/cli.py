@@ -144,7 +144,10 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
         raise KakashiError(f"no shards under {args.shards} (expected split=*/SEQ.parquet)")
     text = json.dumps(summary, indent=2) if args.json else format_info(summary, args.shards)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        output = Path(args.output)
+        partial = output.with_name(f".{output.name}.part")  # atomic: never half a summary
+        partial.write_text(text + "\n")
+        partial.replace(output)
     print(text)
 
 

@@ -55,5 +55,7 @@ def m2d_sheet(data_dir: str | Path, out: str | Path, val: float = 0.1, test: flo
             "split": stable_split(seq, val, test),
         }
         lines.append("\t".join(row[column] for column in M2D_COLUMNS))
-    out.write_text("\n".join(lines) + "\n")
+    partial = out.with_name(f".{out.name}.part")  # atomic: never half a sheet
+    partial.write_text("\n".join(lines) + "\n")
+    partial.replace(out)
     return len(lines) - 1

@@ -125,6 +125,14 @@ def write(result: dict, out_dir: Path, timeline: tuple[str, dict[str, EvalDance]
         written["plots"].append(
             timeline_plot(timeline[0], timeline[1], plots / "beat_timeline.png")
         )
-    written["markdown"].write_text(markdown_table(result))
-    written["json"].write_text(json.dumps(result, indent=2) + "\n")
+    # Atomic, and metrics.json last: a crash never leaves a complete-looking but partial
+    # table under the names the workflow checks.
+    _write_text_atomic(written["markdown"], markdown_table(result))
+    _write_text_atomic(written["json"], json.dumps(result, indent=2) + "\n")
     return written
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(text)
+    partial.replace(path)
