@@ -145,7 +145,7 @@ def project_bones_np(pose: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def generate_motion(
-    model,
+    model: torch.nn.Module,
     stats: Stats,
     audio: np.ndarray,
     first_pose: np.ndarray,

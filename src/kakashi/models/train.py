@@ -252,7 +252,9 @@ def model_from_checkpoint(path: str | Path) -> tuple[DanceRNN, Stats, dict]:
 # ---------------------------------------------------------------- the loop
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str):
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str
+) -> torch.Tensor:
     if kind == "huber":
         error = F.smooth_l1_loss(pred, target, reduction="none")
     else:
@@ -280,7 +282,9 @@ def batches(
     return [out[i] for i in shuffle]
 
 
-def to_tensors(windows: Windows, index: np.ndarray, device: torch.device):
+def to_tensors(
+    windows: Windows, index: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, ...]:
     return (
         torch.from_numpy(windows.audio[index]).to(device),
         torch.from_numpy(windows.motion[index]).to(device),

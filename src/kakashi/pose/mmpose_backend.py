@@ -34,8 +34,12 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported inside the functions: `kakashi --help` stays fast
+    import torch
 
 from kakashi import skeleton
 from kakashi.errors import MediaError, PoseError
@@ -191,7 +195,7 @@ def _load_weights(model, checkpoint: str, setting: str) -> dict:
     return loaded
 
 
-def init_pose_model(config: Path):
+def init_pose_model(config: Path) -> torch.nn.Module:
     """Build an MMPose model (top-down or lifter) from its config, with random weights.
 
     What ``mmpose.apis.init_model`` does, without importing ``mmpose.apis``: that package
