@@ -279,7 +279,17 @@ def list_playlist(url: str, retries: int = 3, socket_timeout: float = 30.0) -> l
             "empty playlist?), or download the videos by hand and list their local paths "
             "in the sources sheet."
         )
+    if len(entries) > MAX_PLAYLIST_ENTRIES:
+        # Entry ids are ID-001 ... ID-999: three digits keep them within the id length.
+        raise FetchError(
+            f"The playlist {url} has {len(entries)} entries; one sheet row takes at most "
+            f"{MAX_PLAYLIST_ENTRIES}. Split it into several rows (e.g. list the videos "
+            "individually), or use a shorter playlist."
+        )
     return entries
+
+
+MAX_PLAYLIST_ENTRIES = 999
 
 
 def _clean_field(text: str) -> str:
