@@ -56,24 +56,13 @@ _H36M_FROM_COCO: dict[str, dict[str, float]] = {
     "right_wrist": {"right_wrist": 1},
 }
 
+# Tang's body joints carry COCO's names; only the head and the wrists differ.
 _H36M_FROM_TANG: dict[str, dict[str, float]] = {
-    "pelvis": {"left_hip": 0.5, "right_hip": 0.5},
-    "right_hip": {"right_hip": 1},
-    "right_knee": {"right_knee": 1},
-    "right_ankle": {"right_ankle": 1},
-    "left_hip": {"left_hip": 1},
-    "left_knee": {"left_knee": 1},
-    "left_ankle": {"left_ankle": 1},
-    "spine": {"left_hip": 0.25, "right_hip": 0.25, "left_shoulder": 0.25, "right_shoulder": 0.25},
-    "thorax": {"left_shoulder": 0.5, "right_shoulder": 0.5},
+    **_H36M_FROM_COCO,
     "neck": {"head_a": 0.5, "head_b": 0.5},
     # Head top: the head points sit about 20 cm above the shoulders; go half that again.
     "head": {"head_a": 0.75, "head_b": 0.75, "left_shoulder": -0.25, "right_shoulder": -0.25},
-    "left_shoulder": {"left_shoulder": 1},
-    "left_elbow": {"left_elbow": 1},
     "left_wrist": {"left_hand": 1},
-    "right_shoulder": {"right_shoulder": 1},
-    "right_elbow": {"right_elbow": 1},
     "right_wrist": {"right_hand": 1},
 }
 
