@@ -144,10 +144,9 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
         raise KakashiError(f"no shards under {args.shards} (expected split=*/SEQ.parquet)")
     text = json.dumps(summary, indent=2) if args.json else format_info(summary, args.shards)
     if args.output:
-        output = Path(args.output)
-        partial = output.with_name(f".{output.name}.part")  # atomic: never half a summary
-        partial.write_text(text + "\n")
-        partial.replace(output)
+        from kakashi.output_cli import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n")
     print(text)
 
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from kakashi.errors import SheetError
+from kakashi.output_cli import atomic_write_text
 from kakashi.sources import stable_split
 
 M2D_COLUMNS = ("id", "source", "audio", "audio_offset_s", "fps", "skeleton", "split")
@@ -55,7 +56,5 @@ def m2d_sheet(data_dir: str | Path, out: str | Path, val: float = 0.1, test: flo
             "split": stable_split(seq, val, test),
         }
         lines.append("\t".join(row[column] for column in M2D_COLUMNS))
-    partial = out.with_name(f".{out.name}.part")  # atomic: never half a sheet
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(out)
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return len(lines) - 1

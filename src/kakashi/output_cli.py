@@ -1,10 +1,11 @@
 """Commands that turn a dance file into something to watch or use: render, viewer, export-bvh.
 
 This module stays light (no OpenCV, no ffmpeg at import time) so ``kakashi --help`` is fast;
-each command imports its module when it runs. It also holds the one helper the three
-writers share: :func:`atomic_output`, which writes to a hidden temporary name in the target
-folder and renames it into place only when the writer finished, so a crash or a bad input
-never leaves a half-written MP4, HTML or BVH under the real name.
+each command imports its module when it runs. It also holds :func:`atomic_output` (and
+:func:`atomic_write_text` on top of it), used by these three and by the text outputs
+(dataset summary, generated sheets, metrics table): it writes to a hidden temporary name in
+the target folder and renames it into place only when the writer finished, so a crash or a
+bad input never leaves a half-written file under the real name.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         # Reached with the temporary still present only when the writer failed.
         temporary.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from kakashi.evaluate.beats import motion_beats, motion_speed
 from kakashi.evaluate.harness import EvalDance
+from kakashi.output_cli import atomic_write_text
 
 # Metric -> (column title, better direction). Diversity: higher is better, but the
 # ground-truth value is the target; a model far above it is noisy, not creative.
@@ -127,12 +128,6 @@ def write(result: dict, out_dir: Path, timeline: tuple[str, dict[str, EvalDance]
         )
     # Atomic, and metrics.json last: a crash never leaves a complete-looking but partial
     # table under the names the workflow checks.
-    _write_text_atomic(written["markdown"], markdown_table(result))
-    _write_text_atomic(written["json"], json.dumps(result, indent=2) + "\n")
+    atomic_write_text(written["markdown"], markdown_table(result))
+    atomic_write_text(written["json"], json.dumps(result, indent=2) + "\n")
     return written
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(text)
-    partial.replace(path)
