@@ -203,7 +203,6 @@ def shard_inputs(wildcards):
 # ---- Models, dances, evaluation ------------------------------------------------------
 
 
-
 def song_path(path):
     """A song from config: relative to the working directory, else to this repository.
 
@@ -219,15 +218,17 @@ def song_path(path):
 # Songs to choreograph: config `songs` maps a safe id to an audio file.
 SONGS = {song: song_path(path) for song, path in config["songs"].items()}
 MODELS = config["train"]["models"]
-# Sequences whose songs the models dance to for `evaluate` (rows of the sheet; playlist
-# entries are scored once listed, see docs/evaluation.md).
+# Test-split sequences whose songs the models dance to for `evaluate`: the sheet's own
+# rows. Playlist entries are known only after their checkpoint and get no model dances
+# (their shards still count as ground truth).
 TEST_SEQS = [seq for seq, row in SINGLE_ROWS.items() if row["split"] == "test"]
-# One thread per rank at least when `kakashi train --devices N` runs N CPU processes.
-TRAIN_THREADS = max(config["train"]["threads"], int(config["train"].get("devices", 1)))
-TRAIN_RUNTIME = config["train"]["runtime"]
-# Training asks the scheduler for a GPU only where config says so (train.gpu), so the
-# same workflow runs on a laptop and on a cluster's GPU partition.
+# Ranks of `kakashi train --devices N` (DistributedDataParallel).
 TRAIN_DEVICES = int(config["train"].get("devices", 1))
+# One thread per rank at least when the ranks are CPU processes.
+TRAIN_THREADS = max(config["train"]["threads"], TRAIN_DEVICES)
+TRAIN_RUNTIME = config["train"]["runtime"]
+# Training asks the scheduler for GPUs (one per rank) only where config says so
+# (train.gpu), so the same workflow runs on a laptop and on a cluster's GPU partition.
 TRAIN_GPUS = TRAIN_DEVICES if config["train"]["gpu"] else 0
 
 # Keys of `train:` that configure the workflow, not `kakashi train`.
