@@ -218,9 +218,8 @@ def song_path(path):
 # Songs to choreograph: config `songs` maps a safe id to an audio file.
 SONGS = {song: song_path(path) for song, path in config["songs"].items()}
 MODELS = config["train"]["models"]
-# Test-split sequences whose songs the models dance to for `evaluate`: the sheet's own
-# rows. Playlist entries are known only after their checkpoint and get no model dances
-# (their shards still count as ground truth).
+# The sheet's own test-split rows: `evaluate` runs when there is at least one. The models
+# dance to every test shard (`generate_test`), playlist entries included.
 TEST_SEQS = [seq for seq, row in SINGLE_ROWS.items() if row["split"] == "test"]
 # Ranks of `kakashi train --devices N` (DistributedDataParallel).
 TRAIN_DEVICES = int(config["train"].get("devices", 1))
@@ -265,11 +264,7 @@ def generated_dances(wildcards):
 
 
 def evaluation_dances(wildcards):
-    return [
-        results(f"eval/dances/{model}/{seq}.npz")
-        for model in MODELS
-        for seq in TEST_SEQS
-    ]
+    return [results(f"eval/dances/{model}") for model in MODELS]
 
 
 def evaluation_flags():

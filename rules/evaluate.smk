@@ -4,8 +4,7 @@
 
 rule evaluate:
     input:
-        sheet_shards,
-        playlist_markers,
+        dataset=results("dataset_info.txt"),
         dances=evaluation_dances,
     output:
         metrics=results("eval/metrics.json"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile
 import torch
@@ -22,7 +23,7 @@ from kakashi.models.data import (
     motion_of,
     read_split,
 )
-from kakashi.models.generate import generate, generate_motion, project_bones
+from kakashi.models.generate import generate, generate_motion, generate_split, project_bones
 from kakashi.models.train import (
     TrainConfig,
     config_from,
@@ -238,6 +239,32 @@ def test_generate_for_a_real_song(rnn_checkpoint: Path, tmp_path: Path) -> None:
     # A start pose from a dance file is used as frame 0.
     again = generate(song, rnn_checkpoint, tmp_path / "b.npz", start=str(out))
     np.testing.assert_allclose(again.pose[0], dance.pose[0], atol=1e-5)
+
+
+def test_generate_split_dances_to_every_test_shard(
+    rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path, capsys
+) -> None:
+    """`kakashi generate --shards`: a dance per test shard, from the shard's own features."""
+    out = tmp_path / "dances"
+    args = ["generate", "--shards", str(demo_shards), "--split", "test"]
+    assert main([*args, "--checkpoint", str(rnn_checkpoint), "-o", str(out)]) == 0
+    shards = sorted((demo_shards / "split=test").glob("*.parquet"))
+    assert [p.name for p in sorted(out.iterdir())] == [f"{p.stem}.npz" for p in shards]
+    from kakashi.dance import Dance
+
+    for shard in shards:
+        dance = Dance.load(out / f"{shard.stem}.npz")
+        table = pq.read_table(shard, columns=["audio"])
+        assert len(dance) == table.num_rows  # exactly its ground truth's length
+        # The same dance as the model gives on those features alone: nothing else leaks in.
+        model, stats, _ = model_from_checkpoint(rnn_checkpoint)
+        audio = np.stack(table.column("audio").to_numpy(zero_copy_only=False)).astype(np.float32)
+        pose, _ = generate_motion(model, stats, audio, stats.mean_pose())
+        np.testing.assert_allclose(dance.pose, pose, atol=1e-5)
+    with pytest.raises(ModelError, match="no shards in .*split=nope"):
+        generate_split(demo_shards, "nope", rnn_checkpoint, tmp_path / "none")
+    assert main(["generate", "--checkpoint", str(rnn_checkpoint), "-o", str(out)]) == 1
+    assert "give either a song or --shards" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(

@@ -231,6 +231,12 @@ def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
         assert (results / "renders" / model / "vibe-ace.mp4").stat().st_size > 10_000
         assert "<html" in (results / "viewer" / model / "vibe-ace.html").read_text()[:500].lower()
         assert (results / "bvh" / model / "vibe-ace.bvh").read_text().startswith("HIERARCHY")
+        # One generate_test job per model danced every test shard, each as long as its truth.
+        test_shards = sorted((results / "shards" / "split=test").glob("*.parquet"))
+        assert test_shards
+        for shard in test_shards:
+            test_dance = Dance.load(results / "eval" / "dances" / model / f"{shard.stem}.npz")
+            assert len(test_dance) == pq.read_metadata(shard).num_rows
     metrics = json.loads((results / "eval" / "metrics.json").read_text())
     rows = {row["name"]: row for row in metrics["rows"]}
     assert {"ground_truth", "random_retrieval", "mean_pose", "rnn", "crnngan"} <= set(rows)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from kakashi.models import ModelError
+
 # Field names and types without importing torch (train.py imports it).
 _HELP = {
     "model": "rnn | crnngan",
@@ -64,9 +66,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from kakashi.models.generate import generate
+    from kakashi.models.generate import generate, generate_split
 
-    generate(args.song, args.checkpoint, args.output, seed=args.seed, start=args.start_pose)
+    if (args.song is None) == (args.shards is None):
+        raise ModelError("give either a song or --shards DIR (a dance per shard of --split)")
+    if args.shards is not None:
+        generate_split(
+            args.shards, args.split, args.checkpoint, args.output, args.seed, args.start_pose
+        )
+    else:
+        generate(args.song, args.checkpoint, args.output, seed=args.seed, start=args.start_pose)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -87,9 +96,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_cmd_train)
 
     generate = subparsers.add_parser("generate", help="generate a dance for any song")
-    generate.add_argument("song", help="audio file (wav, mp3, ogg, flac, ...)")
+    generate.add_argument("song", nargs="?", help="audio file (wav, mp3, ogg, flac, ...)")
     generate.add_argument("--checkpoint", required=True, help="a model from `kakashi train`")
-    generate.add_argument("-o", "--output", required=True, help="dance file to write (.npz)")
+    generate.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="dance file to write (.npz); with --shards, the folder for SEQ.npz files",
+    )
+    generate.add_argument(
+        "--shards",
+        help="instead of a song: a dance for every shard of --split, from its audio features",
+    )
+    generate.add_argument("--split", default="test", help="with --shards (default: test)")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (C-RNN-GAN)")
     generate.add_argument(
         "--start-pose",

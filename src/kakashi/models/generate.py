@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from kakashi import skeleton
@@ -218,9 +219,7 @@ def generate(
     features = audio_features(song, fps=stats.fps, hop_length=hop, feature_set=kinds, n_mfcc=n_mfcc)
     if features.names != stats.feature_names:
         raise ModelError(f"{checkpoint}: features of {song} do not match the training features")
-    torch.manual_seed(seed)
-    pose, root = generate_motion(model, stats, features.values, start_pose(start, stats), seed)
-    dance = Dance(pose, root, stats.fps)
+    dance = dance_for_audio(model, stats, features.values, start_pose(start, stats), seed)
     dance.save(output)
     log.info(
         "%s: %d frames (%.1f s at %g fps) -> %s",
@@ -231,3 +230,63 @@ def generate(
         output,
     )
     return dance
+
+
+def dance_for_audio(
+    model: torch.nn.Module, stats: Stats, audio: np.ndarray, first_pose: np.ndarray, seed: int
+) -> Dance:
+    """The dance for raw audio features (T, F), seeded so it never depends on what ran before."""
+    torch.manual_seed(seed)
+    pose, root = generate_motion(model, stats, audio, first_pose, seed)
+    return Dance(pose, root, stats.fps)
+
+
+def generate_split(
+    shards: str | Path,
+    split: str,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    start: str = "mean",
+) -> list[Path]:
+    """A dance for every shard of ``split``, driven by the audio features stored in the shard.
+
+    This is what evaluation scores: one process loads the model once for the whole split
+    (instead of one job, one torch import and one feature extraction per song), and each
+    dance has exactly its ground truth's frame count, since both come from the same shard.
+    Every dance is ``OUT_DIR/SEQ.npz``, the name `kakashi evaluate` pairs with the shard.
+    """
+    from kakashi.models.data import _column
+    from kakashi.models.train import model_from_checkpoint
+    from kakashi.shards import read_metadata
+
+    folder = Path(shards) / f"split={split}"
+    paths = sorted(folder.glob("*.parquet"))
+    if not paths:
+        raise ModelError(
+            f"no shards in {folder}; build the data first (snakemake results/dataset_info.txt) "
+            f"or check that the sheet puts sources in the {split!r} split"
+        )
+    model, stats, _ = model_from_checkpoint(checkpoint)
+    first_pose = start_pose(start, stats)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        try:
+            meta = read_metadata(path)
+            names = list(meta.get("feature_names", []))
+            audio = _column(pq.read_table(path, columns=["audio"]), "audio", len(names))
+        except Exception as exc:  # pyarrow raises several kinds for a damaged file
+            raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
+        if names != stats.feature_names or abs(float(meta.get("fps", 0)) - stats.fps) > 1e-3:
+            raise ModelError(
+                f"{path}: its audio features ({len(names)} at {meta.get('fps')} fps) are not "
+                f"the ones {checkpoint} was trained on ({len(stats.feature_names)} at "
+                f"{stats.fps} fps); rebuild the shards and the model with one config"
+            )
+        target = out_dir / f"{path.stem}.npz"
+        dance_for_audio(model, stats, audio, first_pose, seed).save(target)
+        written.append(target)
+    log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)
+    return written
