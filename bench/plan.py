@@ -86,6 +86,13 @@ def plan_args(workdir: Path, sheet: Path, dry_run: bool = True) -> list[str]:
     ]
 
 
+def startup_seconds() -> float:
+    """Wall seconds of `snakemake --version`: imports and plugin discovery, no workflow."""
+    started = time.perf_counter()
+    subprocess.run([str(SNAKEMAKE), "--version"], capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
 def _job_count(output: str) -> int:
     """The `total` line of Snakemake's job stats table (0 if absent)."""
     for line in output.splitlines():
@@ -104,6 +111,15 @@ def main() -> int:
 
     load = os.getloadavg()[0]
     print(f"cores={os.cpu_count()} load={load:.1f} snakemake={SNAKEMAKE}")
+    startup = startup_seconds()
+    print(f"snakemake startup (--version): {startup:.1f} s wall, included in every figure below")
+    if startup > 5:
+        print(
+            "note: slow startup. The Slurm executor plugin runs `scontrol show config` when "
+            "Snakemake imports it; with Slurm's client installed but no controller answering, "
+            "that waits for Slurm's message timeout (about 10 s). Start the controller "
+            "(scripts/slurm-up.sh) or measure on a machine without a dead slurm.conf."
+        )
     if load > 0.5 * (os.cpu_count() or 1):
         print("note: the machine is busy; figures are upper bounds")
     with tempfile.TemporaryDirectory(prefix="kakashi-plan-") as folder:

@@ -39,6 +39,19 @@ CONFIG_HASH = config_hash(config)
 RESULTS = config["results"].rstrip("/")
 
 
+def cli_flags(**options):
+    """`--key=value` flags for the kakashi CLI, every value shell-quoted.
+
+    Per-source rules take their settings as one flags string, built once for config values
+    and once per job for sheet values: each `{placeholder}` in a shell command is formatted
+    for every job, which is a large part of planning a 10,000-source sheet.
+    """
+    return " ".join(
+        f"--{key.replace('_', '-')}={shlex.quote(str(value))}"
+        for key, value in options.items()
+    )
+
+
 def results(path):
     """A path under the output folder (config `results`, default results/)."""
     return f"{RESULTS}/{path}"
@@ -162,6 +175,32 @@ def source_uri(seq, playlist_tsv=None):
 
 def end_seconds(seq):
     return optional(source_row(seq)["end"])  # empty: to the end
+
+
+def span_flags(wildcards):
+    """--start/--end of a sequence's sheet row (an empty end: to the end)."""
+    return cli_flags(
+        start=source_row(wildcards.seq)["start"], end=end_seconds(wildcards.seq)
+    )
+
+
+def motion_flags(wildcards):
+    """A motion row's span, audio offset, source fps and joint layout (empty: detect)."""
+    return cli_flags(
+        start=source_row(wildcards.seq)["start"],
+        end=end_seconds(wildcards.seq),
+        audio_offset=motion_field(wildcards.seq, "audio_offset_s"),
+        source_fps=motion_field(wildcards.seq, "fps"),
+        skeleton=motion_field(wildcards.seq, "skeleton"),
+    )
+
+
+def source_flags(wildcards, input):
+    """Where a shard came from: the source kind and its URI (a playlist entry's own URL)."""
+    return cli_flags(
+        source_kind=source_kind(wildcards.seq),
+        source_uri=source_uri(wildcards.seq, input.get("playlist")),
+    )
 
 
 def fetch_inputs(wildcards):

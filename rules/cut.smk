@@ -18,12 +18,12 @@ rule cut:
         runtime=30,
     params:
         kakashi=KAKASHI,
-        start=lambda wildcards: source_row(wildcards.seq)["start"],
-        end=lambda wildcards: end_seconds(wildcards.seq),
-        fps=config["fps"],
-        max_height=config["cut"]["max_height"],
-        audio_sr=config["cut"]["audio_sr"],
+        span=span_flags,
+        flags=cli_flags(
+            fps=config["fps"],
+            max_height=config["cut"]["max_height"],
+            audio_sr=config["cut"]["audio_sr"],
+        ),
     shell:
         "{params.kakashi} cut {input:q} -o {output.video:q} --audio-output {output.audio:q}"
-        " --start {params.start} --end={params.end} --fps {params.fps}"
-        " --max-height {params.max_height} --audio-sr {params.audio_sr} > {log:q} 2>&1"
+        " {params.span} {params.flags} > {log:q} 2>&1"

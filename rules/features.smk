@@ -16,11 +16,11 @@ rule features:
         runtime=15,
     params:
         kakashi=KAKASHI,
-        fps=config["fps"],
-        hop_length=config["features"]["hop_length"],
-        feature_set=",".join(config["features"]["set"]),
-        n_mfcc=config["features"]["n_mfcc"],
+        flags=cli_flags(
+            fps=config["fps"],
+            hop_length=config["features"]["hop_length"],
+            set=",".join(config["features"]["set"]),
+            n_mfcc=config["features"]["n_mfcc"],
+        ),
     shell:
-        "{params.kakashi} features {input:q} -o {output:q} --fps {params.fps}"
-        " --hop-length {params.hop_length} --set {params.feature_set}"
-        " --n-mfcc {params.n_mfcc} > {log:q} 2>&1"
+        "{params.kakashi} features {input:q} -o {output:q} {params.flags} > {log:q} 2>&1"

@@ -17,13 +17,8 @@ rule motion:
     params:
         kakashi=KAKASHI,
         fps=config["fps"],
-        start=lambda wildcards: source_row(wildcards.seq)["start"],
-        end=lambda wildcards: end_seconds(wildcards.seq),
-        offset=lambda wildcards: motion_field(wildcards.seq, "audio_offset_s"),
-        source_fps=lambda wildcards: motion_field(wildcards.seq, "fps"),
-        skeleton=lambda wildcards: motion_field(wildcards.seq, "skeleton"),
+        motion=motion_flags,
     shell:
         "{params.kakashi} motion {input.motion:q} --audio {input.audio:q}"
         " -o {output.pose:q} --audio-output {output.audio:q} --fps {params.fps}"
-        " --start {params.start} --end={params.end} --audio-offset={params.offset}"
-        " --source-fps={params.source_fps} --skeleton={params.skeleton:q} > {log:q} 2>&1"
+        " {params.motion} > {log:q} 2>&1"

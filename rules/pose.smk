@@ -17,17 +17,17 @@ rule pose:
         runtime=120,
     params:
         kakashi=KAKASHI,
-        backend=config["pose"]["backend"],
-        min_person_fraction=config["pose"]["min_person_fraction"],
-        max_people=config["pose"].get("max_people", 1),
-        multi_person=config["pose"].get("multi_person", "keep"),
-        # pose.mmpose.* as --mmpose-KEY VALUE flags; unset keys keep the backend defaults.
-        mmpose=" ".join(
-            f"--mmpose-{key.replace('_', '-')} {shlex.quote(str(value))}"
-            for key, value in (config["pose"].get("mmpose") or {}).items()
+        # pose.mmpose.* become --mmpose-KEY flags; unset keys keep the backend defaults.
+        flags=cli_flags(
+            backend=config["pose"]["backend"],
+            min_person_fraction=config["pose"]["min_person_fraction"],
+            max_people=config["pose"].get("max_people", 1),
+            multi_person=config["pose"].get("multi_person", "keep"),
+            **{
+                f"mmpose_{key}": value
+                for key, value in (config["pose"].get("mmpose") or {}).items()
+            },
         ),
     shell:
-        "{params.kakashi} pose {input:q} -o {output:q} --backend {params.backend}"
-        " --workers {threads} --min-person-fraction {params.min_person_fraction}"
-        " --max-people {params.max_people} --multi-person {params.multi_person}"
-        " {params.mmpose} --name {wildcards.seq} > {log:q} 2>&1"
+        "{params.kakashi} pose {input:q} -o {output:q} --workers {threads} {params.flags}"
+        " --name {wildcards.seq} > {log:q} 2>&1"

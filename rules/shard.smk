@@ -14,15 +14,15 @@ rule shard:
         runtime=10,
     params:
         kakashi=KAKASHI,
-        uri=lambda wildcards, input: source_uri(wildcards.seq, input.get("playlist")),
-        kind=lambda wildcards: source_kind(wildcards.seq),
-        tolerance=config["align"]["tolerance_frames"],
-        config_hash=CONFIG_HASH,
+        source=source_flags,
+        flags=cli_flags(
+            config_hash=CONFIG_HASH,
+            tolerance_frames=config["align"]["tolerance_frames"],
+        ),
     shell:
         "{params.kakashi} shard --pose {input.pose:q} --features {input.features:q}"
-        " --seq {wildcards.seq} --split {wildcards.split} --source-kind {params.kind}"
-        " --source-uri {params.uri:q} --config-hash {params.config_hash}"
-        " --tolerance-frames {params.tolerance} -o {output:q} > {log:q} 2>&1"
+        " --seq {wildcards.seq} --split {wildcards.split} {params.source} {params.flags}"
+        " -o {output:q} > {log:q} 2>&1"
 
 
 rule dataset_info:
