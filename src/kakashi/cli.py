@@ -144,7 +144,7 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
         raise KakashiError(f"no shards under {args.shards} (expected split=*/SEQ.parquet)")
     text = json.dumps(summary, indent=2) if args.json else format_info(summary, args.shards)
     if args.output:
-        from kakashi.output_cli import atomic_write_text
+        from kakashi.atomic import atomic_write_text
 
         atomic_write_text(args.output, text + "\n")
     print(text)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from kakashi.atomic import atomic_output
 from kakashi.errors import MediaError
 
 log = logging.getLogger("kakashi.cut")
@@ -81,36 +82,32 @@ def cut_video(
             sub = sub.resized(new_size=(width, height))
         elif sub.w % 2 or sub.h % 2:
             sub = sub.cropped(x1=0, y1=0, width=sub.w - sub.w % 2, height=sub.h - sub.h % 2)
-        out_video.parent.mkdir(parents=True, exist_ok=True)
-        out_audio.parent.mkdir(parents=True, exist_ok=True)
-        partial_video = out_video.with_name(out_video.stem + ".part" + out_video.suffix)
-        partial_audio = out_audio.with_name(out_audio.stem + ".part" + out_audio.suffix)
-        try:
-            sub.write_videofile(
-                str(partial_video),
-                fps=fps,
-                codec="libx264",
-                audio_codec="aac",
-                preset="veryfast",
-                ffmpeg_params=["-crf", "20", "-pix_fmt", "yuv420p"],
-                threads=2,
-                logger=None,
-                temp_audiofile_path=str(out_video.parent),
-            )
-            sub.audio.write_audiofile(
-                str(partial_audio),
-                fps=audio_sr,
-                nbytes=2,
-                codec="pcm_s16le",
-                ffmpeg_params=["-ac", "1"],
-                logger=None,
-            )
-        except Exception as exc:
-            for partial in (partial_video, partial_audio):
-                partial.unlink(missing_ok=True)
-            raise MediaError(f"cannot decode or re-encode {source}: {_short(exc)}") from exc
-        partial_video.replace(out_video)
-        partial_audio.replace(out_audio)
+        with (
+            atomic_output(out_video) as partial_video,
+            atomic_output(out_audio) as partial_audio,
+        ):
+            try:
+                sub.write_videofile(
+                    str(partial_video),
+                    fps=fps,
+                    codec="libx264",
+                    audio_codec="aac",
+                    preset="veryfast",
+                    ffmpeg_params=["-crf", "20", "-pix_fmt", "yuv420p"],
+                    threads=2,
+                    logger=None,
+                    temp_audiofile_path=str(out_video.parent),
+                )
+                sub.audio.write_audiofile(
+                    str(partial_audio),
+                    fps=audio_sr,
+                    nbytes=2,
+                    codec="pcm_s16le",
+                    ffmpeg_params=["-ac", "1"],
+                    logger=None,
+                )
+            except Exception as exc:
+                raise MediaError(f"cannot decode or re-encode {source}: {_short(exc)}") from exc
         log.info(
             "cut %s: %.3f-%.3f s, %d frames at %d fps, %dx%d",
             source,

@@ -63,10 +63,10 @@ class Dance:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (a crash never leaves a half-written file under the name)."""
-        from kakashi.features import _atomic_savez
+        from kakashi.atomic import atomic_savez
 
         self.validate(str(path))
-        _atomic_savez(path, pose=self.pose, root=self.root, fps=np.float64(self.fps))
+        atomic_savez(path, pose=self.pose, root=self.root, fps=np.float64(self.fps))
 
     @classmethod
     def load(cls, path: str | Path) -> Dance:

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from kakashi.atomic import atomic_write_text
 from kakashi.errors import SheetError
-from kakashi.output_cli import atomic_write_text
 from kakashi.sources import stable_split
 
 M2D_COLUMNS = ("id", "source", "audio", "audio_offset_s", "fps", "skeleton", "split")

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
+from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
-from kakashi.output_cli import atomic_output
 
 BVH_NAMES: tuple[str, ...] = (
     "Hips",

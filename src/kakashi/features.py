@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kakashi.atomic import atomic_savez
 from kakashi.errors import MediaError
 
 DEFAULT_SET = ("mfcc", "chroma", "onset", "beat", "peak")
@@ -32,7 +33,7 @@ class AudioFeatures:
     duration_s: float
 
     def save(self, path: str | Path) -> None:
-        _atomic_savez(
+        atomic_savez(
             path,
             values=self.values,
             names=np.array(self.names),
@@ -223,12 +224,3 @@ def _fit_length(values: np.ndarray, n_frames: int) -> np.ndarray:
         return values[:n_frames]
     pad = np.repeat(values[-1:], n_frames - len(values), axis=0)
     return np.concatenate([values, pad], axis=0)
-
-
-def _atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
-    """Write an .npz so that a crash never leaves a half-written file under its name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part.npz")
-    np.savez(temporary, **arrays)
-    temporary.replace(path)

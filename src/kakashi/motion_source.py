@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kakashi.atomic import atomic_output
 from kakashi.errors import MediaError
 from kakashi.pose import PoseSequence
 
@@ -69,11 +70,8 @@ def prepare_motion(
     clip = samples[begin : begin + round(span_seconds * audio_sr)]
     if len(clip) < round(span_seconds * audio_sr):  # within half a frame: pad with silence
         clip = np.pad(clip, (0, round(span_seconds * audio_sr) - len(clip)))
-    out_audio = Path(out_audio)
-    out_audio.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_audio.with_name(out_audio.stem + ".part" + out_audio.suffix)
-    soundfile.write(partial, clip, audio_sr, subtype="PCM_16")
-    partial.replace(out_audio)
+    with atomic_output(out_audio) as partial:
+        soundfile.write(partial, clip, audio_sr, subtype="PCM_16")
 
     sequence = PoseSequence(
         pose=motion.pose[first:last].astype(np.float32),

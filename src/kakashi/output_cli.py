@@ -1,62 +1,18 @@
 """Commands that turn a dance file into something to watch or use: render, viewer, export-bvh.
 
 This module stays light (no OpenCV, no ffmpeg at import time) so ``kakashi --help`` is fast;
-each command imports its module when it runs. It also holds :func:`atomic_output` (and
-:func:`atomic_write_text` on top of it), used by these three and by the text outputs
-(dataset summary, generated sheets, metrics table): it writes to a hidden temporary name in
-the target folder and renames it into place only when the writer finished, so a crash or a
-bad input never leaves a half-written file under the real name.
+each command imports its module when it runs. Outputs are written through
+:mod:`kakashi.atomic`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-from kakashi.errors import KakashiError
+from kakashi.atomic import OutputError
 
 log = logging.getLogger("kakashi")
-
-
-class OutputError(KakashiError):
-    """An output file cannot be written (missing or read-only folder, bad size, ...)."""
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a hidden temporary path next to ``path``; rename it to ``path`` on success.
-
-    The temporary file keeps the suffix, so tools that pick a format from the name (ffmpeg)
-    still do the right thing. On any exception it is deleted and the error propagates.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the folder for {path}: {exc}; choose another -o") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"cannot write {path}: folder {folder} is not writable; choose another -o"
-        )
-    temporary = folder / f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}"
-    try:
-        yield temporary
-        temporary.replace(path)
-    finally:
-        # Reached with the temporary still present only when the writer failed.
-        temporary.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`atomic_output`."""
-    with atomic_output(path) as temporary:
-        temporary.write_text(text)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
+from kakashi.atomic import OutputError, atomic_output
 from kakashi.dance import Dance
 from kakashi.errors import MediaError
-from kakashi.output_cli import OutputError, atomic_output
 
 # Joints on the dancer's left are drawn blue, right orange, the trunk light grey (BGR).
 _LEFT = {4, 5, 6, 11, 12, 13}

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kakashi import __version__, skeleton
+from kakashi.atomic import atomic_output
 from kakashi.errors import AlignError
 from kakashi.features import AudioFeatures
 from kakashi.pose import PoseSequence
@@ -107,12 +108,9 @@ def write_shard(
     # Every value is JSON, so a reader gets back exactly the type that was written.
     encoded = {key: json.dumps(value) for key, value in kv.items()}
     table = table.replace_schema_metadata(encoded)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A leading dot hides the partial file from pyarrow.dataset discovery.
-    partial = path.with_name("." + path.name + ".part")
-    pq.write_table(table, partial, compression="zstd")
-    partial.replace(path)
+    # The hidden temporary name also keeps the partial file out of pyarrow.dataset discovery.
+    with atomic_output(path) as partial:
+        pq.write_table(table, partial, compression="zstd")
 
 
 def read_metadata(path: str | Path) -> dict:

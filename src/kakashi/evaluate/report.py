@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kakashi.atomic import atomic_write_text
 from kakashi.evaluate.beats import motion_beats, motion_speed
 from kakashi.evaluate.harness import EvalDance
-from kakashi.output_cli import atomic_write_text
 
 # Metric -> (column title, better direction). Diversity: higher is better, but the
 # ground-truth value is the target; a model far above it is noisy, not creative.

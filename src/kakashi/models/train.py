@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from kakashi import __version__
+from kakashi.atomic import atomic_output
 from kakashi.models import CheckpointError, ModelError
 from kakashi.models.crnngan import (
     Discriminator,
@@ -194,11 +195,8 @@ def paths_for(out: str | Path) -> dict[str, Path]:
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """torch.save to a hidden temporary file, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name("." + path.name + ".part")
-    torch.save(payload, partial)
-    partial.replace(path)
+    with atomic_output(path) as partial:
+        torch.save(payload, partial)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -742,12 +740,10 @@ def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
-    partial = csv_path.with_name("." + csv_path.name + ".part")
-    with open(partial, "w", newline="") as handle:
+    with atomic_output(csv_path) as partial, open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    partial.replace(csv_path)
 
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -760,7 +756,8 @@ def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(csv_path.stem)
     fig.tight_layout()
-    partial_png = png_path.with_name("." + png_path.stem + ".part.png")
-    fig.savefig(partial_png, dpi=100)
-    plt.close(fig)
-    partial_png.replace(png_path)
+    try:
+        with atomic_output(png_path) as partial_png:
+            fig.savefig(partial_png, dpi=100)
+    finally:
+        plt.close(fig)

@@ -44,9 +44,9 @@ class PoseSequence:
         return len(self.pose)
 
     def save(self, path: str | Path) -> None:
-        from kakashi.features import _atomic_savez
+        from kakashi.atomic import atomic_savez
 
-        _atomic_savez(
+        atomic_savez(
             path,
             pose=self.pose.astype(np.float32),
             root=self.root.astype(np.float32),

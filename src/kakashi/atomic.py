@@ -1,0 +1,67 @@
+"""Atomic file writes: every output appears whole under its name, or not at all.
+
+A job killed mid-write (time limit, node crash, Ctrl-C) or a writer that fails must never
+leave a half-written file under the real name, because Snakemake and the next stage would
+take it for a finished output. Writers write to a hidden temporary name in the target
+folder (same file system, so the rename is atomic) and rename it into place when done.
+The leading dot keeps partial files out of globs such as ``split=*/*.parquet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kakashi.errors import KakashiError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class OutputError(KakashiError):
+    """An output file cannot be written (missing or read-only folder, bad size, ...)."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary path next to ``path``; rename it to ``path`` on success.
+
+    The temporary file keeps the suffix, so tools that pick a format from the name (ffmpeg,
+    soundfile, numpy's savez, matplotlib) still do the right thing. On any exception it is
+    deleted and the error propagates.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder for {path}: {exc}; choose another -o") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write {path}: folder {folder} is not writable; choose another -o"
+        )
+    temporary = folder / f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}"
+    try:
+        yield temporary
+        temporary.replace(path)
+    finally:
+        # Reached with the temporary still present only when the writer failed.
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` through :func:`atomic_output` (the name must end in ``.npz``)."""
+    import numpy as np  # here, so the command line's light modules can import this one
+
+    with atomic_output(path) as temporary:
+        np.savez(temporary, **arrays)
