@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 
 from kakashi import skeleton
+from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
 from kakashi.errors import MediaError
-from kakashi.output_cli import atomic_output
 from kakashi.render import song_frames, stage_positions
 
 _AUDIO_TYPES = {
