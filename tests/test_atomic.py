@@ -39,6 +39,11 @@ def test_savez_and_text_go_through_it(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "metrics.md", "| a |\n")
     assert (tmp_path / "metrics.md").read_text() == "| a |\n"
     assert sorted(os.listdir(tmp_path)) == ["features.npz", "metrics.md"]
+    # A name without .npz (kakashi generate -o dance) is kept as given.
+    atomic_savez(tmp_path / "dance", values=np.arange(2))
+    with np.load(tmp_path / "dance") as data:
+        np.testing.assert_array_equal(data["values"], np.arange(2))
+    assert sorted(os.listdir(tmp_path)) == ["dance", "features.npz", "metrics.md"]
 
 
 def test_a_folder_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:

@@ -60,8 +60,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` through :func:`atomic_output` (the name must end in ``.npz``)."""
+    """``np.savez`` through :func:`atomic_output`, under exactly the name given.
+
+    Through a file handle: given a name, ``np.savez`` appends ``.npz`` when it is missing,
+    and the rename would then look for a file that was never written.
+    """
     import numpy as np  # here, so the command line's light modules can import this one
 
-    with atomic_output(path) as temporary:
-        np.savez(temporary, **arrays)
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
