@@ -51,26 +51,41 @@ def read_split(shards: str | Path, split: str) -> list[Sequence]:
         )
     sequences = []
     for path in sorted(shards.glob(f"split={split}/*.parquet")):
-        try:
-            table = pq.read_table(path, columns=["audio", "pose", "root", "conf"])
-            meta = read_metadata(path)
-        except Exception as exc:  # pyarrow raises several kinds for a damaged file
-            raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
-
-        features = int(meta.get("num_features", 0)) or len(meta.get("feature_names", []))
+        arrays, meta = read_shard(path, ["audio", "pose", "root", "conf"])
         sequences.append(
             Sequence(
                 name=path.stem,
-                audio=_column(table, "audio", features),
-                pose=_column(table, "pose", POSE_DIM).reshape(-1, skeleton.NUM_JOINTS, 3),
-                root=_column(table, "root", 3),
-                conf=table.column("conf").to_numpy().astype(np.float32),
+                audio=arrays["audio"],
+                pose=arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3),
+                root=arrays["root"],
+                conf=arrays["conf"],
                 fps=float(meta.get("fps", 30.0)),
                 feature_names=list(meta.get("feature_names", [])),
             )
         )
     _check_consistent(sequences, shards)
     return sequences
+
+
+def read_shard(path: Path, columns: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """Columns of one shard as float32 arrays ((T, width), ``conf`` (T,)) and its metadata.
+
+    A damaged file or inconsistent metadata is a ModelError naming the shard.
+    """
+    try:
+        table = pq.read_table(path, columns=columns)
+        meta = read_metadata(path)
+        features = int(meta.get("num_features", 0)) or len(meta.get("feature_names", []))
+        widths = {"audio": features, "pose": POSE_DIM, "root": 3}
+        arrays = {
+            name: _column(table, name, widths[name])
+            if name in widths
+            else table.column(name).to_numpy().astype(np.float32)
+            for name in columns
+        }
+    except Exception as exc:  # pyarrow and numpy raise several kinds for a damaged file
+        raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
+    return arrays, meta
 
 
 def _column(table, name: str, width: int) -> np.ndarray:

@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from kakashi import skeleton
@@ -256,9 +255,8 @@ def generate_split(
     dance has exactly its ground truth's frame count, since both come from the same shard.
     Every dance is ``OUT_DIR/SEQ.npz``, the name `kakashi evaluate` pairs with the shard.
     """
-    from kakashi.models.data import _column
+    from kakashi.models.data import read_shard
     from kakashi.models.train import model_from_checkpoint
-    from kakashi.shards import read_metadata
 
     folder = Path(shards) / f"split={split}"
     paths = sorted(folder.glob("*.parquet"))
@@ -273,12 +271,8 @@ def generate_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
-        try:
-            meta = read_metadata(path)
-            names = list(meta.get("feature_names", []))
-            audio = _column(pq.read_table(path, columns=["audio"]), "audio", len(names))
-        except Exception as exc:  # pyarrow raises several kinds for a damaged file
-            raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
+        arrays, meta = read_shard(path, ["audio"])
+        names = list(meta.get("feature_names", []))
         if names != stats.feature_names or abs(float(meta.get("fps", 0)) - stats.fps) > 1e-3:
             raise ModelError(
                 f"{path}: its audio features ({len(names)} at {meta.get('fps')} fps) are not "
@@ -286,7 +280,7 @@ def generate_split(
                 f"{stats.fps} fps); rebuild the shards and the model with one config"
             )
         target = out_dir / f"{path.stem}.npz"
-        dance_for_audio(model, stats, audio, first_pose, seed).save(target)
+        dance_for_audio(model, stats, arrays["audio"], first_pose, seed).save(target)
         written.append(target)
     log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)
     return written
