@@ -56,11 +56,19 @@ def init_generator_from_rnn(generator: DanceRNN, rnn_state: dict[str, torch.Tens
 
 
 def fake_motion(
-    generator: DanceRNN, audio: torch.Tensor, motion: torch.Tensor, rng: torch.Generator | None
+    generator: torch.nn.Module,
+    audio: torch.Tensor,
+    motion: torch.Tensor,
+    rng: torch.Generator | None,
 ) -> torch.Tensor:
-    """Free-running generator output for frames 1..T of the windows, (B, T, 54)."""
+    """Free-running generator output for frames 1..T of the windows, (B, T, 54).
+
+    ``generator`` is a DanceRNN or a DistributedDataParallel wrapping one: the call goes
+    through the wrapper (so gradients are all-reduced), ``noise_dim`` comes from the module.
+    """
+    noise_dim = getattr(generator, "module", generator).noise_dim
     noise = torch.randn(
-        (audio.shape[0], audio.shape[1], generator.noise_dim), generator=rng, device=audio.device
+        (audio.shape[0], audio.shape[1], noise_dim), generator=rng, device=audio.device
     )
     return generator(audio, motion, teacher_prob=0.0, noise=noise)
 

@@ -643,15 +643,7 @@ def _run(config: TrainConfig, progress: bool, rank: int, world: int, device: tor
                 _optimise(optimizer, loss, model, config.grad_clip)
                 parts = {"train_loss": loss.item()}
             else:
-                if distributed:
-                    # fake_motion reads noise_dim off the module, which DDP hides; the same
-                    # two steps through the wrapper.
-                    noise = torch.randn(
-                        (*audio.shape[:2], model.noise_dim), generator=rng, device=device
-                    )
-                    fake = forward(audio, motion, teacher_prob=0.0, noise=noise)
-                else:
-                    fake = fake_motion(model, audio, motion, rng)
+                fake = fake_motion(forward, audio, motion, rng)
                 d_loss = discriminator_loss(d_forward, audio, motion, fake)
                 _optimise(d_optimizer, d_loss, disc, config.grad_clip)
                 # The plain discriminator: its gradients from this loss are never used (the
