@@ -185,10 +185,8 @@ def span_flags(wildcards):
 
 
 def motion_flags(wildcards):
-    """A motion row's span, audio offset, source fps and joint layout (empty: detect)."""
+    """A motion row's audio offset, source fps and joint layout (empty: detect)."""
     return cli_flags(
-        start=source_row(wildcards.seq)["start"],
-        end=end_seconds(wildcards.seq),
         audio_offset=motion_field(wildcards.seq, "audio_offset_s"),
         source_fps=motion_field(wildcards.seq, "fps"),
         skeleton=motion_field(wildcards.seq, "skeleton"),

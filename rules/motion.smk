@@ -17,8 +17,9 @@ rule motion:
     params:
         kakashi=KAKASHI,
         fps=config["fps"],
+        span=span_flags,
         motion=motion_flags,
     shell:
         "{params.kakashi} motion {input.motion:q} --audio {input.audio:q}"
         " -o {output.pose:q} --audio-output {output.audio:q} --fps {params.fps}"
-        " {params.motion} > {log:q} 2>&1"
+        " {params.span} {params.motion} > {log:q} 2>&1"
