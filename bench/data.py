@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))  # this checkout's kakashi, installed or not
 
 from kakashi.cut import CutResult, cut_video  # noqa: E402
-from kakashi.features import DEFAULT_SET, audio_features, compute_features, load_audio  # noqa: E402
+from kakashi.features import FEATURE_KINDS, audio_features, compute_features, load_audio  # noqa: E402
 
 FPS = 30
 HOP_LENGTH = 512
@@ -42,7 +42,7 @@ POSE_TARGET_RTF = 2.0
 AUDIO_TARGET_RTF = 200.0
 WARM_REPEATS = 3
 LOAD_WARN = 0.1  # cores; above this, other processes distort the figures
-FEATURE_GROUPS = {"mfcc": ("mfcc",), "chroma": ("chroma",), "onset+beat+peak": DEFAULT_SET[2:]}
+FEATURE_GROUPS = {"mfcc": ("mfcc",), "chroma": ("chroma",), "onset+beat+peak": FEATURE_KINDS[2:]}
 
 # Times `audio_features` in a fresh interpreter: the import of kakashi.features (cheap: it
 # imports librosa lazily), the first call (librosa, scipy and numba start-up, JIT or numba
@@ -52,9 +52,9 @@ import json, sys, time
 t0 = time.perf_counter()
 from kakashi.features import audio_features
 t1 = time.perf_counter()
-audio_features(sys.argv[1], fps={fps}, hop_length={hop})
+audio_features(sys.argv[1], fps={fps}, hop_length={hop}, feature_set={kinds!r}, n_mfcc=20)
 t2 = time.perf_counter()
-audio_features(sys.argv[1], fps={fps}, hop_length={hop})
+audio_features(sys.argv[1], fps={fps}, hop_length={hop}, feature_set={kinds!r}, n_mfcc=20)
 t3 = time.perf_counter()
 print(json.dumps({{"import_s": t1 - t0, "call_s": t2 - t1, "second_call_s": t3 - t2}}))
 """
@@ -225,7 +225,7 @@ def run_cold(wav: Path, numba_cache: Path | None) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
     if numba_cache is not None:
         env["NUMBA_CACHE_DIR"] = str(numba_cache)
-    code = COLD_SNIPPET.format(fps=FPS, hop=HOP_LENGTH)
+    code = COLD_SNIPPET.format(fps=FPS, hop=HOP_LENGTH, kinds=list(FEATURE_KINDS))
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code, str(wav)], env=env, capture_output=True, text=True, check=True
@@ -240,7 +240,11 @@ def bench_audio(wav: Path, seconds: float, workdir: Path) -> dict[str, Any]:
     sr = FPS * HOP_LENGTH
     cold = run_cold(wav, None)
     cold_jit = run_cold(wav, workdir / "empty-numba-cache")
-    warm = best_of(lambda: audio_features(wav, fps=FPS, hop_length=HOP_LENGTH))
+    warm = best_of(
+        lambda: audio_features(
+            wav, fps=FPS, hop_length=HOP_LENGTH, feature_set=FEATURE_KINDS, n_mfcc=20
+        )
+    )
     samples = load_audio(wav, sr)
     groups = {
         name: best_of(lambda kinds=kinds: compute_features(samples, sr, FPS, HOP_LENGTH, kinds))

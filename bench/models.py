@@ -33,11 +33,12 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from kakashi import skeleton  # noqa: E402
-from kakashi.features import audio_features  # noqa: E402
+from kakashi.features import audio_features, settings_of  # noqa: E402
+from kakashi.models.checkpoint import load_model  # noqa: E402
+from kakashi.models.config import resolve  # noqa: E402
 from kakashi.models.data import MOTION_DIM  # noqa: E402
-from kakashi.models.generate import feature_settings, generate_motion  # noqa: E402
+from kakashi.models.distributed import train  # noqa: E402
 from kakashi.models.rnn import DanceRNN  # noqa: E402
-from kakashi.models.train import TrainConfig, model_from_checkpoint, train  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,19 +86,21 @@ def main() -> None:
     if checkpoint is None:
         checkpoint = Path(tempfile.mkdtemp()) / "rnn.pt"
         start = time.perf_counter()
-        config = TrainConfig(
+        config = resolve("rnn", {}, dict(
             shards=str(args.shards), out=str(checkpoint), hidden=args.hidden,
             layers=args.layers, epochs=4, teacher_min=0.7,
-        )  # fmt: skip
+        ))  # fmt: skip
         train(config, progress=False)
         print(f"trained a 4-epoch seed RNN on {args.shards} in {time.perf_counter() - start:.1f} s")
-    model, stats, payload = model_from_checkpoint(checkpoint)
-    kinds, n_mfcc = feature_settings(stats.feature_names)
-    hop = int(payload["config"].get("hop_length", 512))
-    features = audio_features(args.song, stats.fps, hop, kinds, n_mfcc).values
+    model = load_model(checkpoint)
+    stats = model.stats
+    kinds, n_mfcc = settings_of(stats.feature_names)
+    features = audio_features(
+        args.song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
+    ).values
 
     start = time.perf_counter()
-    pose, _ = generate_motion(model, stats, features, stats.mean_pose())
+    pose, _ = model.generate_motion(features, stats.mean_pose(), 0)
     seconds = time.perf_counter() - start
     duration = len(features) / stats.fps
     print(
@@ -108,7 +111,7 @@ def main() -> None:
     frames = round(args.minutes * 60 * stats.fps)
     long = np.concatenate([features] * (frames // len(features) + 1))[:frames]
     start = time.perf_counter()
-    pose, root = generate_motion(model, stats, long, stats.mean_pose())
+    pose, root = model.generate_motion(long, stats.mean_pose(), 0)
     seconds = time.perf_counter() - start
     print(
         f"drift check: {args.minutes:g} min ({frames} frames) in {seconds:.1f} s, "

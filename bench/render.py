@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from kakashi.dance import dance_from_shard
-from kakashi.export_bvh import export_bvh
-from kakashi.output_cli import parse_size
-from kakashi.render import render_dance
-from kakashi.viewer import write_viewer
+from kakashi.cli.outputs import parse_size
+from kakashi.outputs.bvh import export_bvh
+from kakashi.outputs.render import render_dance
+from kakashi.outputs.viewer import write_viewer
+from kakashi.shards import read_dance
 
 
 def _cpu_seconds() -> float:
@@ -47,7 +47,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         dance_path = Path(folder) / "dance.npz"
-        dance = dance_from_shard(args.shard)
+        dance = read_dance(args.shard)
         dance.save(dance_path)
         print(f"dance {args.shard}: {len(dance)} frames at {dance.fps:g} fps "
               f"({dance.duration_s:.1f} s), song {args.audio}")  # fmt: skip

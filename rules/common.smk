@@ -12,9 +12,11 @@ from snakemake.utils import validate
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from kakashi.errors import SheetError
+from kakashi.errors import KakashiError, SheetError
+from kakashi.models.config import resolve as resolve_train
 from kakashi.fetch import read_playlist_tsv
-from kakashi.sources import SAFE_ID, config_hash, is_url, read_sheet, stable_split
+from kakashi.sources import SAFE_ID, config_hash, is_url, read_sheet
+from kakashi.sources import sequence_split as split_of
 
 # Stages run as `python -m kakashi` from this checkout's src/: with the Python that runs
 # Snakemake (a venv need not be activated), or under --sdm conda the environment's python.
@@ -123,10 +125,9 @@ def source_row(seq):
 
 
 def sequence_split(seq):
-    row = source_row(seq)
-    if isinstance(row["split"], str) and row["split"]:
-        return row["split"]
-    return stable_split(seq, config["split"]["val"], config["split"]["test"])
+    return split_of(
+        seq, source_row(seq)["split"], config["split"]["val"], config["split"]["test"]
+    )
 
 
 def source_kind(seq):
@@ -267,18 +268,38 @@ TRAIN_RUNTIME = config["train"]["runtime"]
 # (train.gpu), so the same workflow runs on a laptop and on a cluster's GPU partition.
 TRAIN_GPUS = TRAIN_DEVICES if config["train"]["gpu"] else 0
 
-# Keys of `train:` that configure the workflow, not `kakashi train`.
-_WORKFLOW_TRAIN_KEYS = {"models", "threads", "runtime", "gpu", "rnn", "crnngan"}
+
+def model_settings(model):
+    """The resolved `kakashi train` settings of a model (kakashi.models.config)."""
+    return resolve_train(model, config["train"]).asdict()
 
 
-def train_flags(model):
-    """`kakashi train` flags from config: `train` keys, then `train.<model>` overrides."""
-    settings = {
-        key: value
-        for key, value in config["train"].items()
-        if key not in _WORKFLOW_TRAIN_KEYS
-    }
-    settings.update(config["train"].get(model) or {})
+# Every configured model's settings, resolved (and checked) once at parse time: a typo in
+# `train:` stops the run before anything is computed.
+try:
+    MODEL_SETTINGS = {model: model_settings(model) for model in MODELS}
+except KakashiError as error:
+    raise WorkflowError(f"invalid train settings: {error}") from None
+
+
+def init_checkpoint(wildcards):
+    """The checkpoint a model starts from (its `init` setting), if any."""
+    init = MODEL_SETTINGS[wildcards.model].get("init")
+    if not init:
+        return []
+    if init in MODELS:
+        return results(f"models/{init}.pt")
+    return init
+
+
+def train_flags(wildcards, input):
+    """`kakashi train` flags: every resolved setting (so the schema's defaults, not the CLI's,
+    are what runs), with `init` pointing at the input checkpoint."""
+    settings = dict(MODEL_SETTINGS[wildcards.model])
+    for key in ("model", "shards", "out"):
+        settings.pop(key)
+    if "init" in settings:
+        settings["init"] = input.init
     return " ".join(
         f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
         for key, value in sorted(settings.items())
@@ -316,7 +337,7 @@ def evaluation_flags():
 
 
 wildcard_constraints:
-    model="rnn|crnngan",
+    model="|".join(MODELS),
     song=SAFE_ID.pattern,
 
 

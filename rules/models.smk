@@ -1,29 +1,32 @@
-# Training and generation: the seed RNN, then the C-RNN-GAN started from it, then a
-# dance for every song in config `songs` (and for every test-split song, for evaluate).
+# Training and generation: every model in config `train.models`, then a dance for every
+# song in config `songs` (and for every test-split song, for evaluate).
 
 
-rule train_rnn:
+rule train:
+    # One rule for every model in config `train.models`; a model that starts from another
+    # (its `init` setting, e.g. crnngan from rnn) depends on that model's checkpoint.
     input:
         # The summary stands for every shard (its rule needs them all). Listing 10,000
         # shards here instead made each generate job's planning scan them: 20 M
         # comparisons, a third of planning a 10,000-source sheet.
         dataset=results("dataset_info.txt"),
+        init=init_checkpoint,
     output:
-        model=protected(results("models/rnn.pt")),
+        model=protected(results("models/{model}.pt")),
         losses=report(
-            results("models/rnn.csv"),
+            results("models/{model}.csv"),
             category="Training",
             caption="../report/losses.rst",
         ),
         curve=report(
-            results("models/rnn.png"),
+            results("models/{model}.png"),
             category="Training",
             caption="../report/curve.rst",
         ),
     log:
-        results("logs/train/rnn.log"),
+        results("logs/train/{model}.log"),
     benchmark:
-        results("benchmarks/train/rnn.tsv")
+        results("benchmarks/train/{model}.tsv")
     conda:
         CONDA_ENV
     threads: TRAIN_THREADS
@@ -34,47 +37,10 @@ rule train_rnn:
     params:
         kakashi=KAKASHI,
         shards=results("shards"),
-        flags=lambda wildcards: train_flags("rnn"),
+        flags=train_flags,
     shell:
-        "{params.kakashi} train --model rnn --shards {params.shards:q} --out {output.model:q}"
-        " --no-progress {params.flags} > {log:q} 2>&1"
-
-
-rule train_crnngan:
-    input:
-        dataset=results("dataset_info.txt"),
-        rnn=results("models/rnn.pt"),
-    output:
-        model=protected(results("models/crnngan.pt")),
-        losses=report(
-            results("models/crnngan.csv"),
-            category="Training",
-            caption="../report/losses.rst",
-        ),
-        curve=report(
-            results("models/crnngan.png"),
-            category="Training",
-            caption="../report/curve.rst",
-        ),
-    log:
-        results("logs/train/crnngan.log"),
-    benchmark:
-        results("benchmarks/train/crnngan.tsv")
-    conda:
-        CONDA_ENV
-    threads: TRAIN_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=TRAIN_RUNTIME,
-        gpu=TRAIN_GPUS,
-    params:
-        kakashi=KAKASHI,
-        shards=results("shards"),
-        flags=lambda wildcards: train_flags("crnngan"),
-    shell:
-        "{params.kakashi} train --model crnngan --init {input.rnn:q}"
-        " --shards {params.shards:q} --out {output.model:q}"
-        " --no-progress {params.flags} > {log:q} 2>&1"
+        "{params.kakashi} train --model {wildcards.model} --shards {params.shards:q}"
+        " --out {output.model:q} --no-progress {params.flags} > {log:q} 2>&1"
 
 
 rule generate:

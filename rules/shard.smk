@@ -30,7 +30,8 @@ rule dataset_info:
         sheet_shards,
         playlist_markers,
     output:
-        results("dataset_info.txt"),
+        info=results("dataset_info.txt"),
+        manifest=results("shards/_manifest.tsv"),
     log:
         results("logs/dataset_info.log"),
     conda:
@@ -40,6 +41,15 @@ rule dataset_info:
         runtime=10,
     params:
         kakashi=KAKASHI,
-        shards=results("shards"),
+        shards=lambda wildcards, output: Path(output.manifest).parent,
+        flags=cli_flags(
+            sheet=config["sources"],
+            playlists=results("playlists"),
+            val=config["split"]["val"],
+            test=config["split"]["test"],
+        ),
     shell:
-        "{params.kakashi} dataset info {params.shards:q} -o {output:q} > {log:q} 2>&1"
+        # Also writes the manifest shards/_manifest.tsv of this sheet's shards: training,
+        # generation and evaluation read only those, never a stale shard of another sheet.
+        "{params.kakashi} dataset info {params.shards:q} {params.flags} -o {output.info:q}"
+        " > {log:q} 2>&1"

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kakashi.atomic import OutputError, atomic_output, atomic_savez, atomic_write_text
+from kakashi.atomic import atomic_output, atomic_savez, atomic_write_text
+from kakashi.errors import OutputError
 
 
 def test_success_renames_a_hidden_temporary_with_the_same_suffix(tmp_path: Path) -> None:

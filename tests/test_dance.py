@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from kakashi.cli import main
-from kakashi.dance import Dance, DanceFileError
+from kakashi.dance import Dance
+from kakashi.errors import DanceFileError
 from kakashi.features import AudioFeatures
-from kakashi.pose import PoseSequence
 from kakashi.shards import align, write_shard
 
 
@@ -49,15 +49,15 @@ def test_not_a_dance_file(tmp_path) -> None:
 
 def test_export_dance_from_a_shard(tmp_path) -> None:
     rng = np.random.default_rng(2)
-    pose = PoseSequence(
+    pose = Dance(
         rng.normal(size=(40, 17, 3)).astype(np.float32),
         rng.normal(size=(40, 3)).astype(np.float32),
-        np.ones(40, np.float32),
         30.0,
+        np.ones(40, np.float32),
     )
-    features = AudioFeatures(np.zeros((40, 2), np.float32), ["a", "b"], 30.0, 40 / 30)
+    features = AudioFeatures(np.zeros((40, 2), np.float32), ["mfcc_0", "beat"], 30.0, 40 / 30, 512)
     shard = tmp_path / "split=train" / "s.parquet"
-    write_shard(shard, "s", align(pose, features, 2, "s"), 30.0, ["a", "b"], {})
+    write_shard(shard, "s", align(pose, features, 2, "s"), features, {})
     assert main(["export-dance", str(shard), "-o", str(tmp_path / "s.npz")]) == 0
     dance = Dance.load(tmp_path / "s.npz")
     np.testing.assert_array_equal(dance.pose, pose.pose)

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kakashi.models import ModelError
-from kakashi.models.train import DUMP_ENV, TrainConfig, load_checkpoint, paths_for, train
+from kakashi.errors import ModelError
+from kakashi.models.checkpoint import load_checkpoint, paths_for
+from kakashi.models.config import resolve
+from kakashi.models.distributed import DUMP_ENV, train
 
 # Tiny: one small LSTM layer, 1-s windows; a handful of steps per epoch per rank.
 FLAGS = ["--hidden", "16", "--layers", "1", "--window-s", "1.0", "--stride-s", "1.0",
@@ -77,9 +79,9 @@ def test_two_process_ddp_keeps_ranks_identical_and_learns(
     # Single process, same settings: the windows are split over two ranks there, so the
     # number of steps per epoch halves (each step sees two batches).
     single = train(
-        TrainConfig(shards=str(demo_shards), out=str(tmp_path / "one.pt"), epochs=1,
-                    hidden=16, layers=1, window_s=1.0, stride_s=1.0, batch_size=8,
-                    teacher_min=1.0, input_noise=0.0, dropout=0.0, device="cpu"),
+        resolve("rnn", {}, dict(shards=str(demo_shards), out=str(tmp_path / "one.pt"),
+                epochs=1, hidden=16, layers=1, window_s=1.0, stride_s=1.0, batch_size=8,
+                teacher_min=1.0, input_noise=0.0, dropout=0.0, device="cpu")),
         progress=False,
     )  # fmt: skip
     assert rows[0]["step"] == -(-single["step"] // 2)
@@ -100,8 +102,8 @@ def test_torchrun_resumes_a_spawned_run(demo_shards: Path, tmp_path: Path) -> No
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_devices_without_gpus_is_a_clear_error(tmp_path: Path) -> None:
-    config = TrainConfig(shards=str(tmp_path), out=str(tmp_path / "m.pt"), devices=2)
-    config.device = "cuda"
+    config = resolve("rnn", {}, {"shards": str(tmp_path), "out": str(tmp_path / "m.pt"),
+                                 "devices": 2, "device": "cuda"})  # fmt: skip
     with pytest.raises(ModelError, match="needs 2 CUDA GPU"):
         train(config, progress=False)
     result = subprocess.run(

@@ -12,8 +12,10 @@ import pytest
 from conftest import shared_file
 from kakashi import skeleton
 from kakashi.cli import main
-from kakashi.dance import Dance, dance_from_shard
-from kakashi.export_bvh import BVH_NAMES, export_bvh
+from kakashi.dance import Dance
+from kakashi.outputs.bvh import export_bvh
+from kakashi.shards import read_dance
+from kakashi.skeleton import BVH_NAMES
 
 # bvhio imports PyGLM the old way; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Importing PyGLM:PendingDeprecationWarning")
@@ -36,7 +38,7 @@ def bvhio_positions(path: Path, units: float, step: int = 1) -> np.ndarray:
 @pytest.fixture(scope="module")
 def video_dance(demo_shards: Path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bvh") / "dancer-c.npz"
-    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(path)
+    read_dance(demo_shards / "split=test" / "dancer-c.parquet").save(path)
     return path
 
 

@@ -10,9 +10,17 @@ from conftest import DEMO_SONG
 from kakashi.errors import MediaError
 from kakashi.features import AudioFeatures, audio_features, feature_names
 
+# The workflow's feature settings (schema defaults), as the `features` rule passes them.
+DEFAULTS = {
+    "fps": 30,
+    "hop_length": 512,
+    "feature_set": ["mfcc", "chroma", "onset", "beat", "peak"],
+    "n_mfcc": 20,
+}
+
 
 def test_default_features_one_row_per_frame() -> None:
-    features = audio_features(DEMO_SONG, fps=30)
+    features = audio_features(DEMO_SONG, **DEFAULTS)
     info = soundfile.info(str(DEMO_SONG))
     assert features.values.shape == (round(info.duration * 30), 35)
     assert features.values.dtype == np.float32
@@ -28,7 +36,9 @@ def test_default_features_one_row_per_frame() -> None:
 
 
 def test_feature_subset_and_fps(tmp_path) -> None:
-    features = audio_features(DEMO_SONG, fps=25, feature_set=["mfcc", "onset"], n_mfcc=13)
+    features = audio_features(
+        DEMO_SONG, fps=25, hop_length=512, feature_set=["mfcc", "onset"], n_mfcc=13
+    )
     info = soundfile.info(str(DEMO_SONG))
     assert features.values.shape == (round(info.duration * 25), 14)
     assert features.names == feature_names(["mfcc", "onset"], 13)
@@ -42,7 +52,7 @@ def test_unreadable_audio_names_the_file(tmp_path) -> None:
     bad = tmp_path / "not_audio.ogg"
     bad.write_bytes(b"this is not an ogg file" * 10)
     with pytest.raises(MediaError, match="not_audio.ogg"):
-        audio_features(bad)
+        audio_features(bad, **DEFAULTS)
 
 
 @pytest.mark.slow

@@ -23,8 +23,9 @@ import pytest
 
 from conftest import DEMO_VIDEO, REPO, shared_file
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import PoseError
-from kakashi.pose import PoseSequence, apply_people_policy, fill_missing
+from kakashi.pose import apply_people_policy, fill_missing
 from kakashi.pose.tracking import box_iou, track_people
 
 try:
@@ -76,11 +77,11 @@ def test_tracker_bridges_short_gaps_and_starts_new_tracks_after_long_ones() -> N
     np.testing.assert_allclose(box_iou(dancer, dancer), [[1.0]])
 
 
-def _sequence(people: list[int] | None) -> PoseSequence:
+def _sequence(people: list[int] | None) -> Dance:
     frames = 6
     rng = np.random.default_rng(1)
     meta = {} if people is None else {"people_per_frame": people}
-    return PoseSequence(
+    return Dance(
         pose=rng.normal(size=(frames, 17, 3)).astype(np.float32),
         root=np.zeros((frames, 3), np.float32),
         conf=np.full(frames, 0.9, np.float32),
@@ -290,7 +291,7 @@ def test_two_person_clip_policy_through_the_cli(random_checkpoints, tmp_path) ->
 
     keep = run("keep", 1)
     assert keep.returncode == 0, keep.stderr
-    kept = PoseSequence.load(tmp_path / "keep-1.npz")
+    kept = Dance.load(tmp_path / "keep-1.npz")
     people = np.array(kept.meta["people_per_frame"])
     assert len(people) == len(kept) == 16
     crowded = people > 1

@@ -13,8 +13,9 @@ import torch
 from conftest import shared_file
 from kakashi import skeleton
 from kakashi.cli import main
-from kakashi.errors import MediaError
-from kakashi.models import CheckpointError, ModelError
+from kakashi.errors import CheckpointError, MediaError, ModelError
+from kakashi.models.checkpoint import load_checkpoint, load_model, paths_for, save_checkpoint
+from kakashi.models.config import TrainConfig, config_from, resolve
 from kakashi.models.data import (
     POSE_DIM,
     load_training_data,
@@ -23,17 +24,11 @@ from kakashi.models.data import (
     motion_of,
     read_split,
 )
-from kakashi.models.generate import generate, generate_motion, generate_split, project_bones
-from kakashi.models.train import (
-    TrainConfig,
-    config_from,
-    load_checkpoint,
-    masked_loss,
-    model_from_checkpoint,
-    paths_for,
-    save_checkpoint,
-    train,
-)
+from kakashi.models.distributed import train
+from kakashi.models.generate import generate, generate_split
+from kakashi.models.kinematics import project_bones
+from kakashi.models.rnn import generate_motion
+from kakashi.models.train import masked_loss
 
 SONG = "music_librosa/sorohanro_-_solo-trumpet-06.hq.ogg"  # 5.3 s: fast to generate for
 
@@ -42,8 +37,18 @@ TINY = dict(hidden=32, layers=1, window_s=1.0, stride_s=1.0, batch_size=16, lr=3
             teacher_min=1.0, input_noise=0.0, dropout=0.0)  # fmt: skip
 
 
-def tiny(shards: Path, out: Path, **changes) -> TrainConfig:
-    return TrainConfig(shards=str(shards), out=str(out), **{**TINY, **changes}).validate()
+def tiny(shards: Path, out: Path, model: str = "rnn", **changes) -> TrainConfig:
+    settings = {**TINY, **changes}
+    if model != "rnn":  # the GAN takes its architecture and its data view from the RNN
+        for key in ("hidden", "layers", "dropout", "teacher_min", "input_noise"):
+            settings.pop(key, None)
+    return resolve(model, {}, {**settings, "shards": str(shards), "out": str(out)})
+
+
+def model_from_checkpoint(path: Path):
+    """(network, stats, checkpoint dict) through the one loader every consumer uses."""
+    loaded = load_model(path)
+    return loaded.net, loaded.stats, loaded.payload
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +170,27 @@ def test_scheduled_sampling_runs_frame_by_frame(demo_shards: Path, tmp_path: Pat
 def test_config_layers_yaml_model_section_and_flags(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
-        "fps: 30\ntrain:\n  epochs: 7\n  hidden: 48\n  loss: huber\n"
+        "fps: 30\ntrain:\n  epochs: 7\n  rnn:\n    hidden: 48\n    loss: huber\n"
         "  crnngan:\n    epochs: 3\n    d_lr: 0.001\n"
     )
     rnn = config_from(str(config), {"model": "rnn", "hidden": 16})
     assert (rnn.epochs, rnn.hidden, rnn.loss) == (7, 16, "huber")
     gan = config_from(str(config), {"model": "crnngan", "init": "rnn.pt"})
-    assert (gan.epochs, gan.d_lr) == (3, 0.001)
+    assert (gan.epochs, gan.d_lr, gan.init) == (3, 0.001, "rnn.pt")
+    # Defaults are the schema's: what the workflow runs is what a bare command runs.
+    from kakashi.settings import default
+
+    assert config_from(None, {"model": "rnn"}).hidden == default("train.rnn.hidden")
     config.write_text("train:\n  epoch: 3\n")
-    with pytest.raises(ModelError, match="unknown training key.*epoch"):
+    with pytest.raises(ModelError, match="unknown training setting train.epoch"):
         config_from(str(config), {})
-    with pytest.raises(ModelError, match="crnngan needs --init"):
-        config_from(None, {"model": "crnngan"})
+    config.write_text("train:\n  hidden: 3\n")  # an rnn setting at the shared level
+    with pytest.raises(ModelError, match="train.hidden .a setting of rnn"):
+        config_from(str(config), {})
+    with pytest.raises(ModelError, match="--noise-dim is not a setting of model rnn"):
+        config_from(None, {"model": "rnn", "noise_dim": 4})
+    with pytest.raises(ModelError, match="lr=-1.0: must be > 0"):
+        config_from(None, {"model": "rnn", "lr": -1.0})
 
 
 # ------------------------------------------------------------------ C-RNN-GAN
@@ -261,7 +275,7 @@ def test_generate_split_dances_to_every_test_shard(
         audio = np.stack(table.column("audio").to_numpy(zero_copy_only=False)).astype(np.float32)
         pose, _ = generate_motion(model, stats, audio, stats.mean_pose())
         np.testing.assert_allclose(dance.pose, pose, atol=1e-5)
-    with pytest.raises(ModelError, match="no shards in .*split=nope"):
+    with pytest.raises(ModelError, match="no shards of split 'nope'"):
         generate_split(demo_shards, "nope", rnn_checkpoint, tmp_path / "none")
     assert main(["generate", "--checkpoint", str(rnn_checkpoint), "-o", str(out)]) == 1
     assert "give either a song or --shards" in capsys.readouterr().err
@@ -297,7 +311,7 @@ def test_masked_loss_ignores_frames_without_a_person() -> None:
 
 
 def test_numpy_generation_step_matches_the_torch_model(rnn_checkpoint: Path) -> None:
-    from kakashi.models.generate import _NumpyStepper
+    from kakashi.models.rnn import _NumpyStepper
 
     model, _, _ = model_from_checkpoint(rnn_checkpoint)
     stepper = _NumpyStepper(model)
@@ -310,7 +324,7 @@ def test_numpy_generation_step_matches_the_torch_model(rnn_checkpoint: Path) -> 
 
 def test_leaky_root_bounds_a_constant_drift_but_keeps_steps() -> None:
     """A biased root velocity no longer walks the dancer off stage; a quick step survives."""
-    from kakashi.models.generate import leaky_integral
+    from kakashi.models.kinematics import leaky_integral
 
     fps, tau = 30, 4.0 * 30
     drift = np.tile([0.01, 0.0, 0.0], (fps * 600, 1))  # 0.3 m/s for 10 minutes
@@ -320,3 +334,25 @@ def test_leaky_root_bounds_a_constant_drift_but_keeps_steps() -> None:
     step = np.zeros((fps, 3))
     step[1:6, 2] = 0.1  # 0.5 m forward in 5 frames
     assert leaky_integral(step, tau)[5, 2] == pytest.approx(0.5, rel=0.03)
+
+
+def test_shards_of_other_audio_settings_are_refused(
+    rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    """A model is never fed features computed with other settings: a clear error instead."""
+    import json
+
+    from kakashi.errors import ShardError
+
+    source = next((demo_shards / "split=test").glob("*.parquet"))
+    table = pq.read_table(source)
+    for key, value, message in (
+        ("hop_length", 256, "hop_length is 256 but .* has 512"),
+        ("feature_names", [f"mfcc_{i}" for i in range(35)], "feature_names is 35 columns"),
+    ):
+        folder = tmp_path / key
+        meta = {**table.schema.metadata, key.encode(): json.dumps(value).encode()}
+        (folder / "split=test").mkdir(parents=True)
+        pq.write_table(table.replace_schema_metadata(meta), folder / "split=test" / source.name)
+        with pytest.raises(ShardError, match=message):
+            generate_split(folder, "test", rnn_checkpoint, tmp_path / f"out-{key}")

@@ -19,11 +19,11 @@ import soundfile
 
 from conftest import DEMO_DATA_TARGET, run_snakemake, shared_file, write_sheet
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import KakashiError, MediaError
-from kakashi.motion import MotionSequence, read_motion
+from kakashi.motion import read_motion
 from kakashi.motion.layouts import COCO17
-from kakashi.motion_source import prepare_motion
-from kakashi.pose import PoseSequence
+from kakashi.motion.stage import prepare_motion
 
 CMU = "mocap_cmu_131_bvh11/131_01.bvh"
 BANDAI_DANCE = "mocap_bandai_namco/dataset-1_dance-short_normal_001.bvh"
@@ -32,7 +32,7 @@ TANG = "m2d_tang2018"
 _J = skeleton.INDEX
 
 
-def _assert_canonical(motion: MotionSequence, frames: int) -> None:
+def _assert_canonical(motion: Dance, frames: int) -> None:
     """The contract checks every reader must pass."""
     assert motion.pose.shape == (frames, 17, 3) and motion.pose.dtype == np.float32
     assert motion.root.shape == (frames, 3) and motion.root.dtype == np.float32
@@ -49,7 +49,7 @@ def _assert_canonical(motion: MotionSequence, frames: int) -> None:
     assert first[:, _J["right_hip"], 0].mean() < -0.03
 
 
-def _knees_forward(motion: MotionSequence) -> float:
+def _knees_forward(motion: Dance) -> float:
     """Fraction of frames whose knees bend towards the facing that left/right imply."""
     pose = motion.pose
     side = pose[:, _J["left_hip"]] - pose[:, _J["right_hip"]]
@@ -120,7 +120,7 @@ def test_mixamo_joint_names_map_like_the_bandai_rig(tmp_path: Path) -> None:
 def test_kakashi_bvh_export_reads_back(tmp_path: Path) -> None:
     """kakashi export-bvh output (its own H36M-named rig, cm) reads back as the same motion."""
     from kakashi.dance import Dance
-    from kakashi.export_bvh import export_bvh
+    from kakashi.outputs.bvh import export_bvh
 
     reference = read_motion(shared_file(BANDAI_WALK), 30)
     Dance(reference.pose, reference.root, 30).save(tmp_path / "walk.npz")
@@ -196,7 +196,7 @@ def test_orientation_units_and_labels_are_found_in_the_data(tmp_path: Path) -> N
     np.testing.assert_allclose(motion.root, reference.root, atol=2e-3)
 
 
-def _coco_from(motion: MotionSequence) -> np.ndarray:
+def _coco_from(motion: Dance) -> np.ndarray:
     """COCO-17 keypoints (cm) from a canonical motion: limbs exact, face points near the head."""
     world = (motion.pose + motion.root[:, None]) * 100.0
     out = np.zeros((len(world), 17, 3))
@@ -292,7 +292,7 @@ def test_prepare_motion_writes_pose_and_the_matching_music(tmp_path: Path) -> No
         raw, song, tmp_path / "pose.npz", tmp_path / "clip.wav", fps=30, start=2.0, end=6.0
     )
     assert len(sequence) == 120
-    loaded = PoseSequence.load(tmp_path / "pose.npz")
+    loaded = Dance.load(tmp_path / "pose.npz")
     assert loaded.pose.shape == (120, 17, 3) and loaded.meta["root_measured"] is True
     assert loaded.meta["audio_offset_s"] == pytest.approx(6.24)  # from config.json
     samples, rate = soundfile.read(tmp_path / "clip.wav")
@@ -343,5 +343,5 @@ def test_workflow_turns_two_m2d_rows_into_shards(tmp_path: Path) -> None:
         lengths = skeleton.bone_lengths(pose)
         assert (lengths.max(0) - lengths.min(0)).max() < 0.01
         assert 0.5 < np.median(root[:, 1]) < 1.2  # a measured pelvis height, metres
-    meta = PoseSequence.load(tmp_path / "results/motion/m2d-c2.npz").meta
+    meta = Dance.load(tmp_path / "results/motion/m2d-c2.npz").meta
     assert meta["audio_offset_s"] == pytest.approx(6.24)

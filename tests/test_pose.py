@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import PoseError
-from kakashi.pose import PoseSequence, fill_missing, get_backend
+from kakashi.pose import fill_missing, get_backend
 from kakashi.pose.mediapipe_backend import MediaPipeBackend
 
 
 @pytest.fixture(scope="module")
-def demo_pose(demo_clip) -> PoseSequence:
+def demo_pose(demo_clip) -> Dance:
     clip, _ = demo_clip
     return get_backend("mediapipe", workers=1).estimate(clip)
 
@@ -35,7 +36,7 @@ def test_demo_pose_is_canonical(demo_pose, tmp_path) -> None:
     assert (thighs.std(axis=0) / thighs.mean(axis=0) < 0.1).all()
     assert pose.meta["root_measured"] is False
     pose.save(tmp_path / "p.npz")
-    loaded = PoseSequence.load(tmp_path / "p.npz")
+    loaded = Dance.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(loaded.pose, pose.pose)
     assert loaded.meta == pose.meta
 
@@ -56,7 +57,7 @@ def test_fill_missing_interpolates_and_counts() -> None:
     pose = np.zeros((5, 17, 3), dtype=np.float32)
     pose[:, 1, 0] = [0.0, 9.0, 9.0, 3.0, 4.0]
     conf = np.array([1, 0, 0, 1, 1], dtype=np.float32)
-    sequence = PoseSequence(pose, np.zeros((5, 3), np.float32), conf, 30.0)
+    sequence = Dance(pose, np.zeros((5, 3), np.float32), 30.0, conf)
     filled = fill_missing(sequence, "test", 0.5)
     np.testing.assert_allclose(filled.pose[:, 1, 0], [0, 1, 2, 3, 4])
     assert filled.meta["frames_without_person"] == 2
@@ -64,11 +65,11 @@ def test_fill_missing_interpolates_and_counts() -> None:
 
 
 def test_no_person_fails_naming_the_source() -> None:
-    sequence = PoseSequence(
+    sequence = Dance(
         np.zeros((10, 17, 3), np.float32),
         np.zeros((10, 3), np.float32),
-        np.array([0] * 9 + [1], np.float32),
         30.0,
+        np.array([0] * 9 + [1], np.float32),
     )
     with pytest.raises(PoseError, match="no person found in 9 of 10 frames of empty-room"):
         fill_missing(sequence, "empty-room", 0.5)

@@ -13,8 +13,10 @@ import soundfile
 
 from conftest import DEMO_SONG
 from kakashi.cli import main
-from kakashi.dance import Dance, dance_from_shard
-from kakashi.render import audio_duration, render_dance
+from kakashi.dance import Dance
+from kakashi.outputs.render import render_dance
+from kakashi.outputs.stage import audio_duration
+from kakashi.shards import read_dance
 from test_export_bvh import cmu_mocap_dance
 
 # bvhio (used for the mocap dance) imports PyGLM the old way; not ours to fix.
@@ -28,8 +30,8 @@ def demo(demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
     """Dancer c (test split) and dancer b as dance files, with dancer c's clip and song."""
     folder = tmp_path_factory.mktemp("render")
     clips = demo_shards.parent / "clips"
-    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(folder / "c.npz")
-    dance_from_shard(demo_shards / "split=val" / "dancer-b.parquet").save(folder / "b.npz")
+    read_dance(demo_shards / "split=test" / "dancer-c.parquet").save(folder / "c.npz")
+    read_dance(demo_shards / "split=val" / "dancer-b.parquet").save(folder / "b.npz")
     return {
         "dance": folder / "c.npz",
         "other": folder / "b.npz",

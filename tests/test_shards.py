@@ -7,28 +7,30 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from kakashi.dance import Dance
 from kakashi.errors import AlignError
 from kakashi.features import AudioFeatures
-from kakashi.pose import PoseSequence
 from kakashi.shards import align, dataset_info, format_info, read_metadata, write_shard
 
+NAMES = ["mfcc_0", "mfcc_1", "onset_strength", "beat"]
 
-def _pose(frames: int, fps: float = 30.0) -> PoseSequence:
+
+def _pose(frames: int, fps: float = 30.0) -> Dance:
     rng = np.random.default_rng(frames)
     conf = np.ones(frames, np.float32)
     conf[:2] = 0
-    return PoseSequence(
+    return Dance(
         rng.normal(size=(frames, 17, 3)).astype(np.float32),
         np.zeros((frames, 3), np.float32),
-        conf,
         fps,
+        conf,
         {"backend": "mediapipe", "root_measured": False},
     )
 
 
 def _features(frames: int, fps: float = 30.0) -> AudioFeatures:
     values = np.arange(frames * 4, dtype=np.float32).reshape(frames, 4)
-    return AudioFeatures(values, ["a", "b", "c", "d"], fps, frames / fps)
+    return AudioFeatures(values, NAMES, fps, frames / fps, 512)
 
 
 def test_align_trims_within_tolerance() -> None:
@@ -47,7 +49,7 @@ def test_shard_schema_and_metadata(tmp_path) -> None:
     aligned = align(_pose(50), _features(50), 2, "s")
     for split, seq in (("train", "one"), ("train", "two"), ("test", "three")):
         path = tmp_path / f"split={split}" / f"{seq}.parquet"
-        write_shard(path, seq, aligned, 30.0, ["a", "b", "c", "d"], {"source_kind": "video"})
+        write_shard(path, seq, aligned, _features(50), {"source_kind": "video"})
     dataset = ds.dataset(tmp_path, format="parquet", partitioning="hive")
     table = dataset.to_table(filter=ds.field("split") == "train")
     assert table.num_rows == 100
@@ -61,7 +63,8 @@ def test_shard_schema_and_metadata(tmp_path) -> None:
     pose = np.stack(one.column("pose").to_numpy(zero_copy_only=False)).reshape(-1, 17, 3)
     np.testing.assert_array_equal(pose, aligned.pose)
     meta = read_metadata(tmp_path / "split=train" / "one.parquet")
-    assert meta["fps"] == 30.0 and meta["feature_names"] == ["a", "b", "c", "d"]
+    assert meta["fps"] == 30.0 and meta["feature_names"] == NAMES and meta["hop_length"] == 512
+    assert meta["feature_set"] == ["mfcc", "onset", "beat"] and meta["n_mfcc"] == 2
     assert meta["num_features"] == 4 and meta["skeleton"] == "h36m17"
     assert meta["source_kind"] == "video" and meta["frames_without_person"] == 2
     assert "kakashi_version" in meta
@@ -73,3 +76,60 @@ def test_shard_schema_and_metadata(tmp_path) -> None:
     assert summary["no_person_frames"] == 6
     text = format_info(summary, tmp_path)
     assert "total" in text and "150" in text
+
+
+def test_manifest_keeps_stale_shards_out(tmp_path) -> None:
+    """Shards left by an earlier sheet stay on disk but never count once a manifest exists."""
+    from conftest import DEMO_VIDEO, write_sheet
+    from kakashi.cli import main
+    from kakashi.shards import MANIFEST, list_shards
+
+    root = tmp_path / "shards"
+    aligned = align(_pose(50), _features(50), 2, "s")
+    for split, seq in (("train", "one"), ("train", "old"), ("test", "three")):
+        write_shard(root / f"split={split}" / f"{seq}.parquet", seq, aligned, _features(50), {})
+    assert len(list_shards(root)) == 3  # no manifest: every shard in the folder
+    sheet = write_sheet(
+        tmp_path / "sheet.tsv",
+        [
+            {"id": "one", "source": str(DEMO_VIDEO), "split": "train"},
+            {"id": "three", "source": str(DEMO_VIDEO), "split": "test"},
+        ],
+    )
+    assert main(["dataset", "info", str(root), "--sheet", str(sheet)]) == 0
+    assert (root / MANIFEST).read_text().splitlines() == [
+        "seq\tsplit",
+        "one\ttrain",
+        "three\ttest",
+    ]
+    assert [p.stem for p in list_shards(root)] == ["three", "one"]  # by path: split=test first
+    assert [p.stem for p in list_shards(root, "train")] == ["one"]
+    summary = dataset_info(root)
+    assert summary["sequences"] == 2 and summary["ignored"] == 1
+    assert "1 other shard file(s)" in format_info(summary, root)
+    # pyarrow still reads the folder as a dataset: it skips names starting with "_".
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == 150
+    # A sheet row whose shard is missing: the manifest is not written, the error says so.
+    write_sheet(sheet, [{"id": "gone", "source": str(DEMO_VIDEO), "split": "val"}])
+    assert main(["dataset", "info", str(root), "--sheet", str(sheet)]) == 1
+
+
+def test_audio_settings_mismatch_names_both_values(tmp_path) -> None:
+    from kakashi.errors import ShardError
+    from kakashi.shards import check_audio_settings
+
+    path = tmp_path / "split=train" / "s.parquet"
+    write_shard(path, "s", align(_pose(50), _features(50), 2, "s"), _features(50), {})
+    meta = read_metadata(path)
+    expected = {"fps": 30.0, "hop_length": 512, "feature_names": NAMES}
+    check_audio_settings(meta, expected, path, "model.pt")  # the same: no error
+    with pytest.raises(ShardError, match=r"hop_length is 512 but model.pt has 256"):
+        check_audio_settings(meta, {**expected, "hop_length": 256}, path, "model.pt")
+    with pytest.raises(ShardError, match=r"feature_names is 4 columns .* but model.pt has 2"):
+        check_audio_settings(meta, {**expected, "feature_names": NAMES[:2]}, path, "model.pt")
+    # A shard without the settings (an older writer) is an error, not a silent default.
+    table = pa.parquet.read_table(path)
+    raw = {k: v for k, v in table.schema.metadata.items() if k != b"hop_length"}
+    pa.parquet.write_table(table.replace_schema_metadata(raw), tmp_path / "old.parquet")
+    with pytest.raises(ShardError, match="no hop_length in its metadata"):
+        read_metadata(tmp_path / "old.parquet")

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import REPO
 from kakashi.cli import main
-from kakashi.dance import Dance, dance_from_shard
+from kakashi.dance import Dance
+from kakashi.shards import read_dance
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -25,7 +26,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 def page(demo_shards: Path, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("viewer")
     dance = folder / "dancer-c.npz"
-    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(dance)
+    read_dance(demo_shards / "split=test" / "dancer-c.parquet").save(dance)
     out = folder / "dancer-c.html"
     audio = demo_shards.parent / "clips" / "dancer-c.wav"
     assert main(["viewer", str(dance), "--audio", str(audio), "-o", str(out)]) == 0

@@ -16,14 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kakashi.errors import KakashiError
+from kakashi.errors import OutputError
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class OutputError(KakashiError):
-    """An output file cannot be written (missing or read-only folder, bad size, ...)."""
 
 
 @contextlib.contextmanager

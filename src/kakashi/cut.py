@@ -33,15 +33,21 @@ def cut_video(
     out_audio: str | Path,
     start: float = 0.0,
     end: float | None = None,
-    fps: int = 30,
-    max_height: int = 720,
-    audio_sr: int = 44100,
+    fps: int | None = None,
+    max_height: int | None = None,
+    audio_sr: int | None = None,
 ) -> CutResult:
     """Trim ``source`` to [start, end) seconds at ``fps``; write the clip and a mono WAV.
 
     The span is shortened to a whole number of frames, so the video has
-    ``round(duration * fps)`` frames and the WAV lasts exactly as long.
+    ``round(duration * fps)`` frames and the WAV lasts exactly as long. Settings left
+    None take the workflow's defaults (``kakashi.settings``).
     """
+    from kakashi.settings import default
+
+    fps = fps or default("fps")
+    max_height = max_height or default("cut.max_height")
+    audio_sr = audio_sr or default("cut.audio_sr")
     from moviepy import VideoFileClip
 
     source = Path(source)

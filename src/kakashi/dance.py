@@ -1,38 +1,48 @@
-"""Dance files: the one format that generate, render, export-bvh, viewer and evaluate share.
+"""The one type for a pose sequence over time, and its file: pose stage, motion stage,
+generate, render, viewer, export-bvh and evaluate all read and write :class:`Dance`.
 
 An ``.npz`` with ``pose`` (T, 17, 3) float32 (root-centred H36M-17, metres, y up),
-``root`` (T, 3) float32 (pelvis trajectory) and ``fps``. World positions are
-``pose + root[:, None]``. Ground-truth sequences export to the same layout
-(``kakashi export-dance``), so every consumer works on real data too.
+``root`` (T, 3) float32 (pelvis trajectory) and ``fps``; pose-stage files also hold
+``conf`` (T,) (0 = no person found, pose interpolated) and ``meta`` (JSON: backend,
+whether the root was measured, ...). World positions are ``pose + root[:, None]``.
+Ground truth exports to the same layout (``kakashi export-dance``), so every consumer
+works on real data too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kakashi import skeleton
-from kakashi.errors import KakashiError
+from kakashi.errors import DanceFileError
 
-
-class DanceFileError(KakashiError):
-    """A dance file is missing, unreadable or malformed."""
+# Frame rates a dance file may claim. Outside this range a file is damaged or not a dance
+# (a render of a 1e6-fps "dance" would never end).
+MIN_FPS, MAX_FPS = 1.0, 1000.0
 
 
 @dataclass
 class Dance:
-    """A dance: ``pose`` (T, 17, 3), ``root`` (T, 3), both float32, at ``fps``."""
+    """``pose`` (T, 17, 3) root-centred and ``root`` (T, 3), float32, at ``fps``; ``conf``
+    (T,) per-frame person confidence (ones when unknown) and free-form ``meta``."""
 
     pose: np.ndarray
     root: np.ndarray
     fps: float
+    conf: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pose = np.asarray(self.pose, dtype=np.float32)
         self.root = np.asarray(self.root, dtype=np.float32)
         self.fps = float(self.fps)
+        if self.conf is None:
+            self.conf = np.ones(len(self.pose), dtype=np.float32)
+        self.conf = np.asarray(self.conf, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.pose)
@@ -52,13 +62,18 @@ class Dance:
             raise DanceFileError(f"{name}: pose must be (T, 17, 3), got {self.pose.shape}")
         if self.root.shape != (frames, 3):
             raise DanceFileError(f"{name}: root must be ({frames}, 3), got {self.root.shape}")
+        if self.conf.shape != (frames,):
+            raise DanceFileError(f"{name}: conf must be ({frames},), got {self.conf.shape}")
         if frames == 0:
             raise DanceFileError(f"{name}: the dance has no frames")
         if not (np.isfinite(self.pose).all() and np.isfinite(self.root).all()):
             bad = int((~np.isfinite(self.pose)).any(axis=(1, 2)).sum())
             raise DanceFileError(f"{name}: {bad} frame(s) contain NaN or infinite positions")
-        if not (np.isfinite(self.fps) and self.fps > 0):
-            raise DanceFileError(f"{name}: fps must be positive, got {self.fps}")
+        if not (np.isfinite(self.fps) and MIN_FPS <= self.fps <= MAX_FPS):
+            raise DanceFileError(
+                f"{name}: fps is {self.fps}, outside {MIN_FPS:g}-{MAX_FPS:g}; the file is "
+                "damaged or not a dance"
+            )
         return self
 
     def save(self, path: str | Path) -> None:
@@ -66,7 +81,14 @@ class Dance:
         from kakashi.atomic import atomic_savez
 
         self.validate(str(path))
-        atomic_savez(path, pose=self.pose, root=self.root, fps=np.float64(self.fps))
+        atomic_savez(
+            path,
+            pose=self.pose,
+            root=self.root,
+            fps=np.float64(self.fps),
+            conf=self.conf,
+            meta=np.array(json.dumps(self.meta)),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Dance:
@@ -81,7 +103,13 @@ class Dance:
                     raise DanceFileError(
                         f"{path}: not a dance file, missing {', '.join(sorted(missing))}"
                     )
-                dance = cls(data["pose"], data["root"], float(data["fps"]))
+                dance = cls(
+                    data["pose"],
+                    data["root"],
+                    float(data["fps"]),
+                    data["conf"] if "conf" in data.files else None,
+                    json.loads(str(data["meta"])) if "meta" in data.files else {},
+                )
         except DanceFileError:
             raise
         except Exception as exc:  # zip, pickle and value errors from a damaged file
@@ -89,18 +117,7 @@ class Dance:
         return dance.validate(str(path))
 
 
-def dance_from_shard(path: str | Path) -> Dance:
-    """The ground-truth dance stored in one Parquet shard."""
-    import pyarrow.parquet as pq
+def dance_from_shard(path: str | Path) -> Dance:  # TEMP-ALIAS: evaluate still calls it
+    from kakashi.shards import read_dance
 
-    from kakashi.shards import read_metadata
-
-    if not Path(path).is_file():
-        raise DanceFileError(
-            f"shard {path} does not exist; list shards with `kakashi dataset info`"
-        )
-    table = pq.read_table(path, columns=["pose", "root"])
-    pose = np.stack(table.column("pose").to_numpy(zero_copy_only=False)).reshape(-1, 17, 3)
-    root = np.stack(table.column("root").to_numpy(zero_copy_only=False)).reshape(-1, 3)
-    fps = float(read_metadata(path).get("fps", 30))
-    return Dance(pose, root, fps).validate(str(path))
+    return read_dance(path)

@@ -19,18 +19,32 @@ import numpy as np
 from kakashi.atomic import atomic_savez
 from kakashi.errors import MediaError
 
-DEFAULT_SET = ("mfcc", "chroma", "onset", "beat", "peak")
+FEATURE_KINDS = ("mfcc", "chroma", "onset", "beat", "peak")
 CHROMA_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 @dataclass
 class AudioFeatures:
-    """Features (T, F) float32 at ``fps``, with one name per column."""
+    """Features (T, F) float32 at ``fps``, one name per column, and the settings that made
+    them (``hop_length``; the set and n_mfcc follow from the names). The settings travel
+    into every shard and checkpoint, so a model is never fed features computed otherwise."""
 
     values: np.ndarray
     names: list[str]
     fps: float
     duration_s: float
+    hop_length: int
+
+    def settings(self) -> dict:
+        """What a shard and a checkpoint record: fps, hop_length, the set, n_mfcc, names."""
+        feature_set, n_mfcc = settings_of(self.names)
+        return {
+            "fps": float(self.fps),
+            "hop_length": int(self.hop_length),
+            "feature_set": feature_set,
+            "n_mfcc": n_mfcc,
+            "feature_names": list(self.names),
+        }
 
     def save(self, path: str | Path) -> None:
         atomic_savez(
@@ -39,20 +53,48 @@ class AudioFeatures:
             names=np.array(self.names),
             fps=np.float64(self.fps),
             duration_s=np.float64(self.duration_s),
+            hop_length=np.int64(self.hop_length),
         )
 
     @classmethod
     def load(cls, path: str | Path) -> AudioFeatures:
-        with np.load(path) as data:
-            return cls(
-                values=data["values"],
-                names=[str(name) for name in data["names"]],
-                fps=float(data["fps"]),
-                duration_s=float(data["duration_s"]),
-            )
+        try:
+            with np.load(path) as data:
+                return cls(
+                    values=data["values"],
+                    names=[str(name) for name in data["names"]],
+                    fps=float(data["fps"]),
+                    duration_s=float(data["duration_s"]),
+                    hop_length=int(data["hop_length"]),
+                )
+        except KeyError as exc:
+            raise MediaError(
+                f"features file {path} lacks {exc}; it was written by an older Kakashi, "
+                "delete it and run `kakashi features` again"
+            ) from None
 
 
-def feature_names(feature_set: tuple[str, ...] | list[str], n_mfcc: int = 20) -> list[str]:
+_COLUMN_KINDS = {"onset_strength": "onset", "beat": "beat", "onset_peak": "peak"}
+
+
+def settings_of(names: list[str]) -> tuple[list[str], int]:
+    """(feature set, n_mfcc) that produce these column names: the inverse of feature_names."""
+    n_mfcc = sum(name.startswith("mfcc_") for name in names)
+    kinds: list[str] = []
+    for name in names:
+        kind = _COLUMN_KINDS.get(name)
+        if kind is None and name.startswith("mfcc_"):
+            kind = "mfcc"
+        if kind is None and name.startswith("chroma_"):
+            kind = "chroma"
+        if kind is None:
+            raise MediaError(f"unknown audio feature column {name!r}")
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds, n_mfcc
+
+
+def feature_names(feature_set: tuple[str, ...] | list[str], n_mfcc: int) -> list[str]:
     """Column names of the features, in order."""
     names: list[str] = []
     for kind in feature_set:
@@ -67,7 +109,7 @@ def feature_names(feature_set: tuple[str, ...] | list[str], n_mfcc: int = 20) ->
         elif kind == "peak":
             names.append("onset_peak")
         else:
-            raise ValueError(f"unknown audio feature {kind!r}; known: {', '.join(DEFAULT_SET)}")
+            raise MediaError(f"unknown audio feature {kind!r}; known: {', '.join(FEATURE_KINDS)}")
     return names
 
 
@@ -91,7 +133,7 @@ def compute_features(
     sr: int,
     fps: float,
     hop_length: int,
-    feature_set: tuple[str, ...] | list[str] = DEFAULT_SET,
+    feature_set: tuple[str, ...] | list[str] = FEATURE_KINDS,
     n_mfcc: int = 20,
     n_frames: int | None = None,
 ) -> np.ndarray:
@@ -154,7 +196,7 @@ def compute_features(
                 )
                 columns.append(_one_hot(peaks, len(envelope)))
         else:
-            raise ValueError(f"unknown audio feature {kind!r}; known: {', '.join(DEFAULT_SET)}")
+            raise MediaError(f"unknown audio feature {kind!r}; known: {', '.join(FEATURE_KINDS)}")
     length = min(len(column) for column in columns)
     stacked = np.concatenate([column[:length] for column in columns], axis=1).astype(np.float32)
     return _fit_length(stacked, n_frames)
@@ -163,7 +205,7 @@ def compute_features(
 _NUMBA_READY = False
 
 
-def warm_up(fps: float = 30, hop_length: int = 512) -> None:
+def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
     """Compile (or load from cache) librosa's numba functions, one process at a time.
 
     librosa's numba functions compile on first use and cache to disk. Two processes
@@ -187,6 +229,10 @@ def warm_up(fps: float = 30, hop_length: int = 512) -> None:
             # import happens under the lock as well.
             import librosa  # noqa: F401
 
+            from kakashi.settings import default
+
+            fps = fps or default("fps")
+            hop_length = hop_length or default("features.hop_length")
             sr = round(fps * hop_length)
             noise = np.random.default_rng(0).normal(scale=0.1, size=sr).astype(np.float32)
             compute_features(noise, sr, fps, hop_length)
@@ -197,10 +243,11 @@ def warm_up(fps: float = 30, hop_length: int = 512) -> None:
 
 def audio_features(
     audio_path: str | Path,
-    fps: float = 30,
-    hop_length: int = 512,
-    feature_set: tuple[str, ...] | list[str] = DEFAULT_SET,
-    n_mfcc: int = 20,
+    *,
+    fps: float,
+    hop_length: int,
+    feature_set: tuple[str, ...] | list[str],
+    n_mfcc: int,
 ) -> AudioFeatures:
     """Decode an audio file and compute one feature vector per frame at ``fps``."""
     warm_up(fps, hop_length)
@@ -208,7 +255,9 @@ def audio_features(
     samples = load_audio(audio_path, sr)
     duration = len(samples) / sr
     values = compute_features(samples, sr, fps, hop_length, feature_set, n_mfcc)
-    return AudioFeatures(values, feature_names(feature_set, n_mfcc), float(fps), duration)
+    return AudioFeatures(
+        values, feature_names(feature_set, n_mfcc), float(fps), duration, int(hop_length)
+    )
 
 
 def _one_hot(indices: np.ndarray, length: int) -> np.ndarray:

@@ -1,8 +1,15 @@
-"""Align pose with audio features and write one Parquet shard per sequence.
+"""Parquet shards, the dataset: the only module that writes or reads them.
 
 Schema and metadata: docs/contracts.md. One row per frame; ``audio``, ``pose`` and
 ``root`` are fixed-size lists of float32, so a reader gets (T, F), (T, 51), (T, 3)
-arrays without copying row by row.
+arrays without copying row by row. The metadata records the audio-feature settings (fps,
+hop_length, feature set, n_mfcc, column names): readers check them against what they
+expect and fail naming both values, never silently recompute.
+
+The workflow writes a manifest (``SHARDS/_manifest.tsv``) of the shards of the current
+sheet; readers list shards through :func:`list_shards`, which follows it, so shards left
+by an earlier sheet or split never count. (pyarrow.dataset skips names starting with
+``_``, so the folder still reads as a hive-partitioned dataset.)
 """
 
 from __future__ import annotations
@@ -17,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kakashi import __version__, skeleton
-from kakashi.atomic import atomic_output
-from kakashi.errors import AlignError
+from kakashi.atomic import atomic_output, atomic_write_text
+from kakashi.dance import Dance
+from kakashi.errors import AlignError, ShardError
 from kakashi.features import AudioFeatures
-from kakashi.pose import PoseSequence
 
 log = logging.getLogger("kakashi.shards")
 
@@ -36,7 +43,7 @@ class Aligned:
     trimmed: int
 
 
-def align(pose: PoseSequence, features: AudioFeatures, tolerance_frames: int, name: str) -> Aligned:
+def align(pose: Dance, features: AudioFeatures, tolerance_frames: int, name: str) -> Aligned:
     """Check that pose and audio frame counts agree; trim a difference up to the tolerance."""
     pose_frames, audio_frames = len(pose), len(features.values)
     if abs(pose.fps - features.fps) > 1e-3:
@@ -74,16 +81,51 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
 
 
+MANIFEST = "_manifest.tsv"
+POSE_DIM = skeleton.NUM_JOINTS * 3
+# Metadata every reader relies on; a shard without it was written by an older Kakashi.
+REQUIRED_METADATA = ("fps", "hop_length", "feature_names", "num_features")
+# The audio settings a model or an evaluation must agree on with the shards it reads.
+AUDIO_SETTINGS = ("fps", "hop_length", "feature_names")
+
+
+def build_shard(
+    pose_path: str | Path,
+    features_path: str | Path,
+    seq: str,
+    split: str,
+    output: str | Path,
+    tolerance_frames: int,
+    source: dict,
+) -> int:
+    """The ``shard`` stage: align a pose file with its features file and write the shard.
+
+    ``source`` holds where it came from (source_kind, source_uri, config_hash). Returns the
+    number of frames written.
+    """
+    pose = Dance.load(pose_path)
+    features = AudioFeatures.load(features_path)
+    aligned = align(pose, features, tolerance_frames, seq)
+    metadata = {
+        **source,
+        "split": split,
+        "pose_backend": pose.meta.get("backend", "unknown"),
+        "root_measured": bool(pose.meta.get("root_measured", False)),
+    }
+    write_shard(output, seq, aligned, features, metadata)
+    return len(aligned.pose)
+
+
 def write_shard(
     path: str | Path,
     seq: str,
     aligned: Aligned,
-    fps: float,
-    feature_names: list[str],
+    features: AudioFeatures,
     metadata: dict,
 ) -> None:
     """Write one sequence as a Parquet file (atomically: temp file, then rename)."""
     frames = len(aligned.pose)
+    fps = features.fps
     table = pa.table(
         {
             "seq": pa.array([seq] * frames, pa.string()),
@@ -96,9 +138,8 @@ def write_shard(
         }
     )
     kv = {
-        "fps": fps,
-        "feature_names": feature_names,
-        "num_features": len(feature_names),
+        **features.settings(),
+        "num_features": len(features.names),
         "skeleton": skeleton.NAME,
         "kakashi_version": __version__,
         "frames_trimmed": aligned.trimmed,
@@ -114,8 +155,11 @@ def write_shard(
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The key-value metadata of a shard, JSON values decoded."""
-    raw = pq.read_schema(path).metadata or {}
+    """The key-value metadata of a shard, JSON values decoded; missing keys an error."""
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # pyarrow raises several kinds for a damaged file
+        raise ShardError(f"cannot read shard {path}: {exc}; re-create it") from exc
     decoded = {}
     for key, value in raw.items():
         key, value = key.decode(), value.decode()
@@ -123,18 +167,133 @@ def read_metadata(path: str | Path) -> dict:
             decoded[key] = json.loads(value)
         except json.JSONDecodeError:  # written by another tool
             decoded[key] = value
+    missing = [key for key in REQUIRED_METADATA if key not in decoded]
+    if missing:
+        raise ShardError(
+            f"shard {path} has no {', '.join(missing)} in its metadata (written by an older "
+            "Kakashi or another tool); rebuild it: delete it and run snakemake again"
+        )
     return decoded
 
 
-def dataset_info(root: str | Path) -> dict:
-    """Summary of a shard folder: sequences, frames, hours, per split, frames without a person."""
+def check_audio_settings(meta: dict, expected: dict, path: str | Path, expected_from: str) -> None:
+    """Fail, naming both values, unless the shard's audio settings are ``expected``'s."""
+    for key in AUDIO_SETTINGS:
+        ours, theirs = meta.get(key), expected.get(key)
+        same = (
+            abs(float(ours) - float(theirs)) < 1e-6
+            if key == "fps" and ours is not None and theirs is not None
+            else ours == theirs
+        )
+        if not same:
+            show = (
+                (lambda v: f"{len(v)} columns ({', '.join(v[:3])}, ...)" if v else "none")
+                if key == "feature_names"
+                else repr
+            )
+            raise ShardError(
+                f"{path}: {key} is {show(ours)} but {expected_from} has {show(theirs)}; "
+                "build the shards and the model with one config (same fps and features)"
+            )
+
+
+def read_shard(path: str | Path, columns: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """Columns of one shard as float32 arrays (``audio`` (T, F), ``pose`` (T, 51), ``root``
+    (T, 3), ``conf`` (T,)) and its metadata. A damaged file is a ShardError naming it."""
+    meta = read_metadata(path)
+    try:
+        table = pq.read_table(path, columns=columns)
+        widths = {"audio": int(meta["num_features"]), "pose": POSE_DIM, "root": 3}
+        arrays = {
+            name: _column(table, name, widths[name])
+            if name in widths
+            else table.column(name).to_numpy().astype(np.float32)
+            for name in columns
+        }
+    except Exception as exc:  # pyarrow and numpy raise several kinds for a damaged file
+        raise ShardError(f"cannot read shard {path}: {exc}; re-create it") from exc
+    return arrays, meta
+
+
+def _column(table: pa.Table, name: str, width: int) -> np.ndarray:
+    """A fixed-size-list column as a (T, width) float32 array, without a per-row copy."""
+    flat = table.column(name).combine_chunks().flatten().to_numpy()
+    return flat.astype(np.float32).reshape(-1, width)
+
+
+def read_dance(path: str | Path) -> Dance:
+    """The ground-truth dance stored in one shard (pose, root, conf, fps)."""
+    if not Path(path).is_file():
+        raise ShardError(f"shard {path} does not exist; list shards with `kakashi dataset info`")
+    arrays, meta = read_shard(path, ["pose", "root", "conf"])
+    pose = arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3)
+    dance = Dance(pose, arrays["root"], float(meta["fps"]), arrays["conf"])
+    return dance.validate(str(path))
+
+
+# ---------------------------------------------------------------- listing and manifest
+
+
+def write_manifest(root: str | Path, sequences: list[tuple[str, str]]) -> Path:
+    """List the shards of the current sheet (``(seq, split)`` pairs) in ``ROOT/_manifest.tsv``.
+
+    Every listed shard must exist: the manifest is written once they all do.
+    """
     root = Path(root)
-    files = sorted(root.glob("split=*/*.parquet"))
+    missing = [
+        f"split={split}/{seq}.parquet"
+        for seq, split in sequences
+        if not (root / f"split={split}" / f"{seq}.parquet").is_file()
+    ]
+    if missing:
+        raise ShardError(
+            f"{len(missing)} shard(s) of the sheet are missing under {root}, e.g. "
+            f"{missing[0]}; build them first (snakemake)"
+        )
+    lines = ["seq\tsplit"] + [f"{seq}\t{split}" for seq, split in sorted(sequences)]
+    path = root / MANIFEST
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def list_shards(root: str | Path, split: str | None = None) -> list[Path]:
+    """The shards under ``root`` (of ``split``, or all), sorted: those in the manifest when
+    the folder has one (the current sheet's), else every ``split=*/SEQ.parquet``."""
+    root = Path(root)
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:] if line]
+        paths = [
+            root / f"split={row_split}" / f"{seq}.parquet"
+            for seq, row_split in rows
+            if split is None or row_split == split
+        ]
+        gone = [path for path in paths if not path.is_file()]
+        if gone:
+            raise ShardError(
+                f"{manifest} lists {gone[0]}, which does not exist; rebuild the dataset "
+                "(snakemake results/dataset_info.txt)"
+            )
+        return sorted(paths)
+    pattern = f"split={split}/*.parquet" if split else "split=*/*.parquet"
+    return sorted(root.glob(pattern))
+
+
+def dataset_info(root: str | Path) -> dict:
+    """Summary of a shard folder: sequences, frames, hours, per split, frames without a person.
+
+    Counts the manifest's shards when there is one; ``ignored`` is how many other shard
+    files the folder holds (left by an earlier sheet or split).
+    """
+    root = Path(root)
+    files = list_shards(root)
     summary: dict = {"sequences": 0, "frames": 0, "hours": 0.0, "no_person_frames": 0, "splits": {}}
+    summary["ignored"] = len(set(root.glob("split=*/*.parquet")) - set(files))
     for file in files:
         split = file.parent.name.removeprefix("split=")
-        conf = pq.read_table(file, columns=["conf"]).column("conf").to_numpy()
-        fps = float(read_metadata(file).get("fps", 30))
+        arrays, meta = read_shard(file, ["conf"])
+        conf = arrays["conf"]
+        fps = float(meta["fps"])
         entry = summary["splits"].setdefault(
             split, {"sequences": 0, "frames": 0, "hours": 0.0, "no_person_frames": 0}
         )
@@ -163,5 +322,10 @@ def format_info(summary: dict, root: str | Path) -> str:
         lines.append(
             f"{name:<8}{entry['sequences']:>10}{entry['frames']:>12}{entry['hours']:>10.3f}"
             f"{entry['hours'] * 60:>10.2f}{entry['no_person_frames']:>11}"
+        )
+    if summary.get("ignored"):
+        lines.append(
+            f"({summary['ignored']} other shard file(s) in the folder are not in the "
+            f"manifest {MANIFEST} of the current sheet and are ignored)"
         )
     return "\n".join(lines)

@@ -32,6 +32,28 @@ JOINTS: tuple[str, ...] = (
 NUM_JOINTS = len(JOINTS)
 INDEX = {name: i for i, name in enumerate(JOINTS)}
 
+# Joint names in Kakashi's BVH files (written by kakashi.outputs.bvh, recognised by the
+# BVH reader), in JOINTS order.
+BVH_NAMES: tuple[str, ...] = (
+    "Hips",
+    "RightUpLeg",
+    "RightLeg",
+    "RightFoot",
+    "LeftUpLeg",
+    "LeftLeg",
+    "LeftFoot",
+    "Spine",
+    "Thorax",
+    "Neck",
+    "Head",
+    "LeftArm",
+    "LeftForeArm",
+    "LeftHand",
+    "RightArm",
+    "RightForeArm",
+    "RightHand",
+)
+
 # Parent of each joint in the kinematic tree (-1 for the root).
 PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -62,10 +61,9 @@ def stable_split(seq: str, val: float = 0.1, test: float = 0.1) -> str:
 
 
 def _schema_columns() -> set[str]:
-    import yaml
+    from kakashi.settings import load_schema
 
-    with open(SHEET_SCHEMA) as handle:
-        return set(yaml.safe_load(handle)["properties"])
+    return set(load_schema(SHEET_SCHEMA)["properties"])
 
 
 @functools.cache
@@ -75,23 +73,9 @@ def _row_validator() -> Any:
     snakemake.utils.validate re-reads and re-parses the schema file on every call, about
     4 ms a row: 40 s for a 10,000-row sheet, in every Slurm job that parses the Snakefile.
     """
-    import jsonschema
-    import yaml
+    from kakashi.settings import load_schema, validator_with_defaults
 
-    with open(SHEET_SCHEMA) as handle:
-        schema = yaml.safe_load(handle)
-    base = jsonschema.Draft202012Validator
-    check_properties = base.VALIDATORS["properties"]
-
-    def properties_with_defaults(
-        validator: Any, properties: dict, instance: Any, schema: dict
-    ) -> Iterator[Any]:
-        for name, subschema in properties.items():
-            if isinstance(instance, dict) and "default" in subschema:
-                instance.setdefault(name, subschema["default"])
-        yield from check_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema)
+    return validator_with_defaults(load_schema(SHEET_SCHEMA))
 
 
 def _row_label(sheet: Path, line: int, row: dict) -> str:
@@ -226,3 +210,27 @@ def config_hash(config: dict) -> str:
     relevant = {key: config.get(key) for key in ("fps", "features", "pose", "cut", "align")}
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def sequence_split(seq: str, row_split: str | None, val: float, test: float) -> str:
+    """A sequence's split: its sheet row's, else the stable hash of its id."""
+    return row_split if isinstance(row_split, str) and row_split else stable_split(seq, val, test)
+
+
+def sheet_sequences(
+    sheet: str | Path, val: float, test: float, playlists: str | Path
+) -> list[tuple[str, str]]:
+    """Every sequence of a sheet with its split: ``(id, split)`` per video or motion row and
+    per entry of a playlist row (from ``PLAYLISTS/ID.tsv``, written by ``kakashi playlist``)."""
+    from kakashi.fetch import read_playlist_tsv
+
+    frame = read_sheet(sheet, val, test)
+    out = []
+    for seq, row in frame.to_dict(orient="index").items():
+        if row["kind"] != "playlist":
+            out.append((seq, sequence_split(seq, row["split"], val, test)))
+            continue
+        listing = Path(playlists) / f"{seq}.tsv"
+        for entry in read_playlist_tsv(listing):
+            out.append((entry["seq"], sequence_split(entry["seq"], row["split"], val, test)))
+    return out

@@ -19,7 +19,6 @@ from scipy.signal import argrelextrema
 
 SIGMA_S = 0.05
 SMOOTH_S = 5.0 / 60.0
-HOP_LENGTH = 512
 
 
 def motion_speed(world: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +55,9 @@ def beats_from_column(column: np.ndarray, fps: float) -> np.ndarray:
 def song_beats(path: str | Path, fps: float) -> np.ndarray:
     """Beat times (s) of a song: ``beat_track`` at the motion fps (the features stage's way)."""
     from kakashi.features import audio_features
+    from kakashi.settings import default
 
-    features = audio_features(path, fps=fps, hop_length=HOP_LENGTH, feature_set=["beat"])
+    # The features stage's hop, so a song's beats are found as a shard's were.
+    hop = default("features.hop_length")
+    features = audio_features(path, fps=fps, hop_length=hop, feature_set=["beat"], n_mfcc=0)
     return beats_from_column(features.values[:, 0], fps)

@@ -1,23 +1,16 @@
-"""Dance models: the seed RNN and a C-RNN-GAN, their data, training loop and generation.
+"""Dance models: data, settings, checkpoints, a registry of models, training and generation.
 
-Modules (each small, nanoGPT style):
+In the order a model is made and used (each module small, nanoGPT style):
 
-- ``data``: Parquet shards -> normalised windows, statistics from the train split only.
-- ``rnn``: the seed RNN (audio now, audio before, pose before -> pose now).
-- ``crnngan``: C-RNN-GAN (Mogren 2016) conditioned on audio.
-- ``train``: ``TrainConfig`` and the one training loop of both models; checkpoints.
-- ``generate``: a dance for any song.
-- ``cli``: ``kakashi train`` and ``kakashi generate``.
+- ``data``: Parquet shards -> normalised windows; statistics from the train split only.
+- ``config``: training settings, torch-free, resolved against the config schema.
+- ``registry``: model name -> its network module and its trainer module.
+- ``rnn``, ``crnngan``: the networks (and their ``build`` / ``generate_motion``).
+- ``kinematics``: bone-length projection and root integration every model shares.
+- ``checkpoint``: one checkpoint format; ``load_model`` builds any model by name.
+- ``distributed``: one process or N DistributedDataParallel ranks, for every trainer.
+- ``train``: the training loop of the recurrent models.
+- ``generate``: a dance for any song, or for every shard of a split.
 
-This package imports no torch at import time, so the command line starts fast.
+The command line is ``kakashi.cli.models``. This package imports no torch at import time.
 """
-
-from kakashi.errors import KakashiError
-
-
-class ModelError(KakashiError):
-    """Training or generation cannot go on (bad config, no training data, ...)."""
-
-
-class CheckpointError(ModelError):
-    """A checkpoint file is missing, corrupt or was written for something else."""

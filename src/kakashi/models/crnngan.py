@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kakashi.models.rnn import DanceRNN
+from kakashi.models.rnn import DanceRNN, build, generate_motion
+
+# Inference is the seed RNN's: the generator is a DanceRNN that also reads noise.
+__all__ = ["Discriminator", "build", "generate_motion"]
 
 
 class Discriminator(nn.Module):

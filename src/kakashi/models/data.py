@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from kakashi import skeleton
-from kakashi.models import ModelError
-from kakashi.shards import read_metadata
+from kakashi.errors import ModelError
+from kakashi.shards import list_shards, read_shard
 
 POSE_DIM = skeleton.NUM_JOINTS * 3  # 51
 MOTION_DIM = POSE_DIM + 3  # pose + root velocity
@@ -37,6 +36,7 @@ class Sequence:
     conf: np.ndarray
     fps: float
     feature_names: list[str]
+    hop_length: int
 
 
 def read_split(shards: str | Path, split: str) -> list[Sequence]:
@@ -50,7 +50,7 @@ def read_split(shards: str | Path, split: str) -> list[Sequence]:
             "(snakemake --cores 2 results/dataset_info.txt)"
         )
     sequences = []
-    for path in sorted(shards.glob(f"split={split}/*.parquet")):
+    for path in list_shards(shards, split):
         arrays, meta = read_shard(path, ["audio", "pose", "root", "conf"])
         sequences.append(
             Sequence(
@@ -59,39 +59,13 @@ def read_split(shards: str | Path, split: str) -> list[Sequence]:
                 pose=arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3),
                 root=arrays["root"],
                 conf=arrays["conf"],
-                fps=float(meta.get("fps", 30.0)),
-                feature_names=list(meta.get("feature_names", [])),
+                fps=float(meta["fps"]),
+                feature_names=list(meta["feature_names"]),
+                hop_length=int(meta["hop_length"]),
             )
         )
     _check_consistent(sequences, shards)
     return sequences
-
-
-def read_shard(path: Path, columns: list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """Columns of one shard as float32 arrays ((T, width), ``conf`` (T,)) and its metadata.
-
-    A damaged file or inconsistent metadata is a ModelError naming the shard.
-    """
-    try:
-        table = pq.read_table(path, columns=columns)
-        meta = read_metadata(path)
-        features = int(meta.get("num_features", 0)) or len(meta.get("feature_names", []))
-        widths = {"audio": features, "pose": POSE_DIM, "root": 3}
-        arrays = {
-            name: _column(table, name, widths[name])
-            if name in widths
-            else table.column(name).to_numpy().astype(np.float32)
-            for name in columns
-        }
-    except Exception as exc:  # pyarrow and numpy raise several kinds for a damaged file
-        raise ModelError(f"cannot read shard {path}: {exc}; re-create it") from exc
-    return arrays, meta
-
-
-def _column(table, name: str, width: int) -> np.ndarray:
-    """A fixed-size-list column as a (T, width) float32 array, without a per-row copy."""
-    flat = table.column(name).combine_chunks().flatten().to_numpy()
-    return flat.astype(np.float32).reshape(-1, width)
 
 
 def _check_consistent(sequences: list[Sequence], shards: Path) -> None:
@@ -99,11 +73,16 @@ def _check_consistent(sequences: list[Sequence], shards: Path) -> None:
         return
     first = sequences[0]
     for seq in sequences[1:]:
-        if seq.fps != first.fps or seq.feature_names != first.feature_names:
+        if (seq.fps, seq.feature_names, seq.hop_length) != (
+            first.fps,
+            first.feature_names,
+            first.hop_length,
+        ):
             raise ModelError(
-                f"shards under {shards} disagree: {first.name} has {first.fps} fps and "
-                f"{len(first.feature_names)} features, {seq.name} has {seq.fps} fps and "
-                f"{len(seq.feature_names)}; rebuild them with one config"
+                f"shards under {shards} disagree: {first.name} has {first.fps} fps, hop "
+                f"{first.hop_length} and {len(first.feature_names)} features, {seq.name} has "
+                f"{seq.fps} fps, hop {seq.hop_length} and {len(seq.feature_names)}; rebuild "
+                "them with one config"
             )
 
 
@@ -111,7 +90,14 @@ def mirror_sequence(seq: Sequence) -> Sequence:
     """The left-right mirror image (audio unchanged): negate x, swap left/right joints."""
     pose, root = skeleton.mirror(seq.pose, seq.root)
     return Sequence(
-        seq.name + "~mirror", seq.audio, pose, root, seq.conf, seq.fps, seq.feature_names
+        seq.name + "~mirror",
+        seq.audio,
+        pose,
+        root,
+        seq.conf,
+        seq.fps,
+        seq.feature_names,
+        seq.hop_length,
     )
 
 
@@ -133,6 +119,15 @@ class Stats:
     bone_lengths: np.ndarray  # (16,) median over training frames, metres
     fps: float
     feature_names: list[str]
+    hop_length: int  # audio hop the features were computed with (fps * hop = sample rate)
+
+    def audio_settings(self) -> dict:
+        """What a shard's metadata must match (see ``kakashi.shards.check_audio_settings``)."""
+        return {
+            "fps": self.fps,
+            "hop_length": self.hop_length,
+            "feature_names": list(self.feature_names),
+        }
 
     def to_dict(self) -> dict:
         """Plain tensors/lists, loadable with ``torch.load(weights_only=True)``."""
@@ -142,13 +137,19 @@ class Stats:
         out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in arrays}
         out["fps"] = float(self.fps)
         out["feature_names"] = list(self.feature_names)
+        out["hop_length"] = int(self.hop_length)
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Stats:
         arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
         values = {name: np.asarray(data[name], dtype=np.float32) for name in arrays}
-        return cls(**values, fps=float(data["fps"]), feature_names=list(data["feature_names"]))
+        return cls(
+            **values,
+            fps=float(data["fps"]),
+            feature_names=list(data["feature_names"]),
+            hop_length=int(data["hop_length"]),
+        )
 
     def mean_pose(self) -> np.ndarray:
         """The training mean pose, (17, 3)."""
@@ -171,6 +172,7 @@ def compute_stats(train: list[Sequence]) -> Stats:
         bone_lengths=np.median(skeleton.bone_lengths(poses), axis=0).astype(np.float32),
         fps=train[0].fps,
         feature_names=train[0].feature_names,
+        hop_length=train[0].hop_length,
     )
 
 

@@ -7,16 +7,28 @@ drifts into a frozen mean pose. Two counter-measures, both set in ``TrainConfig`
 - scheduled sampling (Bengio et al. 2015): with probability ``1 - teacher_prob`` a step is
   fed the model's own previous output instead of the true pose; ``teacher_prob`` decays
   over the epochs from 1 to ``train.teacher_min``;
-- Gaussian noise (``train.input_noise``) on the fed-back motion.
+- Gaussian noise (``train.input_noise``) on the fed-back motion;
+- or auto-conditioning (acLSTM, Li et al. 2018; ``train.rnn.autocond_true`` and
+  ``autocond_free``): fixed alternating blocks of true and self-fed frames over the whole
+  window, so the model learns to recover from its own drift for ``autocond_free`` frames
+  at a time, every epoch, instead of only on random single frames.
 
 The same module, with ``noise_dim > 0``, is the C-RNN-GAN generator: it then also reads a
 noise vector each step, so a GAN generator can start from a trained RNN's weights.
+
+Inference (``build`` + ``generate_motion``, the model-plugin interface) runs the trained
+LSTM one frame at a time in numpy, and needs nothing of the training code.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from kakashi import skeleton
+from kakashi.models.data import POSE_DIM, STD_FLOOR, Stats
+from kakashi.models.kinematics import ROOT_LEAK_S, leaky_integral, project_bones_np
 
 
 class DanceRNN(nn.Module):
@@ -75,24 +87,28 @@ class DanceRNN(nn.Module):
         input_noise: float = 0.0,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        feed_truth: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict frames 1..T of a window: audio (B, T+1, F), motion (B, T+1, 54) -> (B, T, 54).
 
         Frame 0 is context. With ``teacher_prob == 1`` the whole window runs as one LSTM call
         (fast); otherwise frame by frame, each step fed the truth with probability
-        ``teacher_prob`` and its own previous output otherwise.
+        ``teacher_prob`` and its own previous output otherwise. ``feed_truth`` (T,) bools, if
+        given, fixes which steps get the truth instead (auto-conditioning).
         """
         fed = motion[:, :-1]
         if input_noise > 0:
             fed = fed + input_noise * _randn(fed.shape, generator, fed.device)
-        if teacher_prob >= 1.0:
+        if teacher_prob >= 1.0 and feed_truth is None:
             step_noise = None if noise is None else noise[:, 1:]
             x = self._inputs(audio[:, 1:], audio[:, :-1], fed, step_noise)
             h, _ = self.lstm(x)
             return self.out(self.drop(h))
         outputs, state, previous = [], None, fed[:, 0]
         for t in range(audio.shape[1] - 1):
-            if t > 0:
+            if t > 0 and feed_truth is not None:
+                previous = fed[:, t] if feed_truth[t] else previous
+            elif t > 0:
                 use_truth = _rand((len(fed), 1), generator, fed.device) < teacher_prob
                 previous = torch.where(use_truth, fed[:, t], previous)
             out, state = self.step(
@@ -109,9 +125,117 @@ class DanceRNN(nn.Module):
         return torch.stack(outputs, dim=1)
 
 
+def autocond_schedule(
+    steps: int, truth: int, free: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """acLSTM's feeding pattern for ``steps`` steps: ``truth`` true frames, then ``free``
+    self-fed ones, repeated, from a random phase (so every step position gets both)."""
+    period = truth + free
+    phase = int(torch.randint(period, (1,), generator=generator)) if generator else 0
+    position = (torch.arange(steps) + phase) % period
+    return position < truth
+
+
 def _randn(shape: torch.Size, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=device)
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=device)
+
+
+# ---------------------------------------------------------------- inference
+
+
+def build(arch: dict) -> DanceRNN:
+    """The network a checkpoint's ``arch`` describes (weights still to be loaded)."""
+    return DanceRNN(
+        arch["audio_dim"],
+        arch["motion_dim"],
+        arch["hidden"],
+        arch["layers"],
+        arch["dropout"],
+        arch["noise_dim"],
+    )
+
+
+class _NumpyStepper:
+    """The model's per-frame step in numpy, with the same weights.
+
+    A frame is ~25 tiny matrix operations; through torch each costs ~10-50 us of dispatch
+    overhead (more on a busy machine), which made generation slower than realtime. numpy
+    runs the same arithmetic at a fraction of that. ``tests/test_models.py`` checks that
+    both give the same output.
+    """
+
+    def __init__(self, model) -> None:
+        def array(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.float64)
+
+        self.w_in, self.b_in = array(model.inp.weight).T, array(model.inp.bias)
+        self.layers = [
+            (
+                array(getattr(model.lstm, f"weight_ih_l{k}")).T,
+                array(getattr(model.lstm, f"weight_hh_l{k}")).T,
+                array(getattr(model.lstm, f"bias_ih_l{k}") + getattr(model.lstm, f"bias_hh_l{k}")),
+            )
+            for k in range(model.layers)
+        ]
+        self.w_out, self.b_out = array(model.out.weight).T, array(model.out.bias)
+        self.h = np.zeros((model.layers, model.hidden))
+        self.c = np.zeros((model.layers, model.hidden))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x = [audio[t], audio[t-1], (noise), motion[t-1]] -> motion[t] (normalised)."""
+        x = np.maximum(x @ self.w_in + self.b_in, 0.0)
+        for k, (w_ih, w_hh, bias) in enumerate(self.layers):
+            gates = x @ w_ih + self.h[k] @ w_hh + bias
+            i, f, g, o = np.split(gates, 4)  # PyTorch's gate order
+            self.c[k] = _sigmoid(f) * self.c[k] + _sigmoid(i) * np.tanh(g)
+            self.h[k] = x = _sigmoid(o) * np.tanh(self.c[k])
+        return x @ self.w_out + self.b_out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free
+
+
+def generate_motion(
+    model: DanceRNN,
+    stats: Stats,
+    audio: np.ndarray,
+    first_pose: np.ndarray,
+    seed: int = 0,
+    project: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose (T, 17, 3) and root (T, 3) for raw audio features (T, F)."""
+    rng = np.random.default_rng(seed)
+    step = _NumpyStepper(model.eval())
+    audio_n = (audio - stats.audio_mean) / stats.audio_std
+    m_mean = stats.motion_mean.astype(np.float64)
+    m_std = stats.motion_std.astype(np.float64)
+    # Columns constant in training (an unmeasured root: velocity always 0) keep their value;
+    # otherwise a tiny output bias times the floored std would integrate into a drift.
+    constant = stats.motion_std <= STD_FLOOR * (1 + 1e-6)
+    lengths = stats.bone_lengths.astype(np.float64)
+    frames = len(audio)
+    poses = np.zeros((frames, skeleton.NUM_JOINTS, 3))
+    velocity = np.zeros((frames, 3))
+    first = np.asarray(first_pose, dtype=np.float64).reshape(-1, 3)
+    first = first - first[0]  # root-centred, whatever the file held
+    poses[0] = project_bones_np(first, lengths) if project else first
+    previous = (np.concatenate([poses[0].ravel(), velocity[0]]) - m_mean) / m_std
+    for t in range(1, frames):
+        parts = [audio_n[t], audio_n[t - 1]]
+        if model.noise_dim:
+            parts.append(rng.standard_normal(model.noise_dim))
+        parts.append(previous)
+        motion = step(np.concatenate(parts)) * m_std + m_mean
+        motion[constant] = m_mean[constant]
+        pose = motion[:POSE_DIM].reshape(skeleton.NUM_JOINTS, 3)
+        if project:
+            pose = project_bones_np(pose, lengths)
+        poses[t], velocity[t] = pose, motion[POSE_DIM:]
+        previous = (np.concatenate([pose.ravel(), velocity[t]]) - m_mean) / m_std
+    root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
+    return poses.astype(np.float32), root.astype(np.float32)

@@ -16,31 +16,18 @@ them, resamples to ``fps`` and restores constant bone lengths.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kakashi import skeleton
-from kakashi.errors import MediaError
+from kakashi.dance import Dance
+from kakashi.errors import MotionError
 from kakashi.motion import orient
 from kakashi.motion.resample import resample
 
-__all__ = ["MotionError", "MotionSequence", "RawMotion", "read_motion"]
-
-
-class MotionError(MediaError):
-    """A motion-capture file cannot be read or makes no sense as a human body."""
-
-
-@dataclass
-class MotionSequence:
-    """Canonical motion: ``pose`` (T, 17, 3) root-centred and ``root`` (T, 3), metres, y up."""
-
-    pose: np.ndarray
-    root: np.ndarray
-    fps: float
-    meta: dict = field(default_factory=dict)
+__all__ = ["RawMotion", "read_motion"]
 
 
 @dataclass
@@ -77,7 +64,7 @@ def read_motion(
     fps: int,
     skeleton_layout: str | None = None,
     source_fps: float | None = None,
-) -> MotionSequence:
+) -> Dance:
     """Read a motion file onto the canonical skeleton at ``fps`` (see the module doc).
 
     ``skeleton_layout`` names an array layout (h36m17, coco17, tang23) for ``.npy``/``.npz``;
@@ -111,7 +98,7 @@ def read_motion(
     return canonicalise(raw, fps, path)
 
 
-def canonicalise(raw: RawMotion, fps: float, path: Path) -> MotionSequence:
+def canonicalise(raw: RawMotion, fps: float, path: Path) -> Dance:
     """Units, up axis, left/right, facing, resampling and bone lengths (module doc)."""
     joints = np.asarray(raw.joints, dtype=np.float64)
     toes = None if raw.toes is None else np.asarray(raw.toes, dtype=np.float64)
@@ -160,7 +147,7 @@ def canonicalise(raw: RawMotion, fps: float, path: Path) -> MotionSequence:
     meta["source_fps"] = float(raw.source_fps)
     root = joints[:, 0].copy()
     pose = joints - root[:, None]
-    return MotionSequence(
+    return Dance(
         pose=pose.astype(np.float32), root=root.astype(np.float32), fps=float(fps), meta=meta
     )
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kakashi.motion import MotionError, RawMotion
+from kakashi.errors import MotionError
+from kakashi.motion import RawMotion
 from kakashi.motion.layouts import ARRAY_LAYOUTS, SMPL24_FROM, SMPL24_TOES
 
 FPS = 60.0

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kakashi.motion import MotionError, RawMotion
+from kakashi.errors import MotionError
+from kakashi.motion import RawMotion
 from kakashi.motion.layouts import ARRAY_LAYOUTS, ARRAY_TOES, array_layout_for
 
 _NPZ_KEYS = ("joints", "positions", "keypoints3d", "pose", "poses", "arr_0")

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
-from kakashi.export_bvh import BVH_NAMES as KAKASHI_NAMES
-from kakashi.motion import MotionError, RawMotion
+from kakashi.errors import MotionError
+from kakashi.motion import RawMotion
 from kakashi.motion.layouts import BVH_NAMES, BVH_TOES, bvh_key
+from kakashi.skeleton import BVH_NAMES as KAKASHI_NAMES
 
 
 @dataclass

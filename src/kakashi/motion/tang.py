@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kakashi.motion import MotionError, RawMotion
+from kakashi.errors import MotionError
+from kakashi.motion import RawMotion
 from kakashi.motion.layouts import ARRAY_LAYOUTS, ARRAY_TOES
 
 FPS = 25.0

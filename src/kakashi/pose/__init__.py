@@ -1,70 +1,22 @@
 """3-D pose estimation: a pluggable backend interface and the per-sequence result.
 
-A backend turns a video clip into a :class:`PoseSequence` on the canonical H36M-17
+A backend turns a video clip into a :class:`Dance` on the canonical H36M-17
 skeleton (metres, y up, facing +z, root-centred). Backends register in ``BACKENDS``;
 ``pose.backend`` in config.yaml picks one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import PoseError
 
 log = logging.getLogger("kakashi.pose")
-
-
-@dataclass
-class PoseSequence:
-    """A pose per frame: ``pose`` (T, 17, 3), ``root`` (T, 3), ``conf`` (T,), at ``fps``."""
-
-    pose: np.ndarray
-    root: np.ndarray
-    conf: np.ndarray
-    fps: float
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        frames = len(self.pose)
-        if self.pose.shape != (frames, skeleton.NUM_JOINTS, 3):
-            raise ValueError(f"pose must be (T, 17, 3), got {self.pose.shape}")
-        if self.root.shape != (frames, 3) or self.conf.shape != (frames,):
-            raise ValueError(
-                f"root {self.root.shape} and conf {self.conf.shape} must have {frames} frames"
-            )
-
-    def __len__(self) -> int:
-        return len(self.pose)
-
-    def save(self, path: str | Path) -> None:
-        from kakashi.atomic import atomic_savez
-
-        atomic_savez(
-            path,
-            pose=self.pose.astype(np.float32),
-            root=self.root.astype(np.float32),
-            conf=self.conf.astype(np.float32),
-            fps=np.float64(self.fps),
-            meta=np.array(json.dumps(self.meta)),
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> PoseSequence:
-        with np.load(path) as data:
-            return cls(
-                pose=data["pose"],
-                root=data["root"],
-                conf=data["conf"],
-                fps=float(data["fps"]),
-                meta=json.loads(str(data["meta"])),
-            )
 
 
 class PoseBackend(Protocol):
@@ -72,7 +24,7 @@ class PoseBackend(Protocol):
 
     name: str
 
-    def estimate(self, video: Path) -> PoseSequence:
+    def estimate(self, video: Path) -> Dance:
         """Estimate the main dancer's 3-D pose in every frame of ``video``."""
         ...
 
@@ -93,9 +45,7 @@ def get_backend(name: str, **options) -> PoseBackend:
 MULTI_PERSON_POLICIES = ("keep", "drop", "fail")
 
 
-def apply_people_policy(
-    sequence: PoseSequence, source: str, max_people: int, policy: str
-) -> PoseSequence:
+def apply_people_policy(sequence: Dance, source: str, max_people: int, policy: str) -> Dance:
     """Apply the ``pose.max_people`` policy to frames with more than ``max_people`` people.
 
     ``keep`` keeps the main dancer's pose, ``drop`` sets those frames' conf to 0 (so
@@ -131,7 +81,7 @@ def apply_people_policy(
     return sequence
 
 
-def fill_missing(sequence: PoseSequence, source: str, min_person_fraction: float) -> PoseSequence:
+def fill_missing(sequence: Dance, source: str, min_person_fraction: float) -> Dance:
     """Interpolate the pose through frames with no person (their ``conf`` stays 0).
 
     The gap frames are counted in ``meta['frames_without_person']`` and marked by conf 0,
@@ -156,3 +106,18 @@ def fill_missing(sequence: PoseSequence, source: str, min_person_fraction: float
         log.info("%s: interpolated %d frames without a person (conf 0)", source, missing)
     sequence.meta["frames_without_person"] = missing
     return sequence
+
+
+def estimate_pose(
+    video: Path,
+    source: str,
+    backend: str,
+    options: dict,
+    max_people: int,
+    multi_person: str,
+    min_person_fraction: float,
+) -> Dance:
+    """The pose stage: the backend's estimate, the multi-person policy, then gap filling."""
+    sequence = get_backend(backend, **options).estimate(Path(video))
+    sequence = apply_people_policy(sequence, source, max_people, multi_person)
+    return fill_missing(sequence, source, min_person_fraction)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import MediaError, PoseError
-from kakashi.pose import PoseSequence
 
 log = logging.getLogger("kakashi.pose.mediapipe")
 
@@ -149,7 +149,7 @@ class MediaPipeBackend:
         self.model_complexity = model_complexity
         self.min_chunk_frames = min_chunk_frames
 
-    def estimate(self, video: Path) -> PoseSequence:
+    def estimate(self, video: Path) -> Dance:
         import cv2
 
         video = Path(video)
@@ -179,7 +179,7 @@ class MediaPipeBackend:
         log.info(
             "%s: %d frames, person in %d, %d worker(s)", video, len(pose), found.sum(), workers
         )
-        return PoseSequence(
+        return Dance(
             pose=pose,
             root=np.zeros((len(pose), 3), dtype=np.float32),
             conf=conf.astype(np.float32),

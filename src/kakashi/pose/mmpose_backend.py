@@ -42,8 +42,8 @@ if TYPE_CHECKING:  # torch is imported inside the functions: `kakashi --help` st
     import torch
 
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import MediaError, PoseError
-from kakashi.pose import PoseSequence
 from kakashi.pose.keypoints import coco_to_h36m, lifter_to_canonical
 from kakashi.pose.tracking import track_people
 
@@ -420,7 +420,7 @@ class MMPoseBackend:
                 out[start + offset] = predicted[target if len(predicted) == seq_len else 0]
         return out
 
-    def estimate(self, video: Path) -> PoseSequence:
+    def estimate(self, video: Path) -> Dance:
         import cv2
 
         video = Path(video)
@@ -480,7 +480,7 @@ class MMPoseBackend:
             tracks.people.max(initial=0),
             self.device,
         )
-        return PoseSequence(
+        return Dance(
             pose=pose.astype(np.float32),
             root=np.zeros((frames_total, 3), np.float32),
             conf=conf.astype(np.float32),

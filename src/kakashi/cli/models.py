@@ -1,30 +1,20 @@
 """``kakashi train`` and ``kakashi generate``.
 
-Every ``TrainConfig`` field is a flag (``window_s`` -> ``--window-s``), so a Snakemake rule can
-pass ``--model rnn --shards DIR --epochs N``; ``--config FILE`` reads the ``train:`` section
-of a YAML file first, and flags override it. torch is imported inside the commands so that
-``kakashi --help`` stays fast.
+Every training setting of every model is a flag (``window_s`` -> ``--window-s``), typed
+and documented from the config schema, so a Snakemake rule can pass ``--model rnn
+--shards DIR --epochs N``; ``--config FILE`` reads the ``train:`` section of a YAML file
+first, and flags override it. A flag the chosen model does not have is an error. torch is
+imported inside the commands so that ``kakashi --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from kakashi.models import ModelError
+from kakashi.errors import ModelError
+from kakashi.settings import default, help_text
 
-# Field names and types without importing torch (train.py imports it).
-_HELP = {
-    "model": "rnn | crnngan",
-    "shards": "shard folder (split=NAME/SEQ.parquet)",
-    "out": "checkpoint to write; also OUT.last.pt, OUT.csv, OUT.png beside it",
-    "init": "crnngan: seed RNN checkpoint the generator starts from",
-    "mode": "per_frame | seq2seq_short | seq2seq_long",
-    "device": "auto | cpu | cuda",
-    "devices": "processes for DistributedDataParallel (one GPU each, or CPU with gloo); "
-    "spawned here unless run under torchrun",
-    "optimizer": "adam | sgd",
-    "loss": "mse | huber",
-}
+_TYPES = {"integer": int, "number": float, "string": str}
 
 
 def _bool(text: str) -> bool:
@@ -35,32 +25,12 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _train_fields() -> list[tuple[str, type]]:
-    # A light copy of TrainConfig's field list, read from the module source without
-    # importing torch: parse the dataclass with ast.
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec("kakashi.models.train")
-    with open(spec.origin) as handle:
-        tree = ast.parse(handle.read())
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "TrainConfig":
-            out = []
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                    kind = {"int": int, "float": float, "bool": _bool, "str": str}[
-                        ast.unparse(item.annotation)
-                    ]
-                    out.append((item.target.id, kind))
-            return out
-    raise RuntimeError("TrainConfig not found")  # pragma: no cover
-
-
 def _cmd_train(args: argparse.Namespace) -> None:
-    from kakashi.models.train import config_from, train
+    from kakashi.models.config import all_keys, config_from
+    from kakashi.models.distributed import train
 
-    overrides = {name: getattr(args, name) for name, _ in _train_fields()}
+    overrides = {name: getattr(args, name) for name in all_keys()}
+    overrides.update(model=args.model, shards=args.shards, out=args.out)
     config = config_from(args.config, overrides)
     train(config, progress=not args.no_progress)
 
@@ -80,18 +50,31 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``generate``."""
+    from kakashi.models.config import all_keys, model_names
+
     train = subparsers.add_parser(
-        "train", help="train the seed RNN or the C-RNN-GAN on Parquet shards"
+        "train",
+        help="train a dance model on Parquet shards",
+        description="Settings not given take the config schema's defaults "
+        "(schemas/config.schema.yaml, section train; docs/models.md).",
     )
-    train.add_argument("--config", help="YAML file; its 'train:' section gives defaults")
+    train.add_argument("--model", help=f"one of {', '.join(model_names())} (default: rnn)")
+    train.add_argument("--shards", required=True, help="shard folder (split=NAME/SEQ.parquet)")
+    train.add_argument(
+        "--out",
+        required=True,
+        help="checkpoint to write; also OUT.last.pt, OUT.csv, OUT.png beside it",
+    )
+    train.add_argument("--config", help="YAML file; its 'train:' section gives settings")
     train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    for name, kind in _train_fields():
+    for name, entry in all_keys().items():
+        kind = _bool if entry["type"] == "boolean" else _TYPES[entry["type"]]
         train.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             default=None,
-            help=_HELP.get(name, f"train.{name}"),
+            help=entry.get("description", f"train.{name}"),
         )
     train.set_defaults(func=_cmd_train)
 
@@ -109,7 +92,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="instead of a song: a dance for every shard of --split, from its audio features",
     )
     generate.add_argument("--split", default="test", help="with --shards (default: test)")
-    generate.add_argument("--seed", type=int, default=0, help="noise seed (C-RNN-GAN)")
+    generate.add_argument(
+        "--seed", type=int, default=default("generate.seed"), help=help_text("generate.seed")
+    )
     generate.add_argument(
         "--start-pose",
         default="mean",

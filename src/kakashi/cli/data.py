@@ -1,33 +1,17 @@
-"""The ``kakashi`` command line: one subcommand per pipeline stage.
-
-Snakemake rules call these; each is also a plain function in its module, so tests and
-notebooks can call the stages directly. Errors a user can cause print one clear line
-(``kakashi: error: ...``) and exit 1; anything else is a bug and shows its traceback.
-"""
+"""Data commands: fetch, playlist, cut, features, pose, motion, shard, dataset, sheet."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
-from kakashi import __version__
 from kakashi.errors import KakashiError
+from kakashi.settings import default, help_text
 
 log = logging.getLogger("kakashi")
-
-
-# Modules that add their own subcommands (``add_commands(subparsers)``); each imports its
-# heavy dependencies (torch, OpenCV, ...) inside the command, so ``kakashi --help`` is fast.
-COMMAND_MODULES = (
-    "kakashi.models.cli",  # train, generate
-    "kakashi.output_cli",  # render, viewer, export-bvh
-    "kakashi.evaluate.cli",  # evaluate
-)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -79,7 +63,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 
 def _cmd_pose(args: argparse.Namespace) -> None:
-    from kakashi.pose import apply_people_policy, fill_missing, get_backend
+    from kakashi.pose import estimate_pose
 
     options: dict = {"workers": args.workers}
     if args.backend == "mmpose":
@@ -91,16 +75,20 @@ def _cmd_pose(args: argparse.Namespace) -> None:
                 if key.startswith("mmpose_") and value is not None
             }
         )
-    source = args.name or args.video
-    backend = get_backend(args.backend, **options)
-    sequence = backend.estimate(Path(args.video))
-    sequence = apply_people_policy(sequence, source, args.max_people, args.multi_person)
-    sequence = fill_missing(sequence, source, args.min_person_fraction)
+    sequence = estimate_pose(
+        Path(args.video),
+        args.name or args.video,
+        args.backend,
+        options,
+        args.max_people,
+        args.multi_person,
+        args.min_person_fraction,
+    )
     sequence.save(args.output)
 
 
 def _cmd_motion(args: argparse.Namespace) -> None:
-    from kakashi.motion_source import prepare_motion
+    from kakashi.motion.stage import prepare_motion
 
     prepare_motion(
         args.source,
@@ -117,28 +105,29 @@ def _cmd_motion(args: argparse.Namespace) -> None:
 
 
 def _cmd_shard(args: argparse.Namespace) -> None:
-    from kakashi.features import AudioFeatures
-    from kakashi.pose import PoseSequence
-    from kakashi.shards import align, write_shard
+    from kakashi.shards import build_shard
 
-    pose = PoseSequence.load(args.pose)
-    features = AudioFeatures.load(args.features)
-    aligned = align(pose, features, args.tolerance_frames, args.seq)
-    metadata = {
+    source = {
         "source_kind": args.source_kind,
         "source_uri": args.source_uri,
         "config_hash": args.config_hash,
-        "split": args.split,
-        "pose_backend": pose.meta.get("backend", "unknown"),
-        "root_measured": pose.meta.get("root_measured", False),
     }
-    write_shard(args.output, args.seq, aligned, features.fps, features.names, metadata)
-    log.info("%s: wrote %d frames to %s", args.seq, len(aligned.pose), args.output)
+    frames = build_shard(
+        args.pose, args.features, args.seq, args.split, args.output, args.tolerance_frames, source
+    )
+    log.info("%s: wrote %d frames to %s", args.seq, frames, args.output)
 
 
 def _cmd_dataset_info(args: argparse.Namespace) -> None:
-    from kakashi.shards import dataset_info, format_info
+    from kakashi.shards import dataset_info, format_info, write_manifest
 
+    if args.sheet:
+        from kakashi.sources import sheet_sequences
+
+        playlists = Path(args.playlists or Path(args.shards).parent / "playlists")
+        sequences = sheet_sequences(args.sheet, args.val, args.test, playlists)
+        manifest = write_manifest(args.shards, sequences)
+        log.info("%s: the %d shards of %s", manifest, len(sequences), args.sheet)
     summary = dataset_info(args.shards)
     if summary["sequences"] == 0:
         raise KakashiError(f"no shards under {args.shards} (expected split=*/SEQ.parquet)")
@@ -157,31 +146,22 @@ def _cmd_sheet_m2d(args: argparse.Namespace) -> None:
     log.info("wrote %d Dance-with-Melody sequences to %s", rows, args.output)
 
 
-def _cmd_export_dance(args: argparse.Namespace) -> None:
-    from kakashi.dance import dance_from_shard
-
-    dance = dance_from_shard(args.shard)
-    dance.save(args.output)
-    log.info("%s: %d frames at %g fps -> %s", args.shard, len(dance), dance.fps, args.output)
-
-
 def _optional_seconds(text: str) -> float | None:
     value = float(text) if text not in ("", "nan", "None") else math.nan
     return None if math.isnan(value) else value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kakashi", description="Learn dance choreography from music: pipeline stages."
-    )
-    parser.add_argument("--version", action="version", version=f"kakashi {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the data commands on the ``kakashi`` parser."""
     fetch = commands.add_parser("fetch", help="download one video with yt-dlp")
     fetch.add_argument("url")
     fetch.add_argument("-o", "--output", required=True)
-    fetch.add_argument("--max-height", type=int, default=720)
+    fetch.add_argument(
+        "--max-height",
+        type=int,
+        default=default("fetch.max_height"),
+        help=help_text("fetch.max_height"),
+    )
     fetch.set_defaults(func=_cmd_fetch)
 
     playlist = commands.add_parser("playlist", help="list a playlist's videos (no download)")
@@ -196,32 +176,62 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--audio-output", required=True, help="mono WAV of the clip")
     cut.add_argument("--start", type=float, default=0.0)
     cut.add_argument("--end", type=_optional_seconds, default=None)
-    cut.add_argument("--fps", type=int, default=30)
-    cut.add_argument("--max-height", type=int, default=720)
-    cut.add_argument("--audio-sr", type=int, default=44100)
+    cut.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
+    cut.add_argument(
+        "--max-height",
+        type=int,
+        default=default("cut.max_height"),
+        help=help_text("cut.max_height"),
+    )
+    cut.add_argument(
+        "--audio-sr", type=int, default=default("cut.audio_sr"), help=help_text("cut.audio_sr")
+    )
     cut.set_defaults(func=_cmd_cut)
 
     features = commands.add_parser("features", help="audio features, one vector per frame")
     features.add_argument("audio")
     features.add_argument("-o", "--output", required=True, help="features (.npz)")
-    features.add_argument("--fps", type=int, default=30)
-    features.add_argument("--hop-length", type=int, default=512)
-    features.add_argument("--set", default="mfcc,chroma,onset,beat,peak")
-    features.add_argument("--n-mfcc", type=int, default=20)
+    features.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
+    features.add_argument(
+        "--hop-length",
+        type=int,
+        default=default("features.hop_length"),
+        help=help_text("features.hop_length"),
+    )
+    features.add_argument(
+        "--set",
+        default=",".join(default("features.set")),
+        help="comma-separated feature kinds (default: %(default)s)",
+    )
+    features.add_argument(
+        "--n-mfcc", type=int, default=default("features.n_mfcc"), help="MFCC coefficients"
+    )
     features.set_defaults(func=_cmd_features)
 
     pose = commands.add_parser("pose", help="3-D pose per frame of a clip")
     pose.add_argument("video")
     pose.add_argument("-o", "--output", required=True, help="pose (.npz)")
-    pose.add_argument("--backend", default="mediapipe")
-    pose.add_argument("--workers", type=int, default=1)
-    pose.add_argument("--min-person-fraction", type=float, default=0.5)
-    pose.add_argument("--max-people", type=int, default=1, help="people per frame allowed")
+    pose.add_argument("--backend", default=default("pose.backend"), help=help_text("pose.backend"))
+    pose.add_argument(
+        "--workers", type=int, default=default("pose.workers"), help=help_text("pose.workers")
+    )
+    pose.add_argument(
+        "--min-person-fraction",
+        type=float,
+        default=default("pose.min_person_fraction"),
+        help=help_text("pose.min_person_fraction"),
+    )
+    pose.add_argument(
+        "--max-people",
+        type=int,
+        default=default("pose.max_people"),
+        help=help_text("pose.max_people"),
+    )
     pose.add_argument(
         "--multi-person",
         choices=["keep", "drop", "fail"],
-        default="keep",
-        help="frames with more than --max-people people: keep the main dancer, drop, or fail",
+        default=default("pose.multi_person"),
+        help=help_text("pose.multi_person"),
     )
     for key in ("det", "pose2d", "lifter"):
         pose.add_argument(f"--mmpose-{key}-config", help=f"mmpose backend: {key} config")
@@ -237,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     motion.add_argument("--audio", required=True, help="the music of the motion")
     motion.add_argument("-o", "--output", required=True, help="pose (.npz)")
     motion.add_argument("--audio-output", required=True, help="WAV of the motion's span")
-    motion.add_argument("--fps", type=int, default=30)
+    motion.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
     motion.add_argument("--start", type=float, default=0.0)
     motion.add_argument("--end", type=_optional_seconds, default=None)
     motion.add_argument("--audio-offset", type=_optional_seconds, default=None)
@@ -253,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     shard.add_argument("--source-kind", default="video")
     shard.add_argument("--source-uri", default="")
     shard.add_argument("--config-hash", default="")
-    shard.add_argument("--tolerance-frames", type=int, default=2)
+    shard.add_argument(
+        "--tolerance-frames",
+        type=int,
+        default=default("align.tolerance_frames"),
+        help="pose/audio frame-count difference trimmed silently",
+    )
     shard.add_argument("-o", "--output", required=True)
     shard.set_defaults(func=_cmd_shard)
 
@@ -263,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("shards", nargs="?", default="results/shards")
     info.add_argument("--json", action="store_true")
     info.add_argument("-o", "--output", help="also write the summary here")
+    info.add_argument(
+        "--sheet",
+        help="the sources sheet: write the manifest SHARDS/_manifest.tsv of its shards first "
+        "(readers then ignore shards of other sheets)",
+    )
+    info.add_argument(
+        "--playlists",
+        help="with --sheet: folder of the playlist listings (default: SHARDS/../playlists)",
+    )
+    info.add_argument(
+        "--val", type=float, default=default("split.val"), help=help_text("split.val")
+    )
+    info.add_argument(
+        "--test", type=float, default=default("split.test"), help=help_text("split.test")
+    )
     info.set_defaults(func=_cmd_dataset_info)
     sheet = commands.add_parser("sheet", help="write the sources sheet of a public dataset")
     sheet_commands = sheet.add_subparsers(dest="sheet_command", required=True)
@@ -270,27 +300,3 @@ def build_parser() -> argparse.ArgumentParser:
     m2d.add_argument("data_dir", help="folder with manifest.json, joints/ and audio/")
     m2d.add_argument("-o", "--output", required=True, help="the sheet (.tsv)")
     m2d.set_defaults(func=_cmd_sheet_m2d)
-
-    export = commands.add_parser("export-dance", help="a shard's ground truth as a dance file")
-    export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
-    export.add_argument("-o", "--output", required=True, help="dance (.npz)")
-    export.set_defaults(func=_cmd_export_dance)
-
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        args.func(args)
-    except KakashiError as exc:
-        print(f"kakashi: error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -23,7 +23,7 @@ from kakashi import skeleton
 from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
 from kakashi.errors import MediaError
-from kakashi.render import song_frames, stage_positions
+from kakashi.outputs.stage import song_frames, stage_positions
 
 _AUDIO_TYPES = {
     ".ogg": "audio/ogg",

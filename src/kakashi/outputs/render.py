@@ -13,7 +13,6 @@ held; a song shorter than the dance is an error (the dance would be cut).
 from __future__ import annotations
 
 import contextlib
-import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from kakashi import skeleton
-from kakashi.atomic import OutputError, atomic_output
+from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
-from kakashi.errors import MediaError
+from kakashi.errors import MediaError, OutputError
+from kakashi.outputs.stage import smooth, song_frames, stage_positions
 
 # Joints on the dancer's left are drawn blue, right orange, the trunk light grey (BGR).
 _LEFT = {4, 5, 6, 11, 12, 13}
@@ -40,7 +40,6 @@ _CAMERA_AZIMUTH_DEG = 25.0  # a little to the dancer's left, so depth reads in t
 _CAMERA_ELEVATION_DEG = 12.0
 _GRID_STEP = 0.5
 _GRID_HALF = 3.0
-_ANKLE_HEIGHT = 0.05  # metres from the floor to the ankle joint
 
 
 def _colour(joint: int) -> tuple[int, int, int]:
@@ -71,82 +70,6 @@ class RenderStats:
         return self.duration_s / self.seconds if self.seconds > 0 else float("inf")
 
 
-def audio_duration(path: str | Path) -> float:
-    """Duration of a song in seconds (libsndfile first, then ffmpeg for other formats)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"audio file {path} does not exist")
-    try:
-        import soundfile
-
-        info = soundfile.info(str(path))
-        if info.frames > 0:
-            return info.frames / info.samplerate
-    except Exception:  # not a libsndfile format (e.g. m4a, a video): ask ffmpeg below
-        pass
-    import imageio_ffmpeg
-
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
-    command += ["-map", "0:a:0", "-f", "null", "-"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", result.stderr)
-    if result.returncode != 0 or not times:
-        raise MediaError(f"cannot read audio from {path}: give a WAV, OGG, FLAC, MP3 or M4A song")
-    hours, minutes, seconds = times[-1]
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def song_frames(audio_path: str | Path, dance: Dance, dance_path: str | Path) -> int:
-    """Frames to show: the song's length, ``round(song_s * fps)``, never fewer than the dance.
-
-    A song shorter than the dance is an error, except by one frame: two decoders can round a
-    song's length to frames differently, and 1/fps of silence does no harm.
-    """
-    song_s = audio_duration(audio_path)
-    frames = round(song_s * dance.fps)
-    if frames < len(dance) - 1:
-        raise MediaError(
-            f"audio {audio_path} lasts {song_s:.2f} s but the dance {dance_path} lasts "
-            f"{dance.duration_s:.2f} s: give the song the dance was made for"
-        )
-    return max(frames, len(dance))
-
-
-def _smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0 with edge padding (the camera must not shake)."""
-    if sigma_frames <= 0 or len(values) < 2:
-        return values.copy()
-    radius = int(3 * sigma_frames)
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
-    out = np.empty_like(values)
-    for column in range(values.shape[1]):
-        out[:, column] = np.convolve(padded[:, column], kernel, mode="valid")
-    return out
-
-
-def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
-    """World positions (frames, 17, 3) as shown on stage: floor at y = 0, last pose held.
-
-    Monocular video measures no root (all zeros), so a pelvis pinned at the origin would
-    make the feet float whenever the knees bend: for such dances the lowest ankle is stood
-    on the floor, frame by frame (lightly smoothed). A measured root is kept as it is, so
-    jumps stay jumps; the floor then sits a little under the usual ankle height.
-    """
-    world = dance.world().astype(np.float64)
-    ankles = world[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]
-    if not dance.root.any():
-        lowest = _smooth(ankles.min(axis=1, keepdims=True), sigma_frames=1.5)
-        world[:, :, 1] -= lowest - lowest.min()
-        ankles = ankles - (lowest - lowest.min())
-    # Ankles sit a few centimetres above the floor; a low percentile ignores jumps.
-    world[:, :, 1] -= float(np.percentile(ankles.min(axis=1), 5)) - _ANKLE_HEIGHT
-    if frames is None:
-        return world
-    return world[np.minimum(np.arange(frames), len(dance) - 1)]
-
-
 class SkeletonView:
     """All projected geometry of one dance in one panel, computed up front."""
 
@@ -157,7 +80,7 @@ class SkeletonView:
         top = float(np.percentile(world[:, :, 1].max(axis=1), 95))
         span = max(top - floor, 0.5)
 
-        target = _smooth(world[:, 0, :], sigma_frames=0.6 * dance.fps)
+        target = smooth(world[:, 0, :], sigma_frames=0.6 * dance.fps)
         target[:, 1] = floor + 0.5 * span
         azimuth = np.radians(_CAMERA_AZIMUTH_DEG)
         elevation = np.radians(_CAMERA_ELEVATION_DEG)

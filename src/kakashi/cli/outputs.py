@@ -1,4 +1,5 @@
-"""Commands that turn a dance file into something to watch or use: render, viewer, export-bvh.
+"""Output commands: render, viewer, export-bvh (a dance file into something to watch or use)
+and export-dance (a shard's ground truth as a dance file).
 
 This module stays light (no OpenCV, no ffmpeg at import time) so ``kakashi --help`` is fast;
 each command imports its module when it runs. Outputs are written through
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from kakashi.atomic import OutputError
+from kakashi.errors import OutputError
+from kakashi.settings import default, help_text
 
 log = logging.getLogger("kakashi")
 
@@ -26,8 +28,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _cmd_export_dance(args: argparse.Namespace) -> None:
+    from kakashi.shards import read_dance
+
+    dance = read_dance(args.shard)
+    dance.save(args.output)
+    log.info("%s: %d frames at %g fps -> %s", args.shard, len(dance), dance.fps, args.output)
+
+
 def _cmd_render(args: argparse.Namespace) -> None:
-    from kakashi.render import render_dance
+    from kakashi.outputs.render import render_dance
 
     stats = render_dance(
         args.dance,
@@ -48,14 +58,14 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
 
 def _cmd_viewer(args: argparse.Namespace) -> None:
-    from kakashi.viewer import write_viewer
+    from kakashi.outputs.viewer import write_viewer
 
     size = write_viewer(args.dance, args.audio, args.output, title=args.title)
     log.info("%s: %.1f MB self-contained viewer", args.output, size / 1e6)
 
 
 def _cmd_export_bvh(args: argparse.Namespace) -> None:
-    from kakashi.export_bvh import export_bvh
+    from kakashi.outputs.bvh import export_bvh
 
     report = export_bvh(args.dance, args.output, units=args.units, stretch=args.stretch)
     log.info(
@@ -68,14 +78,14 @@ def _cmd_export_bvh(args: argparse.Namespace) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``render``, ``viewer`` and ``export-bvh`` on the ``kakashi`` parser."""
+    """Register ``render``, ``viewer``, ``export-bvh`` and ``export-dance``."""
     render = subparsers.add_parser(
         "render", help="an MP4 of the dance (3-D skeleton) with the music"
     )
     render.add_argument("dance", help="dance file (.npz with pose, root, fps)")
     render.add_argument("--audio", required=True, help="the song; the MP4 is as long as it")
     render.add_argument("-o", "--output", required=True, help="output .mp4")
-    render.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default 1280x720)")
+    render.add_argument("--size", default=default("render.size"), help=help_text("render.size"))
     render.add_argument(
         "--preset",
         default="superfast",
@@ -109,3 +119,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(default: a rigid skeleton with the mean bone lengths)",
     )
     bvh.set_defaults(func=_cmd_export_bvh)
+
+    export = subparsers.add_parser("export-dance", help="a shard's ground truth as a dance file")
+    export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
+    export.add_argument("-o", "--output", required=True, help="dance (.npz)")
+    export.set_defaults(func=_cmd_export_dance)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from kakashi.atomic import atomic_output
+from kakashi.dance import Dance
 from kakashi.errors import MediaError
-from kakashi.pose import PoseSequence
 
-log = logging.getLogger("kakashi.motion_source")
+log = logging.getLogger("kakashi.motion.stage")
 
 
 def prepare_motion(
@@ -26,14 +26,14 @@ def prepare_motion(
     audio: str | Path,
     out_pose: str | Path,
     out_audio: str | Path,
-    fps: int = 30,
+    fps: int | None = None,
     start: float = 0.0,
     end: float | None = None,
     audio_offset_s: float | None = None,
     source_fps: float | None = None,
     skeleton: str | None = None,
-    audio_sr: int = 44100,
-) -> PoseSequence:
+    audio_sr: int | None = None,
+) -> Dance:
     """Write the canonical pose of ``source`` and the matching span of ``audio``.
 
     ``audio_offset_s`` is the audio time at which motion frame 0 plays; None takes what the
@@ -41,6 +41,10 @@ def prepare_motion(
     """
     import soundfile
 
+    from kakashi.settings import default
+
+    fps = fps or default("fps")
+    audio_sr = audio_sr or default("cut.audio_sr")
     from kakashi.features import load_audio
     from kakashi.motion import read_motion
 
@@ -73,7 +77,7 @@ def prepare_motion(
     with atomic_output(out_audio) as partial:
         soundfile.write(partial, clip, audio_sr, subtype="PCM_16")
 
-    sequence = PoseSequence(
+    sequence = Dance(
         pose=motion.pose[first:last].astype(np.float32),
         root=motion.root[first:last].astype(np.float32),
         conf=np.ones(frames, dtype=np.float32),

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from kakashi.evaluate import EvaluationError
+from kakashi.errors import EvaluationError
+from kakashi.settings import default, help_text
 
 log = logging.getLogger("kakashi.evaluate")
 
@@ -76,15 +77,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="a model's dances: a .npz file or a folder of them (repeatable)",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--clip-s", type=float, default=10.0, help="clip length in seconds")
+    parser.add_argument(
+        "--clip-s", type=float, default=default("eval.clip_s"), help=help_text("eval.clip_s")
+    )
     parser.add_argument(
         "--music", help="shard folder or folder of songs (default: the reference shards)"
     )
     parser.add_argument(
         "--baselines",
-        default="ground_truth,random_retrieval,mean_pose",
+        default=",".join(default("eval.baselines")),
         help="comma-separated baselines, or 'none'",
     )
     parser.add_argument("--timeline", metavar="SEQ", help="song of the beat timeline plot")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random retrieval")
+    parser.add_argument(
+        "--seed", type=int, default=default("eval.seed"), help=help_text("eval.seed")
+    )
     parser.set_defaults(func=_cmd_evaluate)

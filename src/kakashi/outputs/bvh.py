@@ -35,26 +35,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
-
-BVH_NAMES: tuple[str, ...] = (
-    "Hips",
-    "RightUpLeg",
-    "RightLeg",
-    "RightFoot",
-    "LeftUpLeg",
-    "LeftLeg",
-    "LeftFoot",
-    "Spine",
-    "Thorax",
-    "Neck",
-    "Head",
-    "LeftArm",
-    "LeftForeArm",
-    "LeftHand",
-    "RightArm",
-    "RightForeArm",
-    "RightHand",
-)
+from kakashi.skeleton import BVH_NAMES
 
 _PARENTS = np.array(skeleton.PARENTS)
 _CHILDREN: list[list[int]] = [

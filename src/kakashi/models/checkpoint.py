@@ -1,0 +1,105 @@
+"""Checkpoints of every model: one format, saved atomically, loaded safely, built by name.
+
+A checkpoint is a dict of plain tensors, numbers, strings and lists, so
+``torch.load(path, weights_only=True)`` reads it (no pickled classes):
+
+- ``format``, ``kakashi_version``; ``config``: every training setting (``TrainConfig``);
+- ``arch``: what ``build`` needs, with ``kind`` = the model's registry name;
+- ``stats``: normalisation statistics, bone lengths and the audio-feature settings (fps,
+  hop_length, feature names) of the training shards (``kakashi.models.data.Stats``);
+- ``model``: the network's state dict; plus the trainer's own resume state.
+
+Files written for ``--out results/models/rnn.pt``: ``rnn.pt`` (the best epoch by validation
+loss, or the last without a val split), ``rnn.last.pt`` (resume state, every epoch),
+``rnn.csv`` and ``rnn.png`` (losses per epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kakashi.atomic import atomic_output
+from kakashi.errors import CheckpointError, ModelError
+from kakashi.models import registry
+from kakashi.models.data import Stats
+
+CHECKPOINT_FORMAT = "kakashi-dance-model"
+
+
+def paths_for(out: str | Path) -> dict[str, Path]:
+    """The files a run writes beside ``out`` (rnn.pt -> rnn.last.pt, rnn.csv, rnn.png)."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix == ".pt" else out
+    return {
+        "best": out,
+        "last": Path(f"{stem}.last.pt"),
+        "csv": Path(f"{stem}.csv"),
+        "png": Path(f"{stem}.png"),
+    }
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """torch.save to a hidden temporary file, then rename: never a half-written checkpoint."""
+    with atomic_output(path) as partial:
+        torch.save(payload, partial)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely (``weights_only``); errors name the file and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with `kakashi train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, unpickling and truncation errors
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            "the file is damaged or not a Kakashi checkpoint, retrain with `kakashi train`"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a Kakashi dance-model checkpoint; train one with `kakashi train`"
+        )
+    return payload
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready to generate: its network (eval mode), statistics and raw dict."""
+
+    name: str
+    net: torch.nn.Module
+    stats: Stats
+    payload: dict
+
+    def generate_motion(self, audio, first_pose, seed: int):
+        """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F)."""
+        return registry.network(self.name).generate_motion(
+            self.net, self.stats, audio, first_pose, seed
+        )
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Build the network of any registered model from its checkpoint (no training code)."""
+    payload = load_checkpoint(path)
+    try:
+        name = payload["arch"]["kind"]
+        net = registry.network(name).build(payload["arch"])
+        net.load_state_dict(payload["model"])
+        stats = Stats.from_dict(payload["stats"])
+    except (KeyError, RuntimeError, TypeError, ModelError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete or mismatched ({exc}); retrain with `kakashi train`"
+        ) from exc
+    return LoadedModel(name, net.eval(), stats, payload)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("train.device is cuda but no CUDA GPU is available; use auto or cpu")
+    return torch.device(name)
