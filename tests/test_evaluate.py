@@ -10,13 +10,16 @@ import pytest
 
 from conftest import DEMO
 from kakashi.cli import main
-from kakashi.dance import Dance, dance_from_shard
+from kakashi.dance import Dance
+from kakashi.evaluate import quality
 from kakashi.evaluate.baselines import random_retrieval
 from kakashi.evaluate.harness import load_split
 from kakashi.evaluate.run import evaluate
+from kakashi.shards import read_dance
 
 SONG = "Kevin_MacLeod_-_Vibe_Ace.hq"
 METRIC_KEYS = ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc")
+QUALITY_KEYS = (*quality.RAW_KEYS, *quality.RATIO_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +27,8 @@ def generated(demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
     """Two 'models' made of real dances: the test dance itself, and a val dance on a song."""
     folder = tmp_path_factory.mktemp("generated")
     copy, song = folder / "copy", folder / "song"
-    dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet").save(copy / "dancer-c.npz")
-    dance_from_shard(demo_shards / "split=val" / "dancer-b.parquet").save(
-        song / f"{SONG}__take1.npz"
-    )
+    read_dance(demo_shards / "split=test" / "dancer-c.parquet").save(copy / "dancer-c.npz")
+    read_dance(demo_shards / "split=val" / "dancer-b.parquet").save(song / f"{SONG}__take1.npz")
     return {"copy": copy, "song": song}
 
 
@@ -44,7 +45,7 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
     # The test dance submitted as a model scores exactly like the ground truth row.
     for key in METRIC_KEYS:
         assert rows["copy"][key] == pytest.approx(rows["ground_truth"][key]), key
-    assert rows["ground_truth"]["clips"] == len(dance_from_shard(
+    assert rows["ground_truth"]["clips"] == len(read_dance(
         demo_shards / "split=test" / "dancer-c.parquet")) // 60  # fmt: skip
     assert rows["random_retrieval"]["clips"] == rows["ground_truth"]["clips"]
     # A motionless mean pose has no diversity, no motion beats and no foot contact.
@@ -52,14 +53,49 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
     assert rows["mean_pose"]["fid_k"] > rows["random_retrieval"]["fid_k"]
     assert all(0.0 <= rows[name]["bas"] <= 1.0 for name in rows)
 
+    # Motion quality: the copy is exactly as lively, jittery, sliding as the ground truth;
+    # the mean pose is frozen for the whole song (the test dance's length).
+    assert result["quality_reference"] == "ground_truth"
+    for key in QUALITY_KEYS:
+        assert rows["copy"][key] == rows["ground_truth"][key], key
+    assert {rows[n][k] for n in ("copy", "ground_truth") for k in ("liveliness", "jitter")} == {1.0}
+    frames = len(read_dance(demo_shards / "split=test" / "dancer-c.parquet"))
+    mean = rows["mean_pose"]
+    assert mean["liveliness"] == 0.0 and mean["jitter"] == 0.0 and mean["skate_rate"] == 0.0
+    assert mean["freeze_share"] == 1.0 and mean["freeze_max_s"] == pytest.approx(frames / 30)
+    truth = rows["ground_truth"]
+    assert 0.1 < truth["speed_m_s"] < 2.0 and truth["freeze_share"] < 0.5
+    # Video has no measured root: ground truth does not travel, so travel has no ratio.
+    assert truth["travel_m_min"] == 0.0 and truth["travel_ratio"] is None
+    assert any("root is not measured" in note for note in result["notes"])
+    assert result["better"]["liveliness"] == "one" and result["better"]["jitter"] == "lower"
+
     table = (out / "metrics.md").read_text()
     assert "**ground truth**" in table and "FID_k ↓" in table and "BAS ↑" in table
+    head = table.splitlines()[0]
+    assert head.index("PFC ↓") < head.index("clips") < head.index("liveliness ≈1")
+    assert "jitter ↓" in head and "skate ×GT ↓" in head and "travel m/min" in head
     assert table in capsys.readouterr().out
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
-    assert plots == sorted([f"bar_{k}.png" for k in METRIC_KEYS] + ["beat_timeline.png"])
+    assert plots == sorted(
+        [f"bar_{k}.png" for k in METRIC_KEYS] + ["beat_timeline.png", "quality.png"]
+    )
     for plot in plots:
         assert (out / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["timeline"] == "dancer-c"
+
+
+def test_without_ground_truth_the_table_shows_raw_quality(demo_shards, generated, tmp_path):
+    result = evaluate(demo_shards, {"copy": generated["copy"]}, tmp_path / "eval", clip_s=2,
+                      baseline_names=[])  # fmt: skip
+    (row,) = result["rows"]
+    assert result["quality_reference"] is None
+    assert all(row[key] is None for key in quality.RATIO_KEYS)
+    assert row["speed_m_s"] > 0 and row["jerk_m_s3"] > 0
+    head = (tmp_path / "eval" / "metrics.md").read_text().splitlines()[0]
+    assert "speed m/s" in head and "jerk m/s³" in head and "travel m/min" in head
+    assert "liveliness" not in head and "×GT" not in head
+    assert (tmp_path / "eval" / "plots" / "quality.png").stat().st_size > 0
 
 
 @pytest.mark.slow  # librosa's first beat tracking waits for the numba lock: 10-40 s
@@ -108,7 +144,7 @@ def test_missing_generated_path_is_a_clear_error(demo_shards, tmp_path, capsys):
 
 def test_dance_without_a_song_is_a_clear_error(demo_shards, tmp_path, capsys):
     folder = tmp_path / "gen"
-    dance = dance_from_shard(demo_shards / "split=test" / "dancer-c.parquet")
+    dance = read_dance(demo_shards / "split=test" / "dancer-c.parquet")
     dance.save(folder / "unknown_song.npz")
     err = run_error(
         ["evaluate", "--reference", str(demo_shards), "-o", str(tmp_path / "o"),
@@ -138,10 +174,25 @@ def test_bad_reference_and_corrupt_dance_are_clear_errors(demo_shards, tmp_path,
 
 def test_a_folder_of_dances_as_reference_scores_like_its_shards(demo_shards, tmp_path):
     folder = tmp_path / "reference"
-    dance_from_shard(demo_shards / "split=train" / "dancer-a.parquet").save(folder / "a.npz")
+    read_dance(demo_shards / "split=train" / "dancer-a.parquet").save(folder / "a.npz")
     by_shards, by_files = (
         evaluate(ref, {}, tmp_path / name, 2, music=demo_shards, baseline_names=["ground_truth"])
         for name, ref in (("shards", demo_shards), ("files", folder))
     )
     assert by_files["rows"] == by_shards["rows"]
     assert by_files["reference"]["clips"] == by_shards["reference"]["clips"] == 20
+
+
+def test_stale_shards_outside_the_manifest_do_not_count(demo_shards, tmp_path):
+    """A shard left by an earlier sheet sits in the folder; the manifest keeps it out."""
+    import shutil
+
+    from kakashi.shards import MANIFEST
+
+    shards = tmp_path / "shards"
+    shutil.copytree(demo_shards, shards)
+    test_shard = shards / "split=test" / "dancer-c.parquet"
+    shutil.copy(test_shard, shards / "split=test" / "old-take.parquet")
+    assert [d.name for d in load_split(shards, "test")] == ["dancer-c"]  # the demo's manifest
+    (shards / MANIFEST).unlink()  # no manifest: every shard in the folder counts
+    assert [d.name for d in load_split(shards, "test")] == ["dancer-c", "old-take"]

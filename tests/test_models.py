@@ -356,3 +356,24 @@ def test_shards_of_other_audio_settings_are_refused(
         pq.write_table(table.replace_schema_metadata(meta), folder / "split=test" / source.name)
         with pytest.raises(ShardError, match=message):
             generate_split(folder, "test", rnn_checkpoint, tmp_path / f"out-{key}")
+
+
+def test_generation_needs_no_training_code(rnn_checkpoint: Path, tmp_path: Path) -> None:
+    """Loading a checkpoint and generating imports the network module, never the trainers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from kakashi.models.checkpoint import load_model\n"
+        f"model = load_model({str(rnn_checkpoint)!r})\n"
+        "audio = np.zeros((20, len(model.stats.feature_names)), np.float32)\n"
+        "pose, root = model.generate_motion(audio, model.stats.mean_pose(), 0)\n"
+        "assert pose.shape == (20, 17, 3) and root.shape == (20, 3)\n"
+        "loaded = [m for m in sys.modules if m.startswith('kakashi.models.')]\n"
+        "print(sorted(loaded))\n"
+        "assert not {'kakashi.models.train', 'kakashi.models.distributed'} & set(loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kakashi.models.rnn" in result.stdout

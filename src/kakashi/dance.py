@@ -115,9 +115,3 @@ class Dance:
         except Exception as exc:  # zip, pickle and value errors from a damaged file
             raise DanceFileError(f"cannot read dance file {path}: {exc}") from exc
         return dance.validate(str(path))
-
-
-def dance_from_shard(path: str | Path) -> Dance:  # TEMP-ALIAS: evaluate still calls it
-    from kakashi.shards import read_dance
-
-    return read_dance(path)

@@ -231,6 +231,14 @@ def read_dance(path: str | Path) -> Dance:
     return dance.validate(str(path))
 
 
+def read_sequence(path: str | Path) -> tuple[Dance, np.ndarray, dict]:
+    """A whole shard in memory: its dance, its audio features (T, F) and its metadata."""
+    arrays, meta = read_shard(path, ["pose", "root", "conf", "audio"])
+    pose = arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3)
+    dance = Dance(pose, arrays["root"], float(meta["fps"]), arrays["conf"])
+    return dance.validate(str(path)), arrays["audio"], meta
+
+
 # ---------------------------------------------------------------- listing and manifest
 
 

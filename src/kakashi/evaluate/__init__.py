@@ -1,16 +1,9 @@
-"""Evaluation: FID_k, FID_g, Div_k, Div_g, BAS and PFC of dances, with baselines.
+"""Evaluation: FID_k, FID_g, Div_k, Div_g, BAS and PFC of dances, with baselines, and the
+motion quality that catches frozen, jittery and sliding dances (liveliness, freeze, jitter,
+foot skating, travel: :mod:`kakashi.evaluate.quality`).
 
 Definitions follow docs/evaluation.md (and the Metrics section of the design). Each metric
 lives in its own small module and works on world positions ``(T, 17, 3)`` of the H36M-17
 skeleton (metres, y up); :mod:`kakashi.evaluate.harness` cuts dances into clips and fills
 the table, :mod:`kakashi.evaluate.report` writes it.
 """
-
-from kakashi.errors import KakashiError
-
-
-class EvaluationError(KakashiError):
-    """The inputs of an evaluation are missing, empty or inconsistent."""
-
-
-__all__ = ["EvaluationError"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kakashi.evaluate import EvaluationError
+from kakashi.errors import EvaluationError
 from kakashi.evaluate.harness import EvalDance
 
 BASELINES = ("ground_truth", "random_retrieval", "mean_pose")

@@ -4,7 +4,8 @@ A *dance set* is a list of :class:`EvalDance`: world positions, fps, and the mus
 times of its song (``None`` when the set has no music, e.g. the reference set). Each dance
 is cut into non-overlapping clips of ``clip_s`` seconds; a trailing piece shorter than a
 clip is dropped, but a dance shorter than one clip counts as one clip, so short generated
-dances are still scored.
+dances are still scored. The motion-quality metrics (liveliness, freeze, jitter, foot
+skating, travel) are computed on whole dances instead, so no freeze is cut by a clip edge.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kakashi.evaluate import EvaluationError
+from kakashi.errors import EvaluationError
+from kakashi.evaluate import quality
 from kakashi.evaluate.beats import beat_alignment, beats_from_column, motion_beats, song_beats
 from kakashi.evaluate.contact import physical_foot_contact
 from kakashi.evaluate.diversity import diversity
@@ -54,25 +56,24 @@ def is_shard_dir(path: Path) -> bool:
 
 
 def shard_paths(root: Path, split: str) -> list[Path]:
-    return sorted((root / f"split={split}").glob("*.parquet"))
+    """The shards of a split: the manifest's (the current sheet's) when there is one."""
+    from kakashi.shards import list_shards
+
+    return list_shards(root, split)
 
 
 def load_shard(path: Path) -> EvalDance:
     """A real dance from a shard, with the music beats of its own ``beat`` audio column."""
-    import pyarrow.parquet as pq
+    from kakashi.shards import read_sequence
 
-    from kakashi.dance import dance_from_shard
-    from kakashi.shards import read_metadata
-
-    dance = dance_from_shard(path)
-    names = list(read_metadata(path).get("feature_names", []))
+    dance, audio, meta = read_sequence(path)
+    names = list(meta["feature_names"])
     if "beat" not in names:
         raise EvaluationError(
             f"shard {path} has no 'beat' audio column (features: {', '.join(names) or 'none'}); "
             "rebuild the shards with 'beat' in features.set, or pass --music with the songs"
         )
-    audio = pq.read_table(path, columns=["audio"]).column("audio")
-    beat = np.stack(audio.to_numpy(zero_copy_only=False))[:, names.index("beat")]
+    beat = audio[:, names.index("beat")]
     return EvalDance(path.stem, dance.world(), dance.fps, beats_from_column(beat, dance.fps))
 
 
@@ -137,7 +138,9 @@ class MusicLibrary:
             return self._cache[(key, fps)]
         beats = None
         if self.shards is not None:
-            matches = sorted(self.shards.glob(f"split=*/{key}.parquet"))
+            from kakashi.shards import list_shards
+
+            matches = [path for path in list_shards(self.shards) if path.stem == key]
             if matches:
                 shard = load_shard(matches[0])
                 beats = shard.music_beats  # times in seconds: valid at any dance fps
@@ -197,7 +200,8 @@ def _nan_to_none(value: float) -> float | None:
 def score_set(
     name: str, kind: str, dances: list[EvalDance], reference: FeatureSet, clip_s: float
 ) -> dict:
-    """One table row: FID_k, FID_g, Div_k, Div_g against ``reference``; BAS and PFC."""
+    """One table row: FID_k, FID_g, Div_k, Div_g against ``reference``; BAS and PFC per clip;
+    the motion-quality values (:mod:`kakashi.evaluate.quality`) per whole dance."""
     generated = features_of(dances, clip_s, name)
     bas_values = [
         beat_alignment(c.music_beats, motion_beats(c.world, c.fps))
@@ -220,4 +224,5 @@ def score_set(
         ),
         "bas": float(np.mean(bas_values)) if bas_values else None,
         "pfc": float(np.mean(pfc_values)),
+        **quality.row_quality((d.world, d.fps) for d in dances),
     }

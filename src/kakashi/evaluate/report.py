@@ -1,8 +1,10 @@
 """Write the evaluation: metrics.json, metrics.md (Markdown table) and one PNG per plot.
 
 Plots (in ``OUT/plots/``, one file each so Snakemake ``report()`` can caption them):
-``bar_<metric>.png`` per metric with the ground-truth row marked, and
-``beat_timeline.png``, music beats against motion beats for one sequence.
+``bar_<metric>.png`` per metric with the ground-truth row marked,
+``quality.png``, the motion-quality columns (liveliness, freeze, jitter, foot skating,
+travel) as one panel each, and ``beat_timeline.png``, music beats against motion beats
+for one sequence.
 """
 
 from __future__ import annotations
@@ -26,7 +28,25 @@ COLUMNS = {
     "bas": ("BAS", "higher"),
     "pfc": ("PFC", "lower"),
 }
-ARROW = {"lower": "↓", "higher": "↑"}
+# Motion-quality columns (kakashi.evaluate.quality), after the ones above and "clips":
+# key -> (title, better direction, format). "one": nearest 1 (the ground truth) is best.
+QUALITY_COLUMNS = {
+    "liveliness": ("liveliness", "one", "ratio"),
+    "freeze_max_s": ("freeze max s", "lower", "seconds"),
+    "freeze_share": ("frozen %", "lower", "percent"),
+    "jitter": ("jitter", "lower", "ratio"),
+    "skate_rate": ("skate %", "lower", "percent"),
+    "skate_ratio": ("skate ×GT", "lower", "ratio"),
+    "travel_ratio": ("travel", "one", "ratio"),
+}
+# Without a ground-truth row (or without its travel) a ratio column shows its raw value.
+RAW_COLUMNS = {
+    "liveliness": ("speed_m_s", ("speed m/s", "", "speed")),
+    "jitter": ("jerk_m_s3", ("jerk m/s³", "", "decimal")),
+    "skate_ratio": None,  # the rate is already shown
+    "travel_ratio": ("travel_m_min", ("travel m/min", "", "decimal")),
+}
+ARROW = {"lower": "↓", "higher": "↑", "one": "≈1", "": ""}
 # The timeline shows the song's first seconds: beyond ~20 s the beat lines merge.
 TIMELINE_S = 20.0
 
@@ -35,16 +55,69 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
+def better() -> dict[str, str]:
+    """The better direction of every column's metric, for metrics.json."""
+    out = {key: direction for key, (_, direction) in COLUMNS.items()}
+    out.update({key: direction for key, (_, direction, _) in QUALITY_COLUMNS.items()})
+    return out
+
+
+def quality_columns(result: dict) -> list[tuple[str, str, str, str]]:
+    """The quality columns of this table: (row key, title, direction, format).
+
+    Ratios with a ground-truth row; the raw values they divide without one (and travel in
+    m/min when ground truth does not travel, i.e. its root is not measured).
+    """
+    rows = {row["name"]: row for row in result["rows"]}
+    reference = rows.get(result.get("quality_reference") or "")
+    columns = []
+    for key, (title, direction, kind) in QUALITY_COLUMNS.items():
+        if key in RAW_COLUMNS and (reference is None or reference.get(key) is None):
+            if RAW_COLUMNS[key] is None:
+                continue
+            key, (title, direction, kind) = RAW_COLUMNS[key]
+        columns.append((key, title, direction, kind))
+    return columns
+
+
+def _fmt_quality(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "percent":
+        return f"{100 * value:.1f}"
+    if kind == "speed":
+        return f"{value:.3f}"
+    if kind in ("seconds", "decimal"):
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
 def markdown_table(result: dict) -> str:
     """The table: one row per set, arrows for the better direction, ground truth marked."""
+    quality = quality_columns(result)
     head = ["method", *(f"{title} {ARROW[d]}" for title, d in COLUMNS.values()), "clips"]
+    head += [f"{title} {ARROW[d]}".strip() for _, title, d, _ in quality]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
         name = row["name"]
         if name == "ground_truth":
             name = "**ground truth** (real test vs reference)"
         cells = [name, *(_fmt(row[key]) for key in COLUMNS), str(row["clips"])]
+        cells += [_fmt_quality(row.get(key), kind) for key, _, _, kind in quality]
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("quality_reference"):
+        quality_note = (
+            "Motion quality, per whole dance: liveliness (joint speed), jitter (jerk), "
+            "skate ×GT and travel are ratios to the ground-truth row (1 = as the real "
+            "dances); freeze max s is the longest freeze of any dance, frozen % and skate % "
+            "shares of the time."
+        )
+    else:
+        quality_note = (
+            "Motion quality, per whole dance, raw (no ground-truth row to divide by): mean "
+            "joint speed, longest freeze, share of time frozen, mean jerk, share of time a "
+            "foot skates, root travel."
+        )
     notes = [
         "",
         f"Clips of {result['clip_s']:g} s; reference: {result['reference']['source']} "
@@ -52,6 +125,7 @@ def markdown_table(result: dict) -> str:
         "Ground truth is the noise floor: real dances scored like a model.",
         "FID and Div use features standardised with the reference set's mean and std; "
         "Div is best near the ground-truth value. Definitions: docs/evaluation.md.",
+        quality_note,
     ]
     notes += [f"Note: {note}" for note in result.get("notes", [])]
     return "\n".join(lines + notes) + "\n"
@@ -93,6 +167,58 @@ def bar_plots(result: dict, folder: Path) -> list[Path]:
     return written
 
 
+def quality_plot(result: dict, path: Path) -> Path:
+    """One panel per quality column of the table, bars per row, values written on the bars.
+
+    Ratio panels draw the ground-truth level 1; the ground-truth bar is hatched.
+    """
+    plt = _plt()
+    columns = quality_columns(result)
+    rows = result["rows"]
+    names = [row["name"] for row in rows]
+    ncols = 4
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * (0.55 * len(rows) + 1.9), 3.0 * nrows), squeeze=False
+    )
+    for ax, (key, title, direction, kind) in zip(axes.flat, columns, strict=False):
+        values = [row.get(key) for row in rows]
+        heights = [np.nan if v is None else (100 * v if kind == "percent" else v) for v in values]
+        colours = ["#dd8452" if n == "ground_truth" else "#4c72b0" for n in names]
+        bars = ax.bar(range(len(rows)), heights, color=colours)
+        for bar, name, value in zip(bars, names, values, strict=True):
+            if name == "ground_truth":
+                bar.set_hatch("//")
+            label = _fmt_quality(value, kind)
+            height = 0.0 if value is None else bar.get_height()
+            ax.annotate(
+                label,
+                (bar.get_x() + bar.get_width() / 2, height),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 1),
+                textcoords="offset points",
+            )
+        if kind == "ratio":
+            ax.axhline(1.0, color="#dd8452", ls="--", lw=1)
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=7)
+        arrow = {"one": " (≈1 is best)", "lower": " (lower is better)"}.get(direction, "")
+        ax.set_title(f"{title}{arrow}", fontsize=9)
+        ax.margins(y=0.15)
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.set_visible(False)
+    reference = "ratios to ground truth (dashed: 1)" if result.get("quality_reference") else "raw"
+    fig.suptitle(f"Motion quality per row, whole dances; {reference}", fontsize=10)
+    # Fixed margins for the rotated row names: tight_layout would cost ~0.4 s here.
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.6 / height, bottom=0.8 / height,
+                        hspace=0.7, wspace=0.25)  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def timeline_plot(seq: str, dances: dict[str, EvalDance], path: Path) -> Path:
     """Music beats (vertical lines) against motion beats (dots on the speed curve), per row."""
     plt = _plt()
@@ -122,6 +248,7 @@ def write(result: dict, out_dir: Path, timeline: tuple[str, dict[str, EvalDance]
     plots.mkdir(exist_ok=True)
     written = {"json": out_dir / "metrics.json", "markdown": out_dir / "metrics.md"}
     written["plots"] = bar_plots(result, plots)
+    written["plots"].append(quality_plot(result, plots / "quality.png"))
     if timeline is not None and timeline[1]:
         written["plots"].append(
             timeline_plot(timeline[0], timeline[1], plots / "beat_timeline.png")

@@ -6,7 +6,8 @@ import logging
 import time
 from pathlib import Path
 
-from kakashi.evaluate import EvaluationError, baselines, report
+from kakashi.errors import EvaluationError
+from kakashi.evaluate import baselines, quality, report
 from kakashi.evaluate.harness import (
     EvalDance,
     MusicLibrary,
@@ -99,6 +100,7 @@ def evaluate(
     for name, (kind, dances) in sets.items():
         log.info("scoring %s (%d dances)", name, len(dances))
         rows.append(score_set(name, kind, dances, ref_features, clip_s))
+    ground_truth = quality.add_ratios(rows)
     result = {
         "clip_s": clip_s,
         "seed": seed,
@@ -108,12 +110,20 @@ def evaluate(
             "clips": len(ref_features.clips),
         },
         "test_split": [d.name for d in test],
-        "better": {key: direction for key, (_, direction) in report.COLUMNS.items()},
+        "better": report.better(),
+        # The row the quality ratios (liveliness, jitter, skate_ratio, travel_ratio) divide
+        # by; null without a ground-truth row, and then every ratio is null.
+        "quality_reference": ground_truth["name"] if ground_truth else None,
         "rows": rows,
         "notes": [],
     }
     if test and all((len(d.world) / d.fps) < clip_s for d in test):
         result["notes"].append("every test dance is shorter than one clip; FID rests on few clips")
+    if ground_truth and ground_truth["travel_ratio"] is None:
+        result["notes"].append(
+            f"ground-truth travel is {ground_truth['travel_m_min'] or 0.0:.2f} m/min (under "
+            f"{quality.TRAVEL_MIN_M_MIN:g}: the root is not measured); travel is shown in m/min"
+        )
     seq = timeline or (test[0].name if test else None)
     panel = _timeline_dances(seq, sets) if seq else {}
     if timeline and not panel:
