@@ -208,19 +208,23 @@ def test_bad_sheet_fails_before_any_job(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
-    """The model half of the demo on its real shards: train both models, dance to a song,
+    """The model half of the demo on its real shards: train the three models, dance to a song,
     render it three ways, score the test split, and build the Snakemake report."""
     config = {
         "sources": DEMO / "sources.tsv",
         "songs": {"vibe-ace": DEMO_SONG},
         # Small and quick; the demo's own settings are in config.yaml.
-        "train": {"epochs": 3, "crnngan": {"epochs": 1}},
+        "train": {
+            "epochs": 3,
+            "crnngan": {"epochs": 1},
+            "motif": {"vq_steps": 30, "gpt_steps": 30, "codebook": 64},
+        },
         "render": {"size": "320x240"},
         "eval": {"clip_s": 5},
     }
     run_snakemake(demo_workdir, "--cores", "2", config=config)
     results = demo_workdir / "results"
-    for model in ("rnn", "crnngan"):
+    for model in ("rnn", "crnngan", "motif"):
         checkpoint = results / "models" / f"{model}.pt"
         # protected(): a later run cannot overwrite a trained model by accident.
         assert checkpoint.is_file() and checkpoint.stat().st_mode & 0o222 == 0
@@ -239,7 +243,7 @@ def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
             assert len(test_dance) == pq.read_metadata(shard).num_rows
     metrics = json.loads((results / "eval" / "metrics.json").read_text())
     rows = {row["name"]: row for row in metrics["rows"]}
-    assert {"ground_truth", "random_retrieval", "mean_pose", "rnn", "crnngan"} <= set(rows)
+    assert {"ground_truth", "random_retrieval", "mean_pose", "rnn", "crnngan", "motif"} <= set(rows)
     assert rows["mean_pose"]["div_k"] == 0 and rows["rnn"]["fid_k"] > 0
     plots = {p.name for p in (results / "eval" / "plots").glob("*.png")}
     metrics_plots = {f"bar_{key}.png" for key in ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc")}

@@ -16,9 +16,11 @@ loss, or the last without a val split), ``rnn.last.pt`` (resume state, every epo
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kakashi.atomic import atomic_output
@@ -103,3 +105,39 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ModelError("train.device is cuda but no CUDA GPU is available; use auto or cpu")
     return torch.device(name)
+
+
+def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
+    """The per-epoch CSV and a loss plot (matplotlib Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with atomic_output(csv_path) as partial, open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+    # Rows are epochs (recurrent models) or logging points of training stages (motif).
+    x = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curves = [key for key in columns if key.endswith(("loss", "mse")) or key == "vel_ratio"]
+    for key in curves:
+        values = [row.get(key, np.nan) for row in history]
+        if any(np.isfinite(v) and v > 0 for v in values):
+            ax.plot(x, values, marker=".", label=key)
+    ax.set_xlabel("epoch" if all("epoch" in row for row in history) else "log point")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(csv_path.stem)
+    fig.tight_layout()
+    try:
+        with atomic_output(png_path) as partial_png:
+            fig.savefig(partial_png, dpi=100)
+    finally:
+        plt.close(fig)

@@ -67,7 +67,8 @@ def model_keys(model: str) -> dict[str, dict]:
     return keys
 
 
-def _own_defaults(model: str) -> dict[str, Any]:
+def own_defaults(model: str) -> dict[str, Any]:
+    """The defaults of a model's own schema section (``train.MODEL``)."""
     section = _train_schema()["properties"][model]["properties"]
     return {key: entry["default"] for key, entry in section.items() if "default" in entry}
 
@@ -132,7 +133,7 @@ def resolve(
     # A model section's own defaults rank with its values: crnngan's default epochs (3)
     # beats a shared `train.epochs`, as in the workflow, whose config Snakemake fills from
     # the schema section by section.
-    own = {**_own_defaults(model), **own}
+    own = {**own_defaults(model), **own}
     values: dict[str, Any] = {key: entry["default"] for key, entry in shared.items()}
     for label, source, allowed in (("train", section, shared), (f"train.{model}", own, known)):
         for key, value in source.items():

@@ -36,6 +36,11 @@ MODELS: dict[str, ModelEntry] = {
     "crnngan": ModelEntry(
         "kakashi.models.crnngan", "kakashi.models.train", "C-RNN-GAN started from the seed RNN"
     ),
+    "motif": ModelEntry(
+        "kakashi.models.motif",
+        "kakashi.models.motif_train",
+        "VQ-VAE motion tokens + music-conditioned transformer",
+    ),
 }
 
 

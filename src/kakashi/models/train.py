@@ -12,7 +12,6 @@ stopped.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -24,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from kakashi import __version__
-from kakashi.atomic import atomic_output
 from kakashi.errors import ModelError
 from kakashi.models import rnn
 from kakashi.models.checkpoint import (
@@ -32,6 +30,7 @@ from kakashi.models.checkpoint import (
     load_checkpoint,
     paths_for,
     save_checkpoint,
+    write_history,
 )
 from kakashi.models.config import TrainConfig
 from kakashi.models.crnngan import (
@@ -414,36 +413,3 @@ def _optimise(optimizer, loss, module, clip: float) -> None:
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
     optimizer.step()
-
-
-def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
-    """The per-epoch CSV and a loss plot (matplotlib Agg: no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns: list[str] = []
-    for row in history:
-        columns += [k for k in row if k not in columns]
-    with atomic_output(csv_path) as partial, open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-
-    epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("train_loss", "val_loss", "val_free_mse", "d_loss", "g_loss", "vel_ratio"):
-        if any(key in row for row in history):
-            ax.plot(epochs, [row.get(key, np.nan) for row in history], marker=".", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ax.set_title(csv_path.stem)
-    fig.tight_layout()
-    try:
-        with atomic_output(png_path) as partial_png:
-            fig.savefig(partial_png, dpi=100)
-    finally:
-        plt.close(fig)

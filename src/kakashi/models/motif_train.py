@@ -1,0 +1,386 @@
+"""Training of motif (see ``motif``): the tokenizer on motion alone, then the choreographer.
+
+One flat loop per stage, nanoGPT style:
+
+1. tokenizer: random windows of normalised motion (mirrored copies included when the
+   caller passes them), loss = smooth L1 of the reconstruction + of its frame-to-frame
+   differences + the codebooks' commitment loss; the codebooks follow by EMA, start from
+   k-means on the first batch and restart dead codes from the batch;
+2. every training sequence is turned into codes, once per phase (the sequence shifted by
+   0..down-1 frames: ``down`` times the code sequences, each a real dance);
+3. choreographer: random windows of ``context`` steps, cross-entropy of the next step's
+   codes (lower body, then upper body given the lower body's code).
+
+``fit`` returns plain tensors, numbers, strings, lists and dicts only, so the result
+round-trips through ``torch.save`` / ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kakashi.models.data import Sequence, Stats, motion_of
+from kakashi.models.motif import Motif, build, pool_audio, song_summary
+
+log = logging.getLogger("kakashi.models.motif")
+
+
+def motif_settings(**given) -> dict:
+    """Every motif setting: the config schema's defaults (``train.motif``, and the shared
+    ``seed``), the one home of their values and descriptions, overridden by ``given``."""
+    from kakashi.errors import ModelError
+    from kakashi.models.config import own_defaults, shared_keys
+
+    known = {"seed": shared_keys()["seed"]["default"], **own_defaults("motif")}
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ModelError(
+            f"unknown motif settings: {', '.join(sorted(unknown))}; known: {', '.join(known)}"
+        )
+    return {**known, **given}
+
+
+ARCH_KEYS = [
+    "down",
+    "parts",
+    "codebook",
+    "code_dim",
+    "vq_width",
+    "ema_decay",
+    "dead_code",
+    "commitment",
+    "dim",
+    "heads",
+    "layers",
+    "dropout",
+    "context",
+    "music_back",
+    "music_ahead",
+    "summary",
+    "temperature",
+    "top_k",
+    "smooth",
+]
+
+
+def _lr(step: int, steps: int, peak: float) -> float:
+    warm = min(100, steps // 10 + 1)
+    if step < warm:
+        return peak * (step + 1) / warm
+    progress = (step - warm) / max(1, steps - warm)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _motion(seqs: list[Sequence], stats: Stats) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Normalised motion (T, 54) and person mask (T,) of each sequence."""
+    return [
+        (
+            ((motion_of(s.pose, s.root) - stats.motion_mean) / stats.motion_std).astype(np.float32),
+            (s.conf > 0).astype(np.float32),
+        )
+        for s in seqs
+    ]
+
+
+def _windows(lengths: list[int], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sequence index, start) of every window start, to sample from uniformly."""
+    index, starts = [], []
+    for i, length in enumerate(lengths):
+        count = length - window + 1
+        if count > 0:
+            index.append(np.full(count, i))
+            starts.append(np.arange(count))
+    if not index:
+        raise ValueError(f"every sequence is shorter than one window ({window})")
+    return np.concatenate(index), np.concatenate(starts)
+
+
+def _recon_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, s: dict):
+    """Smooth L1 of the frames + L1 of their first and second differences (normalised units;
+    differences are small, hence their larger weights): the decoder must not add jitter."""
+    m = mask[..., None]
+    width = out.shape[-1]
+    loss = (F.smooth_l1_loss(out, target, reduction="none") * m).sum() / (m.sum() * width + 1e-6)
+    for order, weight in ((1, s["vel_weight"]), (2, s["acc_weight"])):
+        if weight <= 0:
+            continue
+        dm = m[:, order:]
+        for k in range(1, order + 1):
+            dm = dm * m[:, order - k : m.shape[1] - k]
+        error = (out.diff(order, dim=1) - target.diff(order, dim=1)).abs()
+        loss = loss + weight * (error * dm).sum() / (dm.sum() * width + 1e-6)
+    return loss
+
+
+def _train_tokenizer(net: Motif, s: dict, train, val, device, gen, history, progress) -> None:
+    tok = net.tokenizer
+    down, window = s["down"], s["vq_window"]
+    window -= window % down
+    idx, starts = _windows([len(m) for m, _ in train], window)
+    opt = torch.optim.AdamW(tok.parameters(), lr=s["vq_lr"], weight_decay=0.0)
+    tok.train()
+    started, running = time.perf_counter(), []
+    for step in range(s["vq_steps"]):
+        pick = torch.randint(len(idx), (s["vq_batch"],), generator=gen).numpy()
+        motion = np.stack([train[idx[p]][0][starts[p] : starts[p] + window] for p in pick])
+        mask = np.stack([train[idx[p]][1][starts[p] : starts[p] + window] for p in pick])
+        motion, mask = torch.from_numpy(motion).to(device), torch.from_numpy(mask).to(device)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, s["vq_steps"], s["vq_lr"])
+        out, _, commit = tok(motion)
+        loss = _recon_loss(out, motion, mask, s) + commit
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % s["log_every"] == 0 or step + 1 == s["vq_steps"]:
+            entry = {
+                "vq_step": float(step + 1),
+                "vq_loss": float(np.mean(running)),
+                "vq_val_mse": _tokenizer_val(tok, val, down, device),
+                "codes_used": _codes_used(tok, train, down, device),
+                "seconds": time.perf_counter() - started,
+            }
+            tok.train()
+            history.append(entry)
+            running = []
+            if progress:
+                log.info("tokenizer %s", {k: round(v, 4) for k, v in entry.items()})
+
+
+@torch.no_grad()
+def _tokenizer_val(tok, seqs, down: int, device) -> float:
+    """Mean squared reconstruction error (normalised units) over whole sequences."""
+    tok.eval()
+    errors = []
+    for motion, mask in seqs:
+        usable = len(motion) - len(motion) % down
+        if usable == 0:
+            continue
+        x = torch.from_numpy(motion[:usable]).to(device)[None]
+        out = tok.decode(tok.encode(x))
+        err = ((out - x) ** 2).mean(-1)[0].cpu().numpy()
+        errors.append((err * mask[:usable]).sum() / max(mask[:usable].sum(), 1))
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+@torch.no_grad()
+def _codes_used(tok, seqs, down: int, device) -> float:
+    """Mean over parts of the share of codebook entries the training motion uses."""
+    codes = _encode_all(tok, seqs, down, device, phases=1)
+    flat = np.concatenate([c for c, _ in codes])
+    size = tok.parts[0].vq.codebook_size
+    return float(np.mean([len(np.unique(flat[:, p])) / size for p in range(flat.shape[1])]))
+
+
+@torch.no_grad()
+def _encode_all(tok, seqs, down: int, device, phases: int) -> list[tuple[np.ndarray, int]]:
+    """Codes (N, parts) of every sequence at every phase, with the phase (frame offset)."""
+    tok.eval()
+    out = []
+    for motion, _ in seqs:
+        for phase in range(phases):
+            usable = (len(motion) - phase) // down * down
+            if usable <= 0:
+                continue
+            x = torch.from_numpy(motion[phase : phase + usable]).to(device)[None]
+            out.append((tok.encode(x)[0].cpu().numpy(), phase))
+    return out
+
+
+def _code_sequences(tok, seqs, motions, stats: Stats, s: dict, device, phases: int) -> list:
+    """(codes (N, parts), music (N + back + ahead, down*F) zero-padded, song summary (2F,))
+    per sequence and phase."""
+    down, back, ahead = s["down"], s["music_back"], s["music_ahead"]
+    out = []
+    encoded = _encode_all(tok, motions, down, device, phases)
+    # _encode_all keeps sequence order; walk it alongside the sequences' audio.
+    k = 0
+    for seq, (motion, _) in zip(seqs, motions, strict=True):
+        audio_n = ((seq.audio - stats.audio_mean) / stats.audio_std).astype(np.float32)
+        for phase in range(phases):
+            if (len(motion) - phase) // down <= 0:
+                continue
+            codes, _ = encoded[k]
+            k += 1
+            pooled = pool_audio(audio_n[phase:], down, len(codes))
+            width = pooled.shape[1]
+            music = np.concatenate(
+                [np.zeros((back, width), np.float32), pooled, np.zeros((ahead, width), np.float32)]
+            )
+            out.append((codes, music, song_summary(audio_n)))
+    return out
+
+
+def _gpt_batch(data, idx, starts, pick, s: dict, device, gen):
+    """previous, target (B, L, parts), music (B, L + back + ahead, down*F), summary (B, 2F)."""
+    length, extra = s["context"], s["music_back"] + s["music_ahead"]
+    prev, target, music, summary = [], [], [], []
+    for p in pick:
+        codes, pooled, song = data[idx[p]]
+        summary.append(song)
+        st = starts[p]
+        prev.append(codes[st : st + length])
+        target.append(codes[st + 1 : st + length + 1])
+        # target step j (= st + 1 + i) reads pooled steps j-back..j+ahead: padded rows j..j+extra
+        music.append(pooled[st + 1 : st + 1 + length + extra])
+    prev_t = torch.from_numpy(np.stack(prev)).long().to(device)
+    if s["token_noise"] > 0 and gen is not None:
+        replace = torch.rand(prev_t.shape, generator=gen) < s["token_noise"]
+        random = torch.randint(s["codebook"], prev_t.shape, generator=gen)
+        prev_t = torch.where(replace.to(device), random.to(device), prev_t)
+    return (
+        prev_t,
+        torch.from_numpy(np.stack(target)).long().to(device),
+        torch.from_numpy(np.stack(music)).to(device),
+        torch.from_numpy(np.stack(summary)).to(device),
+    )
+
+
+def _gpt_loss(model, prev, target, music, summary) -> torch.Tensor:
+    feats = model.music_window(music.transpose(1, 2), summary)
+    logits = model(prev, feats, target)
+    return sum(
+        F.cross_entropy(lg.reshape(-1, lg.shape[-1]), target[..., p].reshape(-1))
+        for p, lg in enumerate(logits)
+    ) / len(logits)
+
+
+def _train_choreographer(net: Motif, s, data, val_data, device, gen, history, progress) -> None:
+    model = net.choreographer
+    length = s["context"]
+    idx, starts = _windows([len(c) for c, *_ in data], length + 1)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": s["weight_decay"]},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=s["gpt_lr"],
+        betas=(0.9, 0.95),
+    )
+    model.train()
+    started, running = time.perf_counter(), []
+    for step in range(s["gpt_steps"]):
+        pick = torch.randint(len(idx), (s["gpt_batch"],), generator=gen).numpy()
+        prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, gen)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, s["gpt_steps"], s["gpt_lr"])
+        loss = _gpt_loss(model, prev, target, music, summary)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % s["log_every"] == 0 or step + 1 == s["gpt_steps"]:
+            entry = {
+                "gpt_step": float(step + 1),
+                "gpt_loss": float(np.mean(running)),
+                "gpt_val_loss": _gpt_val(model, val_data, s, device),
+                "seconds": time.perf_counter() - started,
+            }
+            model.train()
+            history.append(entry)
+            running = []
+            if progress:
+                log.info("choreographer %s", {k: round(v, 4) for k, v in entry.items()})
+
+
+@torch.no_grad()
+def _gpt_val(model, data, s: dict, device) -> float:
+    """Mean cross-entropy over non-overlapping windows of the validation code sequences."""
+    if not data:
+        return float("nan")
+    model.eval()
+    length = s["context"]
+    idx, starts = _windows([len(c) for c, *_ in data], length + 1)
+    keep = starts % length == 0
+    idx, starts = idx[keep], starts[keep]
+    if len(idx) == 0:
+        return float("nan")
+    losses = []
+    for chunk in range(0, len(idx), 64):
+        pick = np.arange(chunk, min(chunk + 64, len(idx)))
+        prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, None)
+        losses.append(_gpt_loss(model, prev, target, music, summary).item() * len(pick))
+    return float(np.sum(losses) / len(idx))
+
+
+def fit(
+    settings: dict,
+    train: list[Sequence],
+    val: list[Sequence],
+    stats: Stats,
+    device: torch.device,
+    progress: bool = False,
+) -> dict:
+    """Train motif; returns ``{"arch", "model" (cpu state_dict), "history"}``."""
+    s = motif_settings(**settings)
+    if s["down"] < 2 or s["down"] & (s["down"] - 1):
+        raise ValueError(f"down must be a power of 2, got {s['down']}")
+    torch.manual_seed(s["seed"])
+    np.random.seed(s["seed"])
+    gen = torch.Generator().manual_seed(s["seed"])
+    arch = {key: s[key] for key in ARCH_KEYS}
+    arch["audio_dim"] = len(stats.audio_mean)
+    net = build(arch).to(device)
+    history: list[dict] = []
+
+    train_m, val_m = _motion(train, stats), _motion(val, stats)
+    _train_tokenizer(net, s, train_m, val_m, device, gen, history, progress)
+
+    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, phases=s["down"])
+    val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, phases=1)
+    _train_choreographer(net, s, data, val_data, device, gen, history, progress)
+
+    net.eval()
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return {"arch": arch, "model": state, "history": history}
+
+
+# ---------------------------------------------------------------- the workflow's entry
+
+
+def run(config, progress: bool, rank: int, world: int, device: torch.device) -> dict:
+    """Train motif as ``kakashi train --model motif`` asks (kakashi.models.distributed calls
+    this): read the shards, fit, write the checkpoint and its loss CSV/plot; returns the
+    last history row. One process: the recurrent models' DDP is not implemented here."""
+    from kakashi import __version__
+    from kakashi.errors import ModelError
+    from kakashi.models.checkpoint import (
+        CHECKPOINT_FORMAT,
+        paths_for,
+        save_checkpoint,
+        write_history,
+    )
+    from kakashi.models.data import load_training_data
+
+    if world > 1:
+        raise ModelError(
+            "motif trains in one process; set train.devices: 1 (or train.motif.devices: 1)"
+        )
+    files = paths_for(config.out)
+    train, val, stats = load_training_data(config.shards, config.mirror)
+    settings = {key: getattr(config, key) for key in motif_settings()}
+    result = fit(settings, train, val, stats, device, progress)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kakashi_version": __version__,
+        "config": config.asdict(),
+        "arch": {**result["arch"], "kind": "motif"},
+        "stats": stats.to_dict(),
+        "model": result["model"],
+        "history": result["history"],
+    }
+    save_checkpoint(files["best"], payload)
+    write_history(result["history"], files["csv"], files["png"])
+    return result["history"][-1] if result["history"] else {}

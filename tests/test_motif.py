@@ -1,0 +1,222 @@
+"""motif: tokenizer, choreographer causality, generation, training and checkpoints.
+
+Tiny networks on real motion (CMU subject 131 mocap from the shared test data) with
+synthetic audio features; the whole file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_file
+from kakashi import skeleton
+from kakashi.errors import ModelError
+from kakashi.models import motif, motif_train
+from kakashi.models.data import Sequence, compute_stats, motion_of
+
+TINY = {
+    "down": 4,
+    "parts": 2,
+    "codebook": 32,
+    "code_dim": 16,
+    "vq_width": 32,
+    "vq_window": 32,
+    "vq_batch": 8,
+    "vq_steps": 40,
+    "dim": 32,
+    "heads": 2,
+    "layers": 2,
+    "context": 12,
+    "gpt_batch": 8,
+    "gpt_steps": 40,
+    "log_every": 20,
+}
+FEATURES = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: threads only add synchronisation (and a busy machine punishes it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_arch(**changes) -> dict:
+    arch = {key: TINY.get(key, motif_train.motif_settings()[key]) for key in motif_train.ARCH_KEYS}
+    arch["audio_dim"] = FEATURES
+    arch.update(changes)
+    return arch
+
+
+@pytest.fixture(scope="module")
+def sequences() -> list[Sequence]:
+    from kakashi.motion import read_motion
+
+    folder = shared_file("mocap_cmu_131_bvh11")
+    rng = np.random.default_rng(0)
+    out = []
+    for path in sorted(folder.glob("*.bvh"))[:3]:
+        dance = read_motion(path, 30)
+        frames = len(dance)
+        audio = rng.standard_normal((frames, FEATURES)).astype(np.float32)
+        audio[:, -1] = (np.arange(frames) % 15 == 0).astype(np.float32)  # a beat column
+        out.append(
+            Sequence(
+                path.stem,
+                audio,
+                dance.pose,
+                dance.root,
+                np.ones(frames, np.float32),
+                30.0,
+                [f"f{i}" for i in range(FEATURES)],
+                512,
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(sequences):
+    torch.manual_seed(0)
+    stats = compute_stats(sequences)
+    result = motif_train.fit(TINY, sequences[:2], sequences[2:], stats, torch.device("cpu"))
+    return result, stats
+
+
+def normalised(seq: Sequence, stats) -> torch.Tensor:
+    motion = (motion_of(seq.pose, seq.root) - stats.motion_mean) / stats.motion_std
+    return torch.from_numpy(motion.astype(np.float32))
+
+
+def test_tokenizer_shapes_and_usage(sequences):
+    stats = compute_stats(sequences)
+    torch.manual_seed(0)
+    tok = motif.build(tiny_arch()).tokenizer.train()
+    motion = normalised(sequences[0], stats)[:96].reshape(3, 32, -1)
+    out, codes, loss = tok(motion)  # first call: k-means init from this batch
+    assert out.shape == (3, 32, 54) and codes.shape == (3, 8, 2) and loss.ndim == 0
+    codes = tok.encode(motion)
+    assert codes.shape == (3, 8, 2) and codes.dtype == torch.long
+    assert tok.decode(codes).shape == (3, 32, 54)
+    for part in range(2):  # k-means init spreads the real motion over many codes
+        assert len(codes[..., part].unique()) >= 8
+
+
+def test_dead_codes_restart(sequences):
+    stats = compute_stats(sequences)
+    torch.manual_seed(0)
+    tok = motif.build(tiny_arch(dead_code=2.0)).tokenizer.train()
+    motion = normalised(sequences[0], stats)[:128].reshape(4, 32, -1)
+    tok(motion)
+    book = tok.parts[0].vq._codebook
+    with torch.no_grad():
+        book.embed[0, :5] = 1e3  # far from every latent: never chosen
+        book.embed_avg[0, :5] = 1e3
+        book.cluster_size[0, :5] = 0.0
+    tok(motion)
+    assert book.embed[0, :5].abs().max() < 1e2  # restarted from latents of the batch
+
+
+def test_choreographer_is_causal():
+    torch.manual_seed(0)
+    arch = tiny_arch(dropout=0.0, music_back=1, music_ahead=2, summary=True)
+    model = motif.build(arch).choreographer.eval()
+    length, cut = 12, 5
+    prev = torch.randint(32, (1, length, 2))
+    target = torch.randint(32, (1, length, 2))
+    pooled = torch.randn(1, length, FEATURES * 4)
+    summary = torch.randn(1, 2 * FEATURES)  # the song's summary: global, held fixed
+    with torch.no_grad():
+        base = model(prev, model.music_features(pooled, summary), target)
+        prev2, target2, pooled2 = prev.clone(), target.clone(), pooled.clone()
+        prev2[:, cut + 1 :] = torch.randint(32, (1, length - cut - 1, 2))
+        target2[:, cut + 1 :] = torch.randint(32, (1, length - cut - 1, 2))
+        pooled2[:, cut + 1 + arch["music_ahead"] :] += 5.0
+        changed = model(prev2, model.music_features(pooled2, summary), target2)
+    for a, b in zip(base, changed, strict=True):
+        assert torch.allclose(a[:, : cut + 1], b[:, : cut + 1], atol=1e-5)
+        assert not torch.allclose(a[:, cut + 1 :], b[:, cut + 1 :])
+
+
+def test_numpy_stepper_matches_torch():
+    """Generation's numpy trunk (one step at a time, key/value cache) = the torch forward."""
+    torch.manual_seed(0)
+    model = motif.build(tiny_arch(dropout=0.0)).choreographer.eval()
+    prev = torch.randint(32, (1, 10, 2))
+    music = torch.randn(1, 10, 32)
+    with torch.no_grad():
+        full = model.trunk(model.embed(prev, music))[0]
+        logits = model.logits(full, 1, prev[0])
+    stepper = motif.Stepper(model)
+    block = stepper.advance(stepper.inputs(prev[0, :4].numpy(), music[0, :4].numpy()))
+    steps = [block] + [
+        stepper.advance(stepper.inputs(prev[0, i : i + 1].numpy(), music[0, i : i + 1].numpy()))
+        for i in range(4, 10)
+    ]
+    np.testing.assert_allclose(np.concatenate(steps), full.numpy(), atol=1e-4)
+    mine = stepper.logits(full[9].numpy(), 1, prev[0, 9].numpy())
+    np.testing.assert_allclose(mine, logits[9].numpy(), atol=1e-4)
+
+
+def test_generation_seeded_exact_length_any_song(trained, sequences):
+    result, stats = trained
+    net = motif.build(result["arch"])
+    net.load_state_dict(result["model"])
+    rng = np.random.default_rng(1)
+    first = sequences[0].pose[10]
+    for frames in (1, 7, 33, 101):  # odd lengths, shorter than a step, longer than the context
+        audio = rng.standard_normal((frames, FEATURES)).astype(np.float32)
+        pose, root = motif.generate_motion(net, stats, audio, first, seed=3)
+        assert pose.shape == (frames, 17, 3) and root.shape == (frames, 3)
+        assert pose.dtype == np.float32 and root.dtype == np.float32
+        assert np.isfinite(pose).all() and np.isfinite(root).all()
+    pose2, root2 = motif.generate_motion(net, stats, audio, first, seed=3)
+    np.testing.assert_array_equal(pose, pose2)
+    np.testing.assert_array_equal(root, root2)
+    pose3, _ = motif.generate_motion(net, stats, audio, first, seed=4)
+    assert not np.array_equal(pose, pose3)
+    # frame 0 is the start pose (on the training skeleton), every bone has its length
+    bones = skeleton.bone_lengths(pose)
+    np.testing.assert_allclose(bones, np.broadcast_to(stats.bone_lengths, bones.shape), atol=1e-4)
+    np.testing.assert_allclose(pose[0, 1:4] - pose[0, 0], first[1:4] - first[0], atol=0.05)
+    assert np.abs(np.diff(pose, axis=0)).mean() > 1e-4  # it moves
+
+
+def test_fit_history_and_checkpoint_round_trip(trained, sequences):
+    result, stats = trained
+    assert any("vq_step" in e for e in result["history"])
+    assert any("gpt_step" in e for e in result["history"])
+    for entry in result["history"]:
+        assert all(isinstance(v, float) for v in entry.values())
+    first = [e for e in result["history"] if "gpt_step" in e]
+    assert first[-1]["gpt_loss"] < first[0]["gpt_loss"] + 1e-6 or first[-1]["gpt_loss"] < np.log(32)
+    buffer = io.BytesIO()
+    torch.save({**result, "stats": stats.to_dict()}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    audio = np.random.default_rng(2).standard_normal((50, FEATURES)).astype(np.float32)
+    outputs = []
+    for payload in (result, loaded):
+        net = motif.build(payload["arch"])
+        net.load_state_dict(payload["model"])
+        outputs.append(motif.generate_motion(net, stats, audio, stats.mean_pose(), seed=0))
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+
+
+def test_fit_is_deterministic(sequences):
+    stats = compute_stats(sequences)
+    quick = {**TINY, "vq_steps": 5, "gpt_steps": 5, "log_every": 5}
+    a = motif_train.fit(quick, sequences[:1], [], stats, torch.device("cpu"))
+    b = motif_train.fit(quick, sequences[:1], [], stats, torch.device("cpu"))
+    for key, value in a["model"].items():
+        if key.endswith(("codebook_mean", "codebook_variance")):
+            continue  # unused buffers the library leaves uninitialised
+        assert torch.equal(value, b["model"][key]), key
+    with pytest.raises(ModelError, match="unknown motif settings: no_such_setting"):
+        motif_train.fit({"no_such_setting": 1}, sequences[:1], [], stats, torch.device("cpu"))
