@@ -151,8 +151,7 @@ def _train_tokenizer(net: Motif, s: dict, train, val, device, gen, history, prog
             tok.train()
             history.append(entry)
             running = []
-            if progress:
-                log.info("tokenizer %s", {k: round(v, 4) for k, v in entry.items()})
+            log.info("tokenizer %s", {k: round(v, 4) for k, v in entry.items()})
 
 
 @torch.no_grad()
@@ -291,8 +290,7 @@ def _train_choreographer(net: Motif, s, data, val_data, device, gen, history, pr
             model.train()
             history.append(entry)
             running = []
-            if progress:
-                log.info("choreographer %s", {k: round(v, 4) for k, v in entry.items()})
+            log.info("choreographer %s", {k: round(v, 4) for k, v in entry.items()})
 
 
 @torch.no_grad()
