@@ -44,10 +44,15 @@ def default(dotted: str) -> Any:
 
 
 def help_text(dotted: str) -> str:
-    """The schema's description of a key, with its default, for ``--help``."""
+    """The schema's description of a key, with its default, for argparse's ``--help``."""
     entry = node(dotted)
-    text = entry.get("description", dotted)
+    text = argparse_text(entry.get("description", dotted))
     return f"{text} (default: {entry['default']})" if "default" in entry else text
+
+
+def argparse_text(text: str) -> str:
+    """``text`` as an argparse help string, which %-formats it: a literal % doubles."""
+    return text.replace("%", "%%")
 
 
 def validator_with_defaults(schema: dict) -> Any:

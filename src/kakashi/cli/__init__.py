@@ -32,6 +32,14 @@ COMMAND_MODULES = (
 )
 
 
+def setting_flag(parser: argparse.ArgumentParser, flag: str, key: str, **options) -> None:
+    """A flag whose default and help are config key ``key``'s in the schema, so a command
+    run by hand does what the workflow does (``options`` go to ``add_argument``)."""
+    from kakashi.settings import default, help_text
+
+    parser.add_argument(flag, default=default(key), help=help_text(key), **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kakashi", description="Learn dance choreography from music: pipeline stages."

@@ -8,8 +8,9 @@ import logging
 import math
 from pathlib import Path
 
+from kakashi.cli import setting_flag
 from kakashi.errors import KakashiError
-from kakashi.settings import default, help_text
+from kakashi.settings import default, node
 
 log = logging.getLogger("kakashi")
 
@@ -156,12 +157,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     fetch = commands.add_parser("fetch", help="download one video with yt-dlp")
     fetch.add_argument("url")
     fetch.add_argument("-o", "--output", required=True)
-    fetch.add_argument(
-        "--max-height",
-        type=int,
-        default=default("fetch.max_height"),
-        help=help_text("fetch.max_height"),
-    )
+    setting_flag(fetch, "--max-height", "fetch.max_height", type=int)
     fetch.set_defaults(func=_cmd_fetch)
 
     playlist = commands.add_parser("playlist", help="list a playlist's videos (no download)")
@@ -176,28 +172,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cut.add_argument("--audio-output", required=True, help="mono WAV of the clip")
     cut.add_argument("--start", type=float, default=0.0)
     cut.add_argument("--end", type=_optional_seconds, default=None)
-    cut.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
-    cut.add_argument(
-        "--max-height",
-        type=int,
-        default=default("cut.max_height"),
-        help=help_text("cut.max_height"),
-    )
-    cut.add_argument(
-        "--audio-sr", type=int, default=default("cut.audio_sr"), help=help_text("cut.audio_sr")
-    )
+    setting_flag(cut, "--fps", "fps", type=int)
+    setting_flag(cut, "--max-height", "cut.max_height", type=int)
+    setting_flag(cut, "--audio-sr", "cut.audio_sr", type=int)
     cut.set_defaults(func=_cmd_cut)
 
     features = commands.add_parser("features", help="audio features, one vector per frame")
     features.add_argument("audio")
     features.add_argument("-o", "--output", required=True, help="features (.npz)")
-    features.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
-    features.add_argument(
-        "--hop-length",
-        type=int,
-        default=default("features.hop_length"),
-        help=help_text("features.hop_length"),
-    )
+    setting_flag(features, "--fps", "fps", type=int)
+    setting_flag(features, "--hop-length", "features.hop_length", type=int)
     features.add_argument(
         "--set",
         default=",".join(default("features.set")),
@@ -211,28 +195,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pose = commands.add_parser("pose", help="3-D pose per frame of a clip")
     pose.add_argument("video")
     pose.add_argument("-o", "--output", required=True, help="pose (.npz)")
-    pose.add_argument("--backend", default=default("pose.backend"), help=help_text("pose.backend"))
-    pose.add_argument(
-        "--workers", type=int, default=default("pose.workers"), help=help_text("pose.workers")
-    )
-    pose.add_argument(
-        "--min-person-fraction",
-        type=float,
-        default=default("pose.min_person_fraction"),
-        help=help_text("pose.min_person_fraction"),
-    )
-    pose.add_argument(
-        "--max-people",
-        type=int,
-        default=default("pose.max_people"),
-        help=help_text("pose.max_people"),
-    )
-    pose.add_argument(
-        "--multi-person",
-        choices=["keep", "drop", "fail"],
-        default=default("pose.multi_person"),
-        help=help_text("pose.multi_person"),
-    )
+    setting_flag(pose, "--backend", "pose.backend")
+    setting_flag(pose, "--workers", "pose.workers", type=int)
+    setting_flag(pose, "--min-person-fraction", "pose.min_person_fraction", type=float)
+    setting_flag(pose, "--max-people", "pose.max_people", type=int)
+    multi_person = node("pose.multi_person")["enum"]
+    setting_flag(pose, "--multi-person", "pose.multi_person", choices=multi_person)
     for key in ("det", "pose2d", "lifter"):
         pose.add_argument(f"--mmpose-{key}-config", help=f"mmpose backend: {key} config")
         pose.add_argument(f"--mmpose-{key}-checkpoint", help=f"mmpose backend: {key} weights")
@@ -247,7 +215,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     motion.add_argument("--audio", required=True, help="the music of the motion")
     motion.add_argument("-o", "--output", required=True, help="pose (.npz)")
     motion.add_argument("--audio-output", required=True, help="WAV of the motion's span")
-    motion.add_argument("--fps", type=int, default=default("fps"), help=help_text("fps"))
+    setting_flag(motion, "--fps", "fps", type=int)
     motion.add_argument("--start", type=float, default=0.0)
     motion.add_argument("--end", type=_optional_seconds, default=None)
     motion.add_argument("--audio-offset", type=_optional_seconds, default=None)
@@ -287,12 +255,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--playlists",
         help="with --sheet: folder of the playlist listings (default: SHARDS/../playlists)",
     )
-    info.add_argument(
-        "--val", type=float, default=default("split.val"), help=help_text("split.val")
-    )
-    info.add_argument(
-        "--test", type=float, default=default("split.test"), help=help_text("split.test")
-    )
+    setting_flag(info, "--val", "split.val", type=float)
+    setting_flag(info, "--test", "split.test", type=float)
     info.set_defaults(func=_cmd_dataset_info)
     sheet = commands.add_parser("sheet", help="write the sources sheet of a public dataset")
     sheet_commands = sheet.add_subparsers(dest="sheet_command", required=True)

@@ -6,8 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from kakashi.cli import setting_flag
 from kakashi.errors import EvaluationError
-from kakashi.settings import default, help_text
+from kakashi.settings import default
 
 log = logging.getLogger("kakashi.evaluate")
 
@@ -77,9 +78,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="a model's dances: a .npz file or a folder of them (repeatable)",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument(
-        "--clip-s", type=float, default=default("eval.clip_s"), help=help_text("eval.clip_s")
-    )
+    setting_flag(parser, "--clip-s", "eval.clip_s", type=float)
     parser.add_argument(
         "--music", help="shard folder or folder of songs (default: the reference shards)"
     )
@@ -89,7 +88,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated baselines, or 'none'",
     )
     parser.add_argument("--timeline", metavar="SEQ", help="song of the beat timeline plot")
-    parser.add_argument(
-        "--seed", type=int, default=default("eval.seed"), help=help_text("eval.seed")
-    )
+    setting_flag(parser, "--seed", "eval.seed", type=int)
     parser.set_defaults(func=_cmd_evaluate)

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import argparse
 
+from kakashi.cli import setting_flag
 from kakashi.errors import ModelError
-from kakashi.settings import default, help_text
-
-_TYPES = {"integer": int, "number": float, "string": str}
+from kakashi.settings import argparse_text
 
 
 def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    from kakashi.models.config import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -50,7 +50,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``generate``."""
-    from kakashi.models.config import all_keys, model_names
+    from kakashi.models.config import TYPES, all_keys, model_names
 
     train = subparsers.add_parser(
         "train",
@@ -68,13 +68,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="YAML file; its 'train:' section gives settings")
     train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     for name, entry in all_keys().items():
-        kind = _bool if entry["type"] == "boolean" else _TYPES[entry["type"]]
+        kind = _bool if entry["type"] == "boolean" else TYPES[entry["type"]]
         train.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             default=None,
-            help=entry.get("description", f"train.{name}"),
+            help=argparse_text(entry.get("description", f"train.{name}")),
         )
     train.set_defaults(func=_cmd_train)
 
@@ -92,9 +92,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="instead of a song: a dance for every shard of --split, from its audio features",
     )
     generate.add_argument("--split", default="test", help="with --shards (default: test)")
-    generate.add_argument(
-        "--seed", type=int, default=default("generate.seed"), help=help_text("generate.seed")
-    )
+    setting_flag(generate, "--seed", "generate.seed", type=int)
     generate.add_argument(
         "--start-pose",
         default="mean",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from kakashi.cli import setting_flag
 from kakashi.errors import OutputError
-from kakashi.settings import default, help_text
 
 log = logging.getLogger("kakashi")
 
@@ -85,7 +85,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("dance", help="dance file (.npz with pose, root, fps)")
     render.add_argument("--audio", required=True, help="the song; the MP4 is as long as it")
     render.add_argument("-o", "--output", required=True, help="output .mp4")
-    render.add_argument("--size", default=default("render.size"), help=help_text("render.size"))
+    setting_flag(render, "--size", "render.size")
     render.add_argument(
         "--preset",
         default="superfast",

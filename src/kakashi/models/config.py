@@ -23,7 +23,17 @@ from kakashi.settings import node
 WORKFLOW_KEYS = ("models", "threads", "runtime", "gpu")
 # Settings of a run that are not training hyper-parameters (never in the config file).
 RUN_KEYS = ("model", "shards", "out")
-_TYPES = {"integer": int, "number": float, "string": str, "boolean": bool}
+# Python types of the schema's scalar types (booleans from text go through parse_bool).
+TYPES = {"integer": int, "number": float, "string": str, "boolean": bool}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case) -> bool; ValueError else."""
+    lowered = text.lower()
+    if lowered not in _TRUE + _FALSE:
+        raise ValueError(f"expected true or false, got {text!r}")
+    return lowered in _TRUE
 
 
 class TrainConfig(SimpleNamespace):
@@ -84,12 +94,12 @@ def all_keys() -> dict[str, dict]:
 
 def coerce(key: str, value: Any, entry: dict) -> Any:
     """A value of the type the schema declares (YAML may give 1e-3 as a string)."""
-    kind = _TYPES[entry["type"]]
+    kind = TYPES[entry["type"]]
     if kind is bool and isinstance(value, str):
-        lowered = value.lower()
-        if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ModelError(f"training setting {key}={value!r}: expected true or false")
-        return lowered in ("1", "true", "yes", "on")
+        try:
+            return parse_bool(value)
+        except ValueError:
+            raise ModelError(f"training setting {key}={value!r}: expected true or false") from None
     try:
         converted = kind(value)
     except (TypeError, ValueError) as exc:
