@@ -247,7 +247,7 @@ def bench_audio(wav: Path, seconds: float, workdir: Path) -> dict[str, Any]:
     )
     samples = load_audio(wav, sr)
     groups = {
-        name: best_of(lambda kinds=kinds: compute_features(samples, sr, FPS, HOP_LENGTH, kinds))
+        name: best_of(lambda kinds=kinds: compute_features(samples, sr, FPS, HOP_LENGTH, kinds, 20))
         for name, kinds in FEATURE_GROUPS.items()
     }
     decode = best_of(lambda: load_audio(wav, sr))

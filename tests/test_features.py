@@ -89,7 +89,7 @@ def test_shared_stft_gives_librosas_own_values() -> None:
 
     sr = 30 * 512
     samples = load_audio(DEMO_SONG, sr)[: sr * 20]
-    ours = compute_features(samples, sr, 30, 512, ["mfcc", "chroma", "onset"])
+    ours = compute_features(samples, sr, 30, 512, ["mfcc", "chroma", "onset"], 20)
     frames = len(ours)
     mfcc = librosa.feature.mfcc(y=samples, sr=sr, n_mfcc=20, hop_length=512).T[:frames]
     chroma = librosa.feature.chroma_cens(y=samples, sr=sr, hop_length=512).T[:frames]

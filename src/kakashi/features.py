@@ -133,8 +133,8 @@ def compute_features(
     sr: int,
     fps: float,
     hop_length: int,
-    feature_set: tuple[str, ...] | list[str] = FEATURE_KINDS,
-    n_mfcc: int = 20,
+    feature_set: tuple[str, ...] | list[str],
+    n_mfcc: int,
     n_frames: int | None = None,
 ) -> np.ndarray:
     """Features (n_frames, F) of mono ``samples`` at ``sr == fps * hop_length``.
@@ -235,7 +235,9 @@ def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
             hop_length = hop_length or default("features.hop_length")
             sr = round(fps * hop_length)
             noise = np.random.default_rng(0).normal(scale=0.1, size=sr).astype(np.float32)
-            compute_features(noise, sr, fps, hop_length)
+            compute_features(
+                noise, sr, fps, hop_length, default("features.set"), default("features.n_mfcc")
+            )
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _NUMBA_READY = True

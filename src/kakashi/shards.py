@@ -225,18 +225,19 @@ def read_dance(path: str | Path) -> Dance:
     """The ground-truth dance stored in one shard (pose, root, conf, fps)."""
     if not Path(path).is_file():
         raise ShardError(f"shard {path} does not exist; list shards with `kakashi dataset info`")
-    arrays, meta = read_shard(path, ["pose", "root", "conf"])
-    pose = arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3)
-    dance = Dance(pose, arrays["root"], float(meta["fps"]), arrays["conf"])
-    return dance.validate(str(path))
+    return _dance(path, *read_shard(path, ["pose", "root", "conf"]))
 
 
 def read_sequence(path: str | Path) -> tuple[Dance, np.ndarray, dict]:
     """A whole shard in memory: its dance, its audio features (T, F) and its metadata."""
     arrays, meta = read_shard(path, ["pose", "root", "conf", "audio"])
+    return _dance(path, arrays, meta), arrays["audio"], meta
+
+
+def _dance(path: str | Path, arrays: dict[str, np.ndarray], meta: dict) -> Dance:
     pose = arrays["pose"].reshape(-1, skeleton.NUM_JOINTS, 3)
     dance = Dance(pose, arrays["root"], float(meta["fps"]), arrays["conf"])
-    return dance.validate(str(path)), arrays["audio"], meta
+    return dance.validate(str(path))
 
 
 # ---------------------------------------------------------------- listing and manifest

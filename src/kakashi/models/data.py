@@ -18,9 +18,8 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
-from kakashi.shards import list_shards, read_shard
+from kakashi.shards import POSE_DIM, list_shards, read_shard
 
-POSE_DIM = skeleton.NUM_JOINTS * 3  # 51
 MOTION_DIM = POSE_DIM + 3  # pose + root velocity
 STD_FLOOR = 1e-3  # a constant column (e.g. an unmeasured root) must not divide by zero
 

@@ -25,7 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kakashi.models.data import Sequence, Stats, motion_of
+from kakashi import __version__
+from kakashi.errors import ModelError
+from kakashi.models.checkpoint import CHECKPOINT_FORMAT, paths_for, save_checkpoint, write_history
+from kakashi.models.data import Sequence, Stats, load_training_data, motion_of
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
 
 log = logging.getLogger("kakashi.models.motif")
@@ -34,7 +37,6 @@ log = logging.getLogger("kakashi.models.motif")
 def motif_settings(**given) -> dict:
     """Every motif setting: the config schema's defaults (``train.motif``, and the shared
     ``seed``), the one home of their values and descriptions, overridden by ``given``."""
-    from kakashi.errors import ModelError
     from kakashi.models.config import own_defaults, shared_keys
 
     known = {"seed": shared_keys()["seed"]["default"], **own_defaults("motif")}
@@ -352,20 +354,8 @@ def run(config, progress: bool, rank: int, world: int, device: torch.device) -> 
     """Train motif as ``kakashi train --model motif`` asks (kakashi.models.distributed calls
     this): read the shards, fit, write the checkpoint and its loss CSV/plot; returns the
     last history row. One process: the recurrent models' DDP is not implemented here."""
-    from kakashi import __version__
-    from kakashi.errors import ModelError
-    from kakashi.models.checkpoint import (
-        CHECKPOINT_FORMAT,
-        paths_for,
-        save_checkpoint,
-        write_history,
-    )
-    from kakashi.models.data import load_training_data
-
     if world > 1:
-        raise ModelError(
-            "motif trains in one process; set train.devices: 1 (or train.motif.devices: 1)"
-        )
+        raise ModelError("motif trains in one process; set train.devices: 1")
     files = paths_for(config.out)
     train, val, stats = load_training_data(config.shards, config.mirror)
     settings = {key: getattr(config, key) for key in motif_settings()}
