@@ -43,6 +43,20 @@ def default(dotted: str) -> Any:
     return copy.deepcopy(node(dotted)["default"])
 
 
+def check_setting(dotted: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the config key (its documented range, pattern or
+    choices in the schema), or None when it is allowed."""
+    import jsonschema
+
+    entry = {name: rule for name, rule in node(dotted).items() if name != "default"}
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(entry).iter_errors(value)
+    )
+    if error is None:
+        return None
+    return f"{error.message} (see {dotted} in schemas/config.schema.yaml)"
+
+
 def help_text(dotted: str) -> str:
     """The schema's description of a key, with its default, for argparse's ``--help``."""
     entry = node(dotted)

@@ -11,7 +11,12 @@ function of the stage's own module, which tests and notebooks can call directly.
 defaults come from the config schema (:mod:`kakashi.settings`), so a command run by hand
 does what the workflow does. Heavy imports (torch, OpenCV, librosa) happen inside the
 commands, so ``kakashi --help`` is fast. Errors a user can cause print one clear line
-(``kakashi: error: ...``) and exit 1; anything else is a bug and shows its traceback.
+(``kakashi: error: ...``) and exit 1 (2 for a bad flag); anything else is a bug and shows
+its traceback.
+
+Before any command runs, :mod:`kakashi.cli.guard` checks its outputs (declared with each
+command as ``set_defaults(paths=...)``). SIGTERM (Snakemake, Slurm, ``kill``) is turned
+into an exception like Ctrl-C's, so every ``finally`` runs and no temporary file stays.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 
 from kakashi import __version__
@@ -33,15 +40,48 @@ COMMAND_MODULES = (
 
 
 def setting_flag(parser: argparse.ArgumentParser, flag: str, key: str, **options) -> None:
-    """A flag whose default and help are config key ``key``'s in the schema, so a command
-    run by hand does what the workflow does (``options`` go to ``add_argument``)."""
+    """A flag whose default, help and allowed values are config key ``key``'s in the
+    schema, so a command run by hand does what the workflow does and refuses what the
+    workflow's config would (``features --fps 0`` used to reach librosa). ``options`` go to
+    ``add_argument``; ``type`` converts the text before the schema checks the value."""
     from kakashi.settings import default, help_text
 
+    options["type"] = schema_checked(key, options.get("type", str))
     parser.add_argument(flag, default=default(key), help=help_text(key), **options)
 
 
+def schema_checked(key: str, convert):
+    """``convert``, then the schema's check of ``key`` (range, pattern, enum, items)."""
+    from kakashi.settings import check_setting
+
+    def checked(text: str):
+        value = convert(text)
+        problem = check_setting(key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    # argparse names the converter in "invalid int value: 'x'".
+    checked.__name__ = getattr(convert, "__name__", "value")
+    return checked
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error: ``kakashi: error: COMMAND: message``
+    instead of the usage block (``--help`` still shows it). Subcommands inherit the class."""
+
+    def error(self, message: str) -> None:
+        command = self.prog.removeprefix("kakashi").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"kakashi: error: {where}{message}; see {self.prog} --help\n")
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C's KeyboardInterrupt, through every ``finally``."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kakashi", description="Learn dance choreography from music: pipeline stages."
     )
     parser.add_argument("--version", action="version", version=f"kakashi {__version__}")
@@ -59,9 +99,31 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from kakashi.cli.guard import check_outputs
+
+    main_process = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != main_process:
+            # A forked worker (pose, data loading) dies the default way; the main process
+            # cleans up.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
+        check_outputs(args.paths(args))
         args.func(args)
     except KakashiError as exc:
         print(f"kakashi: error: {exc}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Stopped) as exc:
+        signum = exc.args[0] if isinstance(exc, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(f"kakashi: error: stopped by {name}; no partial output left", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

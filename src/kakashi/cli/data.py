@@ -8,7 +8,8 @@ import logging
 import math
 from pathlib import Path
 
-from kakashi.cli import setting_flag
+from kakashi.cli import schema_checked, setting_flag
+from kakashi.cli.guard import CommandPaths, declare, given
 from kakashi.errors import KakashiError
 from kakashi.settings import default, node
 
@@ -51,7 +52,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
         args.audio,
         fps=args.fps,
         hop_length=args.hop_length,
-        feature_set=args.set.split(","),
+        feature_set=args.set,
         n_mfcc=args.n_mfcc,
     )
     features.save(args.output)
@@ -140,11 +141,23 @@ def _cmd_dataset_info(args: argparse.Namespace) -> None:
     print(text)
 
 
+def _dataset_info_paths(args: argparse.Namespace) -> CommandPaths:
+    """-o, and with --sheet the manifest it writes into the shard folder."""
+    files = given(args, ["-o"])
+    if args.sheet:
+        files.append(("--sheet (the manifest)", Path(args.shards) / "_manifest.tsv"))
+    return CommandPaths(files, [], given(args, ["shards", "--sheet", "--playlists"]))
+
+
 def _cmd_sheet_m2d(args: argparse.Namespace) -> None:
     from kakashi.datasets import m2d_sheet
 
     rows = m2d_sheet(args.data_dir, args.output)
     log.info("wrote %d Dance-with-Melody sequences to %s", rows, args.output)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",")]
 
 
 def _optional_seconds(text: str) -> float | None:
@@ -158,13 +171,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("url")
     fetch.add_argument("-o", "--output", required=True)
     setting_flag(fetch, "--max-height", "fetch.max_height", type=int)
-    fetch.set_defaults(func=_cmd_fetch)
+    fetch.set_defaults(func=_cmd_fetch, paths=declare(files=["-o"]))
 
     playlist = commands.add_parser("playlist", help="list a playlist's videos (no download)")
     playlist.add_argument("url")
     playlist.add_argument("--prefix", required=True, help="sheet id; entries become ID-001, ...")
     playlist.add_argument("-o", "--output", required=True, help="TSV of the entries")
-    playlist.set_defaults(func=_cmd_playlist)
+    playlist.set_defaults(func=_cmd_playlist, paths=declare(files=["-o"]))
 
     cut = commands.add_parser("cut", help="trim a video, resample to fps, write clip + WAV")
     cut.add_argument("source")
@@ -175,7 +188,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     setting_flag(cut, "--fps", "fps", type=int)
     setting_flag(cut, "--max-height", "cut.max_height", type=int)
     setting_flag(cut, "--audio-sr", "cut.audio_sr", type=int)
-    cut.set_defaults(func=_cmd_cut)
+    cut.set_defaults(
+        func=_cmd_cut, paths=declare(files=["-o", "--audio-output"], inputs=["source"])
+    )
 
     features = commands.add_parser("features", help="audio features, one vector per frame")
     features.add_argument("audio")
@@ -184,13 +199,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     setting_flag(features, "--hop-length", "features.hop_length", type=int)
     features.add_argument(
         "--set",
-        default=",".join(default("features.set")),
-        help="comma-separated feature kinds (default: %(default)s)",
+        type=schema_checked("features.set", _comma_list),
+        default=default("features.set"),
+        help=f"comma-separated feature kinds (default: {','.join(default('features.set'))})",
     )
     features.add_argument(
-        "--n-mfcc", type=int, default=default("features.n_mfcc"), help="MFCC coefficients"
+        "--n-mfcc",
+        type=schema_checked("features.n_mfcc", int),
+        default=default("features.n_mfcc"),
+        help="MFCC coefficients",
     )
-    features.set_defaults(func=_cmd_features)
+    features.set_defaults(func=_cmd_features, paths=declare(files=["-o"], inputs=["audio"]))
 
     pose = commands.add_parser("pose", help="3-D pose per frame of a clip")
     pose.add_argument("video")
@@ -208,7 +227,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pose.add_argument("--mmpose-batch-size", type=int, help="mmpose backend: frames per batch")
     pose.add_argument("--mmpose-bbox-threshold", type=float, help="mmpose: min person-box score")
     pose.add_argument("--name", help="source name for messages")
-    pose.set_defaults(func=_cmd_pose)
+    pose_inputs = ["video"] + [
+        f"--mmpose-{key}-{part}"
+        for key in ("det", "pose2d", "lifter")
+        for part in ("config", "checkpoint")
+    ]
+    pose.set_defaults(func=_cmd_pose, paths=declare(files=["-o"], inputs=pose_inputs))
 
     motion = commands.add_parser("motion", help="a motion file + its music, on the skeleton")
     motion.add_argument("source", help="BVH, AIST++ .pkl, Dance-with-Melody JSON, .npy/.npz")
@@ -221,7 +245,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     motion.add_argument("--audio-offset", type=_optional_seconds, default=None)
     motion.add_argument("--source-fps", type=_optional_seconds, default=None)
     motion.add_argument("--skeleton", default="", help="joint layout, e.g. tang23")
-    motion.set_defaults(func=_cmd_motion)
+    motion.set_defaults(
+        func=_cmd_motion,
+        paths=declare(files=["-o", "--audio-output"], inputs=["source", "--audio"]),
+    )
 
     shard = commands.add_parser("shard", help="align pose with audio, write a Parquet shard")
     shard.add_argument("--pose", required=True)
@@ -238,7 +265,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="pose/audio frame-count difference trimmed silently",
     )
     shard.add_argument("-o", "--output", required=True)
-    shard.set_defaults(func=_cmd_shard)
+    shard.set_defaults(
+        func=_cmd_shard, paths=declare(files=["-o"], inputs=["--pose", "--features"])
+    )
 
     dataset = commands.add_parser("dataset", help="inspect a shard folder")
     dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
@@ -257,10 +286,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     setting_flag(info, "--val", "split.val", type=float)
     setting_flag(info, "--test", "split.test", type=float)
-    info.set_defaults(func=_cmd_dataset_info)
+    info.set_defaults(func=_cmd_dataset_info, paths=_dataset_info_paths)
     sheet = commands.add_parser("sheet", help="write the sources sheet of a public dataset")
     sheet_commands = sheet.add_subparsers(dest="sheet_command", required=True)
     m2d = sheet_commands.add_parser("m2d", help="Dance with Melody (Tang et al. 2018)")
     m2d.add_argument("data_dir", help="folder with manifest.json, joints/ and audio/")
     m2d.add_argument("-o", "--output", required=True, help="the sheet (.tsv)")
-    m2d.set_defaults(func=_cmd_sheet_m2d)
+    m2d.set_defaults(func=_cmd_sheet_m2d, paths=declare(files=["-o"], inputs=["data_dir"]))

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from kakashi.cli import setting_flag
+from kakashi.cli.guard import CommandPaths, given
 from kakashi.errors import EvaluationError
 from kakashi.settings import default
 
@@ -51,6 +52,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     log.info("evaluation written to %s in %.1f s", args.output, result["elapsed_s"])
 
 
+def _evaluate_paths(args: argparse.Namespace) -> CommandPaths:
+    """-o is a folder; the reference, the music and every --generated NAME=PATH are read."""
+    inputs = given(args, ["--reference", "--music"])
+    inputs += [(f"--generated {name}", path) for name, path in args.generated]
+    return CommandPaths([], given(args, ["-o"]), inputs)
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``kakashi evaluate``."""
     parser = subparsers.add_parser(
@@ -89,4 +97,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--timeline", metavar="SEQ", help="song of the beat timeline plot")
     setting_flag(parser, "--seed", "eval.seed", type=int)
-    parser.set_defaults(func=_cmd_evaluate)
+    parser.set_defaults(func=_cmd_evaluate, paths=_evaluate_paths)

@@ -10,8 +10,10 @@ imported inside the commands so that ``kakashi --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kakashi.cli import setting_flag
+from kakashi.cli.guard import CommandPaths, given
 from kakashi.errors import ModelError
 from kakashi.settings import argparse_text
 
@@ -48,6 +50,30 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         generate(args.song, args.checkpoint, args.output, seed=args.seed, start=args.start_pose)
 
 
+def _train_paths(args: argparse.Namespace) -> CommandPaths:
+    """The checkpoint and the files beside it; the shards, the config and the --init model
+    (a path, or a model name: that model's checkpoint beside --out)."""
+    from kakashi.models.checkpoint import paths_for
+
+    beside = paths_for(args.out)
+    files = [("--out", beside["best"])]
+    files += [(f"--out (its {name} file)", beside[name]) for name in ("last", "csv", "png")]
+    inputs = given(args, ["--shards", "--config"])
+    if args.init:
+        inputs.append(("--init", Path(args.init)))
+        inputs.append(("--init", Path(args.out).parent / f"{args.init}.pt"))
+    return CommandPaths(files, [], inputs)
+
+
+def _generate_paths(args: argparse.Namespace) -> CommandPaths:
+    """-o is a dance file for a song, a folder of them with --shards."""
+    inputs = given(args, ["song", "--checkpoint", "--shards"])
+    if args.start_pose != "mean":
+        inputs += given(args, ["--start-pose"])
+    output = given(args, ["-o"])
+    return CommandPaths([] if args.shards else output, output if args.shards else [], inputs)
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``generate``."""
     from kakashi.models.config import TYPES, all_keys, model_names
@@ -76,7 +102,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             default=None,
             help=argparse_text(entry.get("description", f"train.{name}")),
         )
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=_cmd_train, paths=_train_paths)
 
     generate = subparsers.add_parser("generate", help="generate a dance for any song")
     generate.add_argument("song", nargs="?", help="audio file (wav, mp3, ogg, flac, ...)")
@@ -98,4 +124,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default="mean",
         help="'mean' (the training mean pose) or a dance .npz whose first pose starts the dance",
     )
-    generate.set_defaults(func=_cmd_generate)
+    generate.set_defaults(func=_cmd_generate, paths=_generate_paths)

@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from kakashi.cli import setting_flag
+from kakashi.cli.guard import declare
 from kakashi.errors import OutputError
 
 log = logging.getLogger("kakashi")
@@ -95,7 +96,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     render.add_argument("--video", help="source video shown beside the skeleton (ground truth)")
     render.add_argument("--compare", help="a second dance file drawn beside the first")
-    render.set_defaults(func=_cmd_render)
+    render.set_defaults(
+        func=_cmd_render,
+        paths=declare(files=["-o"], inputs=["dance", "--audio", "--video", "--compare"]),
+    )
 
     viewer = subparsers.add_parser(
         "viewer", help="a self-contained HTML page with a 3-D viewer and the music"
@@ -104,7 +108,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     viewer.add_argument("--audio", required=True, help="the song, embedded in the page")
     viewer.add_argument("-o", "--output", required=True, help="output .html")
     viewer.add_argument("--title", default=None, help="page title (default: the dance's name)")
-    viewer.set_defaults(func=_cmd_viewer)
+    viewer.set_defaults(func=_cmd_viewer, paths=declare(files=["-o"], inputs=["dance", "--audio"]))
 
     bvh = subparsers.add_parser("export-bvh", help="the dance as a BVH motion file")
     bvh.add_argument("dance", help="dance file (.npz with pose, root, fps)")
@@ -118,9 +122,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="give every joint position channels so positions match exactly "
         "(default: a rigid skeleton with the mean bone lengths)",
     )
-    bvh.set_defaults(func=_cmd_export_bvh)
+    bvh.set_defaults(func=_cmd_export_bvh, paths=declare(files=["-o"], inputs=["dance"]))
 
     export = subparsers.add_parser("export-dance", help="a shard's ground truth as a dance file")
     export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
     export.add_argument("-o", "--output", required=True, help="dance (.npz)")
-    export.set_defaults(func=_cmd_export_dance)
+    export.set_defaults(func=_cmd_export_dance, paths=declare(files=["-o"], inputs=["shard"]))
