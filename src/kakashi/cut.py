@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kakashi.atomic import atomic_output
-from kakashi.errors import MediaError
+from kakashi.errors import MediaError, tool_reason
 
 log = logging.getLogger("kakashi.cut")
 
@@ -130,6 +130,5 @@ def cut_video(
 
 
 def _short(exc: Exception) -> str:
-    """ffmpeg errors can be pages long; the first lines say what matters."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:3])[:500] or type(exc).__name__
+    """The reason in a moviepy exception (its ffmpeg's message), or the exception's kind."""
+    return tool_reason(str(exc)) if str(exc).strip() else type(exc).__name__

@@ -19,10 +19,12 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.errors import DanceFileError
+from kakashi.settings import node
 
-# Frame rates a dance file may claim. Outside this range a file is damaged or not a dance
-# (a render of a 1e6-fps "dance" would never end).
-MIN_FPS, MAX_FPS = 1.0, 1000.0
+# Frame rates a dance file may claim: the documented range of the config's ``fps``, at which
+# every dance is made (schemas/config.schema.yaml). Outside it a file is damaged or not a
+# dance (a render of a 1e6-fps "dance" would never end).
+MIN_FPS, MAX_FPS = float(node("fps")["minimum"]), float(node("fps")["maximum"])
 
 
 @dataclass

@@ -7,6 +7,24 @@ says what went wrong and what to do, and ``--keep-going`` lets the other sources
 """
 
 
+def tool_reason(text: str, returncode: int | None = None) -> str:
+    """The reason an external tool (ffmpeg, libsndfile, moviepy) gave, short and never blank.
+
+    ffmpeg's messages can be pages long and the first lines say what matters; some failures
+    print nothing at all (killed, out of memory), and then the exit status is the reason.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines:
+        return " ".join(lines[:3])[:500]
+    if returncode is not None and returncode < 0:
+        import signal
+
+        return f"stopped by {signal.Signals(-returncode).name}, with no message"
+    if returncode is not None:
+        return f"exit status {returncode}, with no message"
+    return "no reason given"
+
+
 class KakashiError(Exception):
     """An error caused by the user's input, with a message that says what to do."""
 

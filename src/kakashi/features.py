@@ -11,13 +11,14 @@ onset strength (1), beat one-hot (1), onset-peak one-hot (1).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kakashi.atomic import atomic_savez
-from kakashi.errors import MediaError
+from kakashi.errors import MediaError, tool_reason
 
 FEATURE_KINDS = ("mfcc", "chroma", "onset", "beat", "peak")
 CHROMA_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -47,6 +48,7 @@ class AudioFeatures:
         }
 
     def save(self, path: str | Path) -> None:
+        self.validate(str(path))
         atomic_savez(
             path,
             values=self.values,
@@ -58,11 +60,15 @@ class AudioFeatures:
 
     @classmethod
     def load(cls, path: str | Path) -> AudioFeatures:
+        """Read and validate a features file; errors name the file and say what is wrong."""
+        path = Path(path)
+        if not path.is_file():
+            raise MediaError(f"features file {path} does not exist; run `kakashi features`")
         try:
             with np.load(path) as data:
-                return cls(
-                    values=data["values"],
-                    names=[str(name) for name in data["names"]],
+                features = cls(
+                    values=np.asarray(data["values"], dtype=np.float32),
+                    names=[str(name) for name in np.atleast_1d(data["names"])],
                     fps=float(data["fps"]),
                     duration_s=float(data["duration_s"]),
                     hop_length=int(data["hop_length"]),
@@ -72,6 +78,40 @@ class AudioFeatures:
                 f"features file {path} lacks {exc}; it was written by an older Kakashi, "
                 "delete it and run `kakashi features` again"
             ) from None
+        except Exception as exc:  # zip, pickle and value errors from a damaged file
+            raise MediaError(f"cannot read features file {path}: {tool_reason(str(exc))}") from exc
+        return features.validate(str(path))
+
+    def validate(self, name: str) -> AudioFeatures:
+        """Raise MediaError, naming ``name``, unless every field is sane and consistent."""
+        from kakashi.dance import MAX_FPS, MIN_FPS
+        from kakashi.settings import node
+
+        fix = "; the file is damaged: delete it and run `kakashi features` again"
+        values = self.values
+        if values.ndim != 2 or len(values) == 0 or values.shape[1] != len(self.names):
+            raise MediaError(
+                f"{name}: values must be (frames, {len(self.names)} named features), got "
+                f"{values.shape}{fix}"
+            )
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).any(axis=1).sum())
+            raise MediaError(f"{name}: {bad} frame(s) hold NaN or infinite features{fix}")
+        if not (math.isfinite(self.fps) and MIN_FPS <= self.fps <= MAX_FPS):
+            raise MediaError(f"{name}: fps is {self.fps}, outside {MIN_FPS:g}-{MAX_FPS:g}{fix}")
+        if self.hop_length < node("features.hop_length")["minimum"] or self.hop_length > 2**16:
+            raise MediaError(f"{name}: hop_length is {self.hop_length}, outside 64-65536{fix}")
+        expected = self.duration_s * self.fps
+        if not (math.isfinite(expected) and abs(len(values) - expected) <= 1):
+            raise MediaError(
+                f"{name}: {len(values)} frames, but {self.duration_s} s at {self.fps:g} fps "
+                f"makes {expected:.1f}{fix}"
+            )
+        try:
+            settings_of(self.names)
+        except MediaError as exc:
+            raise MediaError(f"{name}: {exc}{fix}") from None
+        return self
 
 
 _COLUMN_KINDS = {"onset_strength": "onset", "beat": "beat", "onset_peak": "peak"}
@@ -115,13 +155,24 @@ def feature_names(feature_set: tuple[str, ...] | list[str], n_mfcc: int) -> list
 
 def load_audio(path: str | Path, sr: int) -> np.ndarray:
     """Decode any audio file librosa reads to mono float32 at ``sr``; clear error if not."""
+    import warnings
+
     import librosa
 
+    if not Path(path).is_file():
+        raise MediaError(f"audio file {path} does not exist")
     try:
-        samples, _ = librosa.load(str(path), sr=sr, mono=True)
+        with warnings.catch_warnings():
+            # librosa warns (FutureWarning) when libsndfile fails and audioread takes over;
+            # the error below says what matters.
+            warnings.simplefilter("ignore")
+            samples, _ = librosa.load(str(path), sr=sr, mono=True)
     except Exception as exc:  # soundfile, audioread and ffmpeg raise many kinds
+        # audioread's NoBackendError has no message: libsndfile's, before it, says why.
+        reason = str(exc).strip() or str(exc.__context__ or "").strip() or type(exc).__name__
         raise MediaError(
-            f"cannot decode audio file {path}: {exc}; check that it is a readable audio file"
+            f"cannot decode audio file {path}: {tool_reason(reason)}; check that it is a "
+            "readable audio file"
         ) from exc
     if samples.size == 0:
         raise MediaError(f"audio file {path} is empty")
@@ -220,6 +271,7 @@ def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
     import fcntl
     import os
     import tempfile
+    import warnings
 
     lock_path = Path(tempfile.gettempdir()) / f"kakashi-numba-{os.getuid()}.lock"
     with open(lock_path, "a") as lock:
@@ -235,9 +287,13 @@ def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
             hop_length = hop_length or default("features.hop_length")
             sr = round(fps * hop_length)
             noise = np.random.default_rng(0).normal(scale=0.1, size=sr).astype(np.float32)
-            compute_features(
-                noise, sr, fps, hop_length, default("features.set"), default("features.n_mfcc")
-            )
+            with warnings.catch_warnings():
+                # One second is short for chroma's lowest octaves; librosa says so, and a
+                # user would take the warning for a problem with their song.
+                warnings.simplefilter("ignore", UserWarning)
+                compute_features(
+                    noise, sr, fps, hop_length, default("features.set"), default("features.n_mfcc")
+                )
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _NUMBA_READY = True
@@ -251,11 +307,26 @@ def audio_features(
     feature_set: tuple[str, ...] | list[str],
     n_mfcc: int,
 ) -> AudioFeatures:
-    """Decode an audio file and compute one feature vector per frame at ``fps``."""
+    """Decode an audio file and compute one feature vector per frame at ``fps``.
+
+    A song shorter than two frames is an error: no motion can be made for it, and librosa
+    would only warn, once per octave, about a window longer than the signal.
+    """
+    if fps <= 0 or hop_length <= 0 or ("mfcc" in feature_set and n_mfcc <= 0):
+        raise MediaError(
+            f"fps ({fps}), hop_length ({hop_length}) and n_mfcc ({n_mfcc}) must be positive; "
+            "see schemas/config.schema.yaml"
+        )
+    feature_names(feature_set, n_mfcc)  # an unknown kind fails here, before any work
     warm_up(fps, hop_length)
     sr = round(fps * hop_length)
     samples = load_audio(audio_path, sr)
     duration = len(samples) / sr
+    if round(duration * fps) < 2:
+        raise MediaError(
+            f"song {audio_path} lasts {duration:.3f} s, less than two frames at {fps:g} fps; "
+            "give a longer song"
+        )
     values = compute_features(samples, sr, fps, hop_length, feature_set, n_mfcc)
     return AudioFeatures(
         values, feature_names(feature_set, n_mfcc), float(fps), duration, int(hop_length)

@@ -96,6 +96,10 @@ def evaluate(
             dances.append(dance)
         sets[name] = ("model", dances)
 
+    _check_one_fps(
+        [(f"reference {reference}", ref_dances), ("the test split", test)]
+        + [(name, dances) for name, (_, dances) in sets.items()]
+    )
     rows = []
     for name, (kind, dances) in sets.items():
         log.info("scoring %s (%d dances)", name, len(dances))
@@ -134,6 +138,23 @@ def evaluate(
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     report.write(result, Path(out_dir), (seq, panel) if panel else None)
     return result
+
+
+def _check_one_fps(groups: list[tuple[str, list[EvalDance]]]) -> None:
+    """Every metric compares motion per frame (velocities, clip lengths in frames), so dances
+    of different frame rates cannot be scored together: say which differ, never mix them."""
+    first: tuple[str, EvalDance] | None = None
+    for group, dances in groups:
+        for dance in dances:
+            if first is None:
+                first = (group, dance)
+            elif abs(dance.fps - first[1].fps) > 1e-3:
+                raise EvaluationError(
+                    f"dances at different frame rates: {dance.name} ({group}) is at "
+                    f"{dance.fps:g} fps, {first[1].name} ({first[0]}) at {first[1].fps:g} fps; "
+                    "evaluate dances of one frame rate (from a model trained on the "
+                    "reference's fps)"
+                )
 
 
 def _timeline_dances(

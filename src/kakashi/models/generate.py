@@ -65,11 +65,6 @@ def generate(
     )
     if features.names != stats.feature_names:
         raise ModelError(f"{checkpoint}: features of {song} do not match the training features")
-    if len(features.values) < 2:
-        raise MediaError(
-            f"song {song} lasts {features.duration_s:.3f} s, less than two frames at "
-            f"{stats.fps:g} fps; give a longer song"
-        )
     dance = dance_for_audio(model, features.values, start_pose(start, stats), seed)
     dance.save(output)
     log.info(

@@ -23,7 +23,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
-from kakashi.errors import MediaError, OutputError
+from kakashi.errors import MediaError, OutputError, tool_reason
 from kakashi.outputs.stage import smooth, song_frames, stage_positions
 
 # Joints on the dancer's left are drawn blue, right orange, the trunk light grey (BGR).
@@ -322,6 +322,8 @@ def render_dance(
             error = process.stderr.read().decode(errors="replace")
             process.wait()
         if process.returncode != 0:
-            raise MediaError(f"ffmpeg could not write {output}: {error.strip()[-500:]}")
+            # With -loglevel error the last lines are the cause; tool_reason never leaves it blank.
+            reason = tool_reason("\n".join(error.splitlines()[-3:]), process.returncode)
+            raise MediaError(f"ffmpeg could not write {output}: {reason}")
     seconds = time.perf_counter() - started
     return RenderStats(frames=frames, fps=dance.fps, duration_s=frames / dance.fps, seconds=seconds)

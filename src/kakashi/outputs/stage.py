@@ -10,7 +10,7 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.dance import Dance
-from kakashi.errors import MediaError
+from kakashi.errors import MediaError, tool_reason
 
 _ANKLE_HEIGHT = 0.05  # metres from the floor to the ankle joint
 
@@ -35,7 +35,11 @@ def audio_duration(path: str | Path) -> float:
     result = subprocess.run(command, capture_output=True, text=True)
     times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", result.stderr)
     if result.returncode != 0 or not times:
-        raise MediaError(f"cannot read audio from {path}: give a WAV, OGG, FLAC, MP3 or M4A song")
+        reason = tool_reason(result.stderr, result.returncode) if result.returncode else "no audio"
+        raise MediaError(
+            f"cannot read audio from {path} (ffmpeg: {reason}); give a WAV, OGG, FLAC, MP3 or "
+            "M4A song"
+        )
     hours, minutes, seconds = times[-1]
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
