@@ -40,13 +40,29 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise OutputError(
             f"cannot write {path}: folder {folder} is not writable; choose another -o"
         )
-    temporary = folder / f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}"
+    temporary = hidden_beside(path, "part" + path.suffix)
     try:
         yield temporary
         temporary.replace(path)
     finally:
         # Reached with the temporary still present only when the writer failed.
         temporary.unlink(missing_ok=True)
+
+
+def hidden_beside(path: Path, ending: str) -> Path:
+    """A hidden, unique name in ``path``'s folder: ``.STEM.XXXXXXXX.ENDING``."""
+    return path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.{ending}"
+
+
+@contextlib.contextmanager
+def scratch_file(beside: str | Path, ending: str) -> Iterator[Path]:
+    """A hidden path next to the output ``beside`` for a tool's intermediate file (moviepy's
+    audio track), deleted on every way out: success, error, Ctrl-C or SIGTERM."""
+    scratch = hidden_beside(Path(beside), ending)
+    try:
+        yield scratch
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

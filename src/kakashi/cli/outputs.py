@@ -18,14 +18,25 @@ from kakashi.errors import OutputError
 log = logging.getLogger("kakashi")
 
 
+# H.264 level 5.1, the highest common players decode: 36,864 macroblocks (4096x2304) a
+# frame. Beyond it a 100000x100000 frame would first need 28 GiB of memory.
+MAX_SIDE, MAX_PIXELS = 4096, 4096 * 2304
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """``"1280x720"`` -> (1280, 720); both even (yuv420p needs even sizes) and at least 64."""
+    """``"1280x720"`` -> (1280, 720); both even (yuv420p needs even sizes), at least 64, at
+    most 4096, and at most 4096x2304 pixels in all."""
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise OutputError(f"--size must look like 1280x720, got {text!r}") from None
     if width < 64 or height < 64 or width % 2 or height % 2:
         raise OutputError(f"--size {text}: width and height must be even and at least 64")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise OutputError(
+            f"--size {text}: at most {MAX_SIDE} a side and 4096x2304 pixels in all (H.264 "
+            "level 5.1); give a smaller size"
+        )
     return width, height
 
 
