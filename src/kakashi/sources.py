@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -100,8 +101,14 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
         raise SheetError(
             f"sources sheet {sheet} does not exist; create it or point config 'sources' at one"
         )
+    _check_layout(sheet)
     try:
-        frame = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+        # index_col=False: trailing tabs must not turn the first column into an index. The
+        # fields it drops are empty (_check_layout refused any other), so its warning is not
+        # the user's business.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, index_col=False)
     except Exception as exc:  # pandas raises several kinds for malformed TSV
         raise SheetError(f"sources sheet {sheet} cannot be read as TSV: {exc}") from exc
     frame.columns = [column.strip() for column in frame.columns]
@@ -114,6 +121,7 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
 
     rows: list[dict] = []
     seen: dict[str, int] = {}
+    seen_folded: dict[str, tuple[str, int]] = {}
     for offset, record in enumerate(frame.to_dict(orient="records")):
         line = offset + 2  # the header is line 1
         row = {key: value.strip() for key, value in record.items() if value.strip() != ""}
@@ -139,7 +147,15 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
         ident = row["id"]
         if ident in seen:
             raise SheetError(f"{label}: duplicate id {ident!r}, first used on line {seen[ident]}")
+        if ident.lower() in seen_folded:
+            first, first_line = seen_folded[ident.lower()]
+            raise SheetError(
+                f"{label}: id {ident!r} differs from {first!r} (line {first_line}) only in "
+                "case; their files would be one on case-insensitive file systems (macOS, "
+                "Windows): rename one"
+            )
         seen[ident] = line
+        seen_folded[ident.lower()] = (ident, line)
         if "end" in row and row["end"] <= row["start"]:
             raise SheetError(
                 f"{label}: end ({row['end']} s) must be after start ({row['start']} s)"
@@ -198,6 +214,51 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
         result[column] = result[column].astype(float)
     result["split"] = result["split"].astype(object).where(result["split"].notna(), None)
     return result
+
+
+def _check_layout(sheet: Path) -> None:
+    """Say what is wrong with a sheet's layout before pandas guesses around it: a sheet
+    without a header line, separated by commas or semicolons, or with a row of more fields
+    than the header names (pandas would silently take the first field as an index)."""
+    import csv
+
+    try:
+        text = sheet.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SheetError(f"sources sheet {sheet} cannot be read as UTF-8 text: {exc}") from exc
+    rows = [
+        (number, fields)
+        for number, fields in enumerate(csv.reader(text.splitlines(), delimiter="\t"), start=1)
+        if any(field.strip() for field in fields)
+    ]
+    if not rows:
+        raise SheetError(
+            f"sources sheet {sheet} is empty; write a header line and a row per source"
+        )
+    header_line, header = rows[0]
+    names = [name.strip() for name in header]
+    known = _schema_columns()
+    if len(header) == 1:
+        for separator, label in ((",", "commas"), (";", "semicolons")):
+            if set(names[0].split(separator)) & {"id", "source"}:
+                raise SheetError(
+                    f"sources sheet {sheet} is separated by {label}; Kakashi reads tab-separated "
+                    "values (TSV): save it with tabs between the columns"
+                )
+    if not set(names) & known:
+        raise SheetError(
+            f"sources sheet {sheet}: line {header_line} is not a header (it names none of the "
+            f"columns {', '.join(sorted(known))}); make the first line name the columns, e.g. "
+            "'id<TAB>source'"
+        )
+    for number, fields in rows[1:]:
+        while fields and not fields[-1].strip():  # trailing tabs of a spreadsheet export
+            fields = fields[:-1]
+        if len(fields) > len(header):
+            raise SheetError(
+                f"sources sheet {sheet}, line {number}: {len(fields)} fields but the header "
+                f"names {len(header)} columns; remove the extra tabs or name the column"
+            )
 
 
 def _local_path(sheet: Path, value: str) -> Path:
