@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         check_outputs(args.paths(args))
         args.func(args)
     except KakashiError as exc:
-        print(f"kakashi: error: {exc}", file=sys.stderr)
+        # One line, always: a message that quotes a library (torch, ffmpeg) may hold several.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"kakashi: error: {message}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Stopped) as exc:
         signum = exc.args[0] if isinstance(exc, Stopped) else signal.SIGINT

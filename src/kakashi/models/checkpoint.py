@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from kakashi.atomic import atomic_output
-from kakashi.errors import CheckpointError, ModelError
+from kakashi.errors import CheckpointError, ModelError, tool_reason
 from kakashi.models import registry
 from kakashi.models.data import Stats
 
@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, unpickling and truncation errors
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {tool_reason(str(exc))}); "
             "the file is damaged or not a Kakashi checkpoint, retrain with `kakashi train`"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
