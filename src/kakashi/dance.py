@@ -39,8 +39,9 @@ class Dance:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.pose = np.asarray(self.pose, dtype=np.float32)
-        self.root = np.asarray(self.root, dtype=np.float32)
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf: validate says so
+            self.pose = np.asarray(self.pose, dtype=np.float32)
+            self.root = np.asarray(self.root, dtype=np.float32)
         self.fps = float(self.fps)
         if self.conf is None:
             self.conf = np.ones(len(self.pose), dtype=np.float32)
@@ -59,9 +60,9 @@ class Dance:
 
     def validate(self, name: str = "dance") -> Dance:
         """Raise DanceFileError, naming ``name``, unless shapes and values are sane."""
-        frames = len(self.pose)
         if self.pose.ndim != 3 or self.pose.shape[1:] != (skeleton.NUM_JOINTS, 3):
             raise DanceFileError(f"{name}: pose must be (T, 17, 3), got {self.pose.shape}")
+        frames = len(self.pose)
         if self.root.shape != (frames, 3):
             raise DanceFileError(f"{name}: root must be ({frames}, 3), got {self.root.shape}")
         if self.conf.shape != (frames,):

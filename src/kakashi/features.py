@@ -65,7 +65,8 @@ class AudioFeatures:
         if not path.is_file():
             raise MediaError(f"features file {path} does not exist; run `kakashi features`")
         try:
-            with np.load(path) as data:
+            # Too large for float32 becomes inf, which validate() reports.
+            with np.load(path) as data, np.errstate(over="ignore"):
                 features = cls(
                     values=np.asarray(data["values"], dtype=np.float32),
                     names=[str(name) for name in np.atleast_1d(data["names"])],
