@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kakashi.atomic import atomic_write_text
+from kakashi.atomic import atomic_output, atomic_write_text
 from kakashi.evaluate.beats import motion_beats, motion_speed
 from kakashi.evaluate.harness import EvalDance
 
@@ -161,7 +161,7 @@ def bar_plots(result: dict, folder: Path) -> list[Path]:
             ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         path = folder / f"bar_{key}.png"
-        fig.savefig(path, dpi=110)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
     return written
@@ -214,7 +214,7 @@ def quality_plot(result: dict, path: Path) -> Path:
     height = fig.get_figheight()
     fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.6 / height, bottom=0.8 / height,
                         hspace=0.7, wspace=0.25)  # fmt: skip
-    fig.savefig(path, dpi=110)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -236,7 +236,7 @@ def timeline_plot(seq: str, dances: dict[str, EvalDance], path: Path) -> Path:
         ax.set_title(f"{label}: music beats (red lines), motion beats (green dots)", fontsize=9)
     axes[-1, 0].set_xlabel(f"time in {seq} (s), first {TIMELINE_S:g} s at most")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -258,3 +258,9 @@ def write(result: dict, out_dir: Path, timeline: tuple[str, dict[str, EvalDance]
     atomic_write_text(written["markdown"], markdown_table(result))
     atomic_write_text(written["json"], json.dumps(result, indent=2) + "\n")
     return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Plots appear whole or not at all, like every other output (kakashi.atomic)."""
+    with atomic_output(path) as temporary:
+        fig.savefig(temporary, dpi=110)
