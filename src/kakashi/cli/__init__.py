@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from kakashi import __version__
 from kakashi.errors import KakashiError
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             return
         raise Stopped(signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # Handlers can only be set from the main thread (main() called from a worker thread,
+    # e.g. by a notebook, keeps the default).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
     try:
         check_outputs(args.paths(args))
         args.func(args)
@@ -127,5 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kakashi: error: stopped by {name}; no partial output left", file=sys.stderr)
         return 128 + signum
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0

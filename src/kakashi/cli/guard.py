@@ -142,7 +142,8 @@ def _check_writable_folder(flag: str, path: Path, folder: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(
-            f"cannot write {flag} {path}: {existing} is a file, not a folder; choose another {flag}"
+            f"cannot create the folder for {flag} {path}: {existing} is a file, not a folder; "
+            f"choose another {flag}"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(

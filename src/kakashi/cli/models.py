@@ -40,8 +40,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_generate(args: argparse.Namespace) -> None:
     from kakashi.models.generate import generate, generate_split
 
-    if (args.song is None) == (args.shards is None):
-        raise ModelError("give either a song or --shards DIR (a dance per shard of --split)")
     if args.shards is not None:
         generate_split(
             args.shards, args.split, args.checkpoint, args.output, args.seed, args.start_pose
@@ -66,7 +64,10 @@ def _train_paths(args: argparse.Namespace) -> CommandPaths:
 
 
 def _generate_paths(args: argparse.Namespace) -> CommandPaths:
-    """-o is a dance file for a song, a folder of them with --shards."""
+    """-o is a dance file for a song, a folder of them with --shards (checked here, as the
+    guard runs first: what -o is depends on it)."""
+    if (args.song is None) == (args.shards is None):
+        raise ModelError("give either a song or --shards DIR (a dance per shard of --split)")
     inputs = given(args, ["song", "--checkpoint", "--shards"])
     if args.start_pose != "mean":
         inputs += given(args, ["--start-pose"])
