@@ -235,6 +235,12 @@ OUT_OF_RANGE = {
                                     "0x0", "-o", "r.mp4"], "--size"),
     "evaluate --clip-s 0": (["evaluate", "--reference", "shards", "--clip-s", "0", "-o",
                              "eval"], "--clip-s"),
+    "generate --seed -1": (["generate", "song.wav", "--checkpoint", "model.pt", "--seed", "-1",
+                            "-o", "g.npz"], "--seed"),
+    "train --seed -1": (["train", "--shards", "shards", "--out", "n.pt", "--seed", "-1"],
+                        "seed=-1"),
+    "evaluate --seed -5": (["evaluate", "--reference", "shards", "--seed", "-5", "-o", "eval"],
+                           "--seed"),
 }  # fmt: skip
 
 
