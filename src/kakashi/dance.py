@@ -109,7 +109,7 @@ class Dance:
                 dance = cls(
                     data["pose"],
                     data["root"],
-                    float(data["fps"]),
+                    float(data["fps"].item()),  # one number: an array is no frame rate
                     data["conf"] if "conf" in data.files else None,
                     json.loads(str(data["meta"])) if "meta" in data.files else {},
                 )

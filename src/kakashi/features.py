@@ -70,9 +70,9 @@ class AudioFeatures:
                 features = cls(
                     values=np.asarray(data["values"], dtype=np.float32),
                     names=[str(name) for name in np.atleast_1d(data["names"])],
-                    fps=float(data["fps"]),
-                    duration_s=float(data["duration_s"]),
-                    hop_length=int(data["hop_length"]),
+                    fps=float(data["fps"].item()),
+                    duration_s=float(data["duration_s"].item()),
+                    hop_length=int(data["hop_length"].item()),
                 )
         except KeyError as exc:
             raise MediaError(
