@@ -25,10 +25,11 @@ For a song (ChoreoMaster, SIGGRAPH 2021, in plain form):
    beats land on the song's beats. At a seam that is not a natural succession the offset
    between where the last segment was going and where the new one starts decays over
    ``blend_s`` with matched position and velocity (a cubic Hermite: inertialization-like
-   displacement blending); the new segment keeps its own velocities. While a foot of the new
-   segment is planted, the root moves against the blend's offset of that foot, so a planted
-   foot does not slide. Frame 0 is the start pose, blended into the first segment. Bones
-   are projected to the training lengths at the end. The root is the integral of the
+   displacement blending); the new segment keeps its own velocities. While a segment has a
+   foot planted, the root takes up whatever moved that foot differently from the segment
+   (a blend, the bone projection), so a planted foot slides exactly as in the source.
+   Frame 0 is the start pose, blended into the first segment. Bones are projected to the
+   training lengths (before the feet are settled). The root is the integral of the
    segments' own horizontal root velocities (no leak: real steps do not drift) and their
    height above the floor.
 
@@ -42,6 +43,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from kakashi import skeleton
@@ -53,6 +55,7 @@ ANKLES = (skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"])
 # Spans solved at once, and spans of lookahead, when the repetition penalty is on.
 CHUNK_SPANS = 16
 LOOKAHEAD_SPANS = 8
+LOCK_EASE_S = 0.05  # sigma (s) of the Gaussian that eases a foot lock in and out
 
 
 class MotionLibrary(nn.Module):
@@ -329,6 +332,7 @@ def assemble(
     height = np.zeros(frames)
     step_xz = np.zeros((frames, 2))  # root displacement from frame t to t + 1
     planted = np.zeros((frames, 2), dtype=bool)
+    feet_step = np.zeros((frames, 2, 3))  # the segments' own ankle motion, frame t to t + 1
     blend = max(1, round(arch["blend_s"] * stats.fps))
     previous = None  # (pose, height) the last segment was heading to, and its last step
     for j, ((lo, hi), seg) in enumerate(zip(spans, path, strict=True)):
@@ -356,29 +360,33 @@ def assemble(
         else:
             offset = None
         if offset is not None:
-            shift = _hermite(offset, slope, span_blend)
-            body[:span_blend] += shift
-            # Keep planted feet planted: the root moves against the blend's foot offset.
-            feet = shift[:, list(ANKLES), :]  # (B, 2, 3)
-            moves = np.diff(np.concatenate([feet, np.zeros_like(feet[:1])]), axis=0)
-            down = contact[:span_blend]
-            count = down.sum(axis=1, keepdims=True)
-            against = -(moves[..., [0, 2]] * down[..., None]).sum(axis=1) / np.maximum(count, 1)
-            seg_step = np.diff(seg_root[:, [0, 2]], axis=0)
-            seg_step[:span_blend] += against
-        else:
-            seg_step = np.diff(seg_root[:, [0, 2]], axis=0)
+            body[:span_blend] += _hermite(offset, slope, span_blend)
         pose[lo:hi] = body[:length, :joints]
         height[lo:hi] = body[:length, joints, 0]
-        step_xz[lo:hi] = seg_step
+        step_xz[lo:hi] = np.diff(seg_root[:, [0, 2]], axis=0)
+        feet_step[lo:hi] = np.diff(seg_pose[:, list(ANKLES)], axis=0)
         planted[lo:hi] = contact
         previous = (body[length], body[length] - body[length - 1])
+    lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
+    pose = project_bones(torch.from_numpy(pose.astype(np.float32)), lengths).numpy()
+    # Keep planted feet planted: where the segment has a foot on the floor, the root takes up
+    # whatever moved that foot differently from the segment itself (a seam's blend, the bone
+    # projection), so the foot slides over the floor exactly as much as it did in the source.
+    # With foot_lock > 0 that share of the source's own glide of a planted foot goes too.
+    source_world = (step_xz[:-1, None, :] + feet_step[:-1, :, [0, 2]]) * (1 - arch["foot_lock"])
+    wanted = source_world - np.diff(pose[:, list(ANKLES)], axis=0)[..., [0, 2]]  # root steps
+    down = planted[:-1]
+    count = down.sum(axis=1, keepdims=True)
+    settled = (wanted * down[..., None]).sum(axis=1) / np.maximum(count, 1)
+    change = np.where(count > 0, settled - step_xz[:-1], 0.0)
+    if arch["foot_lock"] > 0:
+        # a lock switching on and off would jerk the root: ease it over a few frames
+        change = gaussian_filter1d(change, LOCK_EASE_S * stats.fps, axis=0, mode="nearest")
+    step_xz[:-1] += change
     root = np.zeros((frames, 3))
     root[1:, 0] = np.cumsum(step_xz[:-1, 0])
     root[1:, 2] = np.cumsum(step_xz[:-1, 1])
     root[:, 1] = height
-    lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
-    pose = project_bones(torch.from_numpy(pose.astype(np.float32)), lengths).numpy()
     return pose.astype(np.float32), root.astype(np.float32)
 
 

@@ -47,6 +47,7 @@ ARCH_KEYS = [
     "repeat_penalty",
     "repeat_window",
     "blend_s",
+    "foot_lock",
     "temperature",
 ]
 
