@@ -179,8 +179,9 @@ def viterbi(
     states (J,) and the total (inf if no path exists).
     """
     steps, states = unary.shape
-    order = np.argsort(dst, kind="stable")
-    src, dst, cost = src[order], dst[order], cost[order]
+    if np.any(np.diff(dst) < 0):
+        order = np.argsort(dst, kind="stable")
+        src, dst, cost = src[order], dst[order], cost[order]
     has_in = np.bincount(dst, minlength=states) > 0
     starts = np.searchsorted(dst, np.flatnonzero(has_in))
     back = np.zeros((steps, states), dtype=np.int32)
@@ -191,8 +192,9 @@ def viterbi(
         if len(reach):
             best[has_in] = np.minimum.reduceat(reach, starts)
         hit = np.flatnonzero(reach <= best[dst])
-        targets, pos = np.unique(dst[hit], return_index=True)  # first hit of each target
-        back[j, targets] = src[hit[pos]]
+        # edges are grouped by target: the first hit of each target is its best edge
+        first_hit = hit[np.concatenate([[True], np.diff(dst[hit]) != 0])] if len(hit) else hit
+        back[j, dst[first_hit]] = src[first_hit]
         total = best + unary[j]
     path = np.zeros(steps, dtype=np.int64)
     path[-1] = int(np.argmin(total))
@@ -214,7 +216,8 @@ def _edges(lib: dict, transition_weight: float) -> tuple[np.ndarray, np.ndarray,
     src = np.concatenate([src, natural])
     dst = np.concatenate([dst, lib["seg_next"][natural]])
     cost = np.concatenate([cost, np.zeros(len(natural))])
-    return src, dst, cost
+    order = np.argsort(dst, kind="stable")  # grouped by target once, for every viterbi call
+    return src[order], dst[order], cost[order]
 
 
 def choose_segments(
@@ -231,7 +234,7 @@ def choose_segments(
     lengths = (spans[:, 1] - spans[:, 0]).astype(np.float64)
     seg_len = lib["seg_length"].astype(np.float64)
     warp = np.log(lengths[:, None] / seg_len[None, :])  # (J, S): >0 slows a segment down
-    fit = np.sqrt(np.mean((music[:, None, :] - lib["seg_music"][None, :, :]) ** 2, axis=-1))
+    fit = _rms_distance(music, lib["seg_music"])  # (J, S)
     noise = -np.log(-np.log(rng.uniform(1e-9, 1.0, size=fit.shape)))  # Gumbel
     style_fit = np.sqrt(np.mean((lib["sequence_style"] - style[None]) ** 2, axis=-1))
     unary = (
@@ -291,6 +294,14 @@ def stillness(speed: np.ndarray) -> np.ndarray:
     """
     half = max(0.5 * float(np.median(speed)), 1e-6)
     return np.clip(1.0 - speed / half, 0.0, 1.0)
+
+
+def _rms_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """RMS distance of every row of ``a`` (J, F) to every row of ``b`` (S, F): (J, S).
+    By the expanded square (one matrix product), not a (J, S, F) array."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    square = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(square, 0.0) / a.shape[1])
 
 
 def _pose_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
