@@ -132,7 +132,8 @@ def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
             ax.plot(x, values, marker=".", label=key)
     ax.set_xlabel("epoch" if all("epoch" in row for row in history) else "log point")
     ax.set_yscale("log")
-    ax.legend()
+    if ax.get_lines():  # a model without loss curves (motiongraph) gets an empty frame
+        ax.legend()
     ax.grid(alpha=0.3)
     ax.set_title(csv_path.stem)
     fig.tight_layout()
