@@ -15,6 +15,7 @@ import torch
 
 from conftest import shared_file
 from kakashi import skeleton
+from kakashi.errors import ModelError
 from kakashi.evaluate.quality import frozen_frames, longest_run
 from kakashi.models import motiongraph as mg
 from kakashi.models.checkpoint import CHECKPOINT_FORMAT, load_model
@@ -280,3 +281,23 @@ def test_checkpoint_round_trip_weights_only(library, tmp_path) -> None:
     b = mg.generate_motion(net, stats, audio, first, 4)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+    only = net.arch["sequences"][0]
+    c = loaded.generate_motion(audio, first, 4, only=only)
+    np.testing.assert_array_equal(c[0], mg.generate_motion(net, stats, audio, first, 4, only)[0])
+    with pytest.raises(ModelError, match="model motiongraph has no generation option temper"):
+        loaded.generate_motion(audio, first, 4, temper=2.0)
+
+
+def test_only_restricts_the_dance_to_matching_recordings(library, sequences) -> None:
+    """A style restriction: only segments of the recordings whose id matches (and mirrors)."""
+    net, stats, _ = library
+    names = net.arch["sequences"]
+    wanted = sequences[1].name
+    audio = audio_for(40 * int(FPS), np.random.default_rng(11))
+    spans, path = mg.plan(net, stats, audio, stats.mean_pose(), 0, only=wanted)
+    used = {names[i] for i in net.arrays()["seg_sequence"][path]}
+    assert used <= {wanted, wanted + "~mirror"} and len(spans) > 10
+    pose, _ = mg.generate_motion(net, stats, audio, stats.mean_pose(), 0, only=wanted[:3] + "*")
+    assert len(pose) == len(audio)
+    with pytest.raises(ModelError, match="matches none of the model's 3 training recordings"):
+        mg.generate_motion(net, stats, audio, stats.mean_pose(), 0, only="no-such-*")

@@ -17,6 +17,7 @@ loss, or the last without a val split), ``rnn.last.pt`` (resume state, every epo
 from __future__ import annotations
 
 import csv
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,18 @@ class LoadedModel:
     stats: Stats
     payload: dict
 
-    def generate_motion(self, audio, first_pose, seed: int):
-        """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F)."""
-        return registry.network(self.name).generate_motion(
-            self.net, self.stats, audio, first_pose, seed
-        )
+    def generate_motion(self, audio, first_pose, seed: int, **options):
+        """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F); ``options`` are
+        keyword arguments only some models take (motiongraph's ``only``)."""
+        network = registry.network(self.name)
+        accepted = inspect.signature(network.generate_motion).parameters
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            raise ModelError(
+                f"model {self.name} has no generation option {', '.join(unknown)}; "
+                "drop it (--only applies to motiongraph)"
+            )
+        return network.generate_motion(self.net, self.stats, audio, first_pose, seed, **options)
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -38,6 +38,7 @@ Inference only: building the library is in ``motiongraph_build``.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 
@@ -47,6 +48,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from kakashi import skeleton
+from kakashi.errors import ModelError
 from kakashi.models.data import Stats
 from kakashi.models.kinematics import project_bones
 
@@ -228,6 +230,7 @@ def choose_segments(
     style: np.ndarray,
     first_pose: np.ndarray,
     seed: int,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """One library segment per span (J,), by Viterbi in chunks with a repetition penalty."""
     rng = np.random.default_rng(seed)
@@ -247,6 +250,8 @@ def choose_segments(
     # A span no segment can fill within max_warp takes the nearest tempo instead.
     for j in np.flatnonzero(~np.isfinite(unary).any(axis=1)):
         unary[j] = arch["tempo_weight"] * np.abs(warp[j]) + 1e3
+    if allowed is not None:
+        unary[:, ~allowed] = np.inf
     src, dst, cost = _edges(lib, arch["transition_weight"])
     starts = lib["pose"][lib["seg_start"]]  # (S, 17, 3)
     first = arch["transition_weight"] * _pose_distance(starts, first_pose[None])
@@ -273,7 +278,7 @@ def choose_segments(
             start = np.full(len(first), np.inf)
             out = src == chosen[-1]
             start[dst[out]] = cost[out]
-            if not np.isfinite(start).any():
+            if not np.isfinite(start + part[0]).any():
                 last = chosen[-1]
                 heading = lib["pose"][lib["seg_start"][last] + lib["seg_length"][last]]
                 start = arch["transition_weight"] * _pose_distance(starts, heading[None])
@@ -401,11 +406,34 @@ def assemble(
     return pose.astype(np.float32), root.astype(np.float32)
 
 
+def allowed_segments(arch: dict, lib: dict, only: str | None) -> np.ndarray | None:
+    """(S,) bool: segments of the recordings whose id matches the glob ``only`` (a recording's
+    mirror image, ``ID~mirror``, counts as ``ID``); None for every segment."""
+    if only is None:
+        return None
+    names = [name.removesuffix("~mirror") for name in arch["sequences"]]
+    keep = np.array([fnmatch.fnmatchcase(name, only) for name in names])
+    if not keep.any():
+        shown = ", ".join(sorted(set(names))[:8])
+        raise ModelError(
+            f"--only {only!r} matches none of the model's {len(set(names))} training "
+            f"recordings ({shown}{', ...' if len(set(names)) > 8 else ''}); use a glob "
+            "such as 'm2d-DANCE_W_*'"
+        )
+    return keep[lib["seg_sequence"]]
+
+
 def plan(
-    net: MotionLibrary, stats: Stats, audio: np.ndarray, first_pose: np.ndarray, seed: int
+    net: MotionLibrary,
+    stats: Stats,
+    audio: np.ndarray,
+    first_pose: np.ndarray,
+    seed: int,
+    only: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The song's spans (J, 2) and the library segment chosen for each (J,)."""
     arch, lib = net.arch, net.arrays()
+    allowed = allowed_segments(arch, lib, only)
     typical = int(np.median(lib["seg_length"]))
     beats = beat_frames(audio, list(stats.feature_names))
     per = beats_per_span(beats, int(arch["beats"]), lib["seg_length"], arch["max_warp"])
@@ -413,7 +441,7 @@ def plan(
     audio_n = (np.asarray(audio, np.float64) - stats.audio_mean) / stats.audio_std
     columns = audio_n[:, arch["music_columns"]]
     music = pool_spans(relative_music(columns), spans)
-    path = choose_segments(lib, arch, spans, music, columns.mean(axis=0), first_pose, seed)
+    path = choose_segments(lib, arch, spans, music, columns.mean(axis=0), first_pose, seed, allowed)
     return spans, path
 
 
@@ -423,11 +451,13 @@ def generate_motion(
     audio: np.ndarray,
     first_pose: np.ndarray,
     seed: int = 0,
+    only: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F)."""
+    """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F);
+    ``only``: a glob of the training recordings to dance with (see ``allowed_segments``)."""
     if len(audio) == 0:
         return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32), np.zeros((0, 3), np.float32)
     first = np.asarray(first_pose, dtype=np.float64).reshape(skeleton.NUM_JOINTS, 3)
     first = first - first[0]
-    spans, path = plan(net, stats, audio, first, seed)
+    spans, path = plan(net, stats, audio, first, seed, only)
     return assemble(net.arrays(), net.arch, stats, spans, path, first)
