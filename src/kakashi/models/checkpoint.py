@@ -44,6 +44,22 @@ def paths_for(out: str | Path) -> dict[str, Path]:
     }
 
 
+def new_payload(config, arch: dict, stats: Stats, model: dict, history: list, **extra) -> dict:
+    """The checkpoint dict every model writes (see the module doc); ``extra``: resume state."""
+    from kakashi import __version__
+
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kakashi_version": __version__,
+        "config": config.asdict(),
+        "arch": arch,
+        "stats": stats.to_dict(),
+        "model": model,
+        "history": history,
+        **extra,
+    }
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """torch.save to a hidden temporary file, then rename: never a half-written checkpoint."""
     with atomic_output(path) as partial:

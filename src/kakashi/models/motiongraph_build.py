@@ -23,10 +23,9 @@ import time
 import numpy as np
 import torch
 
-from kakashi import __version__
 from kakashi.errors import ModelError
 from kakashi.evaluate.quality import foot_contact, joint_speed
-from kakashi.models.checkpoint import CHECKPOINT_FORMAT, paths_for, save_checkpoint, write_history
+from kakashi.models.checkpoint import new_payload, paths_for, save_checkpoint, write_history
 from kakashi.models.data import Sequence, Stats, load_training_data
 from kakashi.models.motiongraph import BEAT_COLUMN, beat_frames, build, relative_music
 
@@ -228,15 +227,8 @@ def run(config, progress: bool, rank: int, world: int, device: torch.device) -> 
     train, _, stats = load_training_data(config.shards, config.mirror)
     settings = {key: getattr(config, key) for key in motiongraph_settings()}
     result = build_library(train, stats, settings)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "kakashi_version": __version__,
-        "config": config.asdict(),
-        "arch": {**result["arch"], "kind": "motiongraph"},
-        "stats": stats.to_dict(),
-        "model": result["model"],
-        "history": [result["summary"]],
-    }
+    arch = {**result["arch"], "kind": "motiongraph"}
+    payload = new_payload(config, arch, stats, result["model"], [result["summary"]])
     save_checkpoint(files["best"], payload)
     write_history([result["summary"]], files["csv"], files["png"])
     return result["summary"]
