@@ -246,10 +246,10 @@ def choose_segments(
         + arch["tempo_weight"] * np.abs(warp)
         + arch["stillness_weight"] * stillness(lib["seg_speed"])[None, :]
     )
-    unary[np.abs(warp) > math.log(arch["max_warp"])] = np.inf
-    # A span no segment can fill within max_warp takes the nearest tempo instead.
-    for j in np.flatnonzero(~np.isfinite(unary).any(axis=1)):
-        unary[j] = arch["tempo_weight"] * np.abs(warp[j]) + 1e3
+    # Segments are warped by at most max_warp; for a span no segment fits so, the limit is
+    # the closest fit plus 10 % (every other cost still counts).
+    limit = np.maximum(math.log(arch["max_warp"]), np.abs(warp).min(axis=1) + math.log(1.1))
+    unary[np.abs(warp) > limit[:, None]] = np.inf
     if allowed is not None:
         unary[:, ~allowed] = np.inf
     src, dst, cost = _edges(lib, arch["transition_weight"])
