@@ -473,6 +473,22 @@ def main() -> None:
             f"| {row['speed_before']:.3f} | {row['speed_after']:.3f} |"
         )
 
+    print("\n## Shake against the backend's per-joint confidence (why the fit weighs it)")
+    print("\nMean residual (pose minus the Savitzky-Golay fit of the noise model), mm:\n")
+    bins = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
+    print("| video | " + " | ".join(f"conf {lo:g}-{min(hi, 1):g}" for lo, hi in bins) + " |")
+    print("|---|" + "---|" * len(bins))
+    for name, dance, _ in videos:
+        residual = np.linalg.norm(savgol_residual(dance.pose.astype(np.float64)), axis=-1)
+        conf = dance.joint_conf
+        cells = [
+            f"{residual[:, 1:][mask].mean() * 1000:.1f} ({mask.mean():.0%})"
+            if (mask := (conf[:, 1:] >= lo) & (conf[:, 1:] < hi)).any()
+            else "–"
+            for lo, hi in bins
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
     print("\n## Cost: the filter beside pose estimation (1 worker)")
     print("\n| video | frames | pose estimation s | filter s | share |")
     print("|---|---|---|---|---|")

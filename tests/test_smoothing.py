@@ -64,16 +64,17 @@ def test_default_filter_on_mocap_with_video_noise(noisy_mocap) -> None:
     clean_ratio = np.mean([bench.jerk_speed_ratio(clean, 30) for _, clean, _ in noisy_mocap])
     raw = _mean(noisy_mocap, {**DEFAULT, "method": "none"})
     filtered = _mean(noisy_mocap, DEFAULT)
-    # The noise is video-like: five times mocap's shake and about 2 cm of error.
+    # The noise is video-like: seven times mocap's shake (the demo video: ten), 2 cm of error.
     assert raw["ratio"] > 4 * clean_ratio and raw["error_mm"] > 18
-    # Measured on all 38 sequences (docs/benchmarks.md): error 17.9 mm (from 23.3), jerk /
-    # speed 214 (mocap 203), lag -0.07 frames, body accents 92.0 % kept; margins around.
-    assert filtered["error_mm"] < 0.9 * raw["error_mm"]
-    assert filtered["ratio"] < 1.5 * clean_ratio
+    # Measured on these three (bench.score): error 17.1 mm (from 22.8), jerk / speed 237
+    # (mocap 215), lag -0.04 frames, joint peaks 90.3 %, body accents 95.9 % kept (94.0 %
+    # from clean input); on all 38 sequences see docs/benchmarks.md. Bounds with a margin:
+    assert filtered["error_mm"] < 0.85 * raw["error_mm"]
+    assert filtered["ratio"] < 1.3 * clean_ratio
     assert abs(filtered["lag"]) <= 0.5
-    assert filtered["accent"] >= 0.87
-    assert filtered["accent_clean"] >= 0.85
-    assert filtered["peak"] >= 0.78
+    assert filtered["accent"] >= 0.92
+    assert filtered["accent_clean"] >= 0.90
+    assert filtered["peak"] >= 0.87
 
 
 def test_noise_model_matches_the_videos() -> None:
@@ -187,3 +188,19 @@ def test_shard_metadata_records_the_filter(tmp_path) -> None:
     build_shard(tmp_path / "motion.npz", tmp_path / "f.npz", "m", "train", out, 2, source)
     meta = {k.decode(): json.loads(v) for k, v in pq.read_schema(out).metadata.items()}
     assert meta["pose_smoothing"] == {"method": "none"}
+
+
+def test_demo_video_shakes_like_mocap_after_the_filter(demo_clip) -> None:
+    from kakashi.pose import estimate_pose
+
+    clip, _ = demo_clip
+    stage = (clip, "demo", "mediapipe", {"workers": 1}, 1, "keep", 0.5)
+    raw = estimate_pose(*stage, {**DEFAULT, "method": "none"})
+    filtered = smooth_dance(
+        Dance(raw.pose, raw.root, raw.fps, raw.conf, {}, raw.joint_conf), DEFAULT
+    )
+    # Measured on this 8-s clip: 1557 before, 251 after (Dance with Melody mocap: 163; the
+    # issue's target is within 2x of it, 340). Mean joint speed drops by a quarter (noise).
+    assert bench.jerk_speed_ratio(raw.pose, 30) > 1000
+    assert bench.jerk_speed_ratio(filtered.pose, 30) < 300
+    assert 0.6 < bench.mean_speed(filtered.pose, 30) / bench.mean_speed(raw.pose, 30) < 0.9
