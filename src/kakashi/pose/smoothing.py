@@ -136,8 +136,9 @@ def one_euro(
 def confidence_weight(
     conf: np.ndarray, joint_conf: np.ndarray | None, min_weight: float
 ) -> np.ndarray:
-    """(T, 17) cutoff weights: the joint's confidence (or the frame's when the backend gives
-    none per joint), 0 in frames without a person, floored at ``min_weight``."""
+    """(T, 17) weight of each joint in each frame (local_polynomial: in the fit; one_euro: on
+    the cutoff): the joint's confidence (the frame's when the backend gives none per joint),
+    0 in frames without a person, floored at ``min_weight``."""
     conf = np.asarray(conf, dtype=np.float64)
     per_joint = (
         np.repeat(conf[:, None], skeleton.NUM_JOINTS, axis=1)
