@@ -17,12 +17,17 @@ rule pose:
         runtime=120,
     params:
         kakashi=KAKASHI,
-        # pose.mmpose.* become --mmpose-KEY flags; unset keys keep the backend defaults.
+        # pose.smoothing.* become --smoothing-KEY flags; pose.mmpose.* --mmpose-KEY flags
+        # (unset keys keep the backend defaults).
         flags=cli_flags(
             backend=config["pose"]["backend"],
             min_person_fraction=config["pose"]["min_person_fraction"],
             max_people=config["pose"].get("max_people", 1),
             multi_person=config["pose"].get("multi_person", "keep"),
+            **{
+                f"smoothing_{key}": value
+                for key, value in config["pose"]["smoothing"].items()
+            },
             **{
                 f"mmpose_{key}": value
                 for key, value in (config["pose"].get("mmpose") or {}).items()

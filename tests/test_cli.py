@@ -29,3 +29,18 @@ def test_flag_defaults_are_the_schemas() -> None:
     assert (args.fps, args.hop_length) == (default("fps"), default("features.hop_length"))
     args = build_parser().parse_args(["train", "--shards", "s", "--out", "m.pt", "--mirror", "no"])
     assert args.mirror is False and args.epochs is None  # unset: resolved from the schema
+
+
+def test_pose_smoothing_flags_are_the_schemas() -> None:
+    from kakashi.settings import defaults
+
+    args = build_parser().parse_args(["pose", "clip.mp4", "-o", "p.npz"])
+    given = {k.removeprefix("smoothing_"): v for k, v in vars(args).items() if "smoothing_" in k}
+    assert given == defaults("pose.smoothing")
+    # The workflow writes booleans as Python prints them.
+    args = build_parser().parse_args(
+        ["pose", "c.mp4", "-o", "p.npz", "--smoothing-project-bones=False"]
+    )
+    assert args.smoothing_project_bones is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pose", "c.mp4", "-o", "p.npz", "--smoothing-method=kalman"])

@@ -35,9 +35,14 @@ def test_demo_pose_is_canonical(demo_pose, tmp_path) -> None:
     thighs = skeleton.bone_lengths(pose.pose[found])[:, [1, 4]]
     assert (thighs.std(axis=0) / thighs.mean(axis=0) < 0.1).all()
     assert pose.meta["root_measured"] is False
+    # Per-joint visibility for the temporal filter: in [0, 1], 0 where nobody was found.
+    assert pose.joint_conf.shape == (240, 17)
+    assert pose.joint_conf.min() >= 0 and pose.joint_conf.max() <= 1
+    assert (pose.joint_conf[~found] == 0).all() and pose.joint_conf[found].mean() > 0.5
     pose.save(tmp_path / "p.npz")
     loaded = Dance.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(loaded.pose, pose.pose)
+    np.testing.assert_array_equal(loaded.joint_conf, pose.joint_conf)
     assert loaded.meta == pose.meta
 
 

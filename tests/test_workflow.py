@@ -224,7 +224,7 @@ def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
     }
     run_snakemake(demo_workdir, "--cores", "2", config=config)
     results = demo_workdir / "results"
-    for model in ("rnn", "crnngan", "motif"):
+    for model in ("rnn", "crnngan", "motif", "motiongraph"):
         checkpoint = results / "models" / f"{model}.pt"
         # protected(): a later run cannot overwrite a trained model by accident.
         assert checkpoint.is_file() and checkpoint.stat().st_mode & 0o222 == 0
@@ -243,7 +243,8 @@ def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
             assert len(test_dance) == pq.read_metadata(shard).num_rows
     metrics = json.loads((results / "eval" / "metrics.json").read_text())
     rows = {row["name"]: row for row in metrics["rows"]}
-    assert {"ground_truth", "random_retrieval", "mean_pose", "rnn", "crnngan", "motif"} <= set(rows)
+    models = {"rnn", "crnngan", "motif", "motiongraph"}
+    assert {"ground_truth", "random_retrieval", "mean_pose"} | models <= set(rows)
     assert rows["mean_pose"]["div_k"] == 0 and rows["rnn"]["fid_k"] > 0
     plots = {p.name for p in (results / "eval" / "plots").glob("*.png")}
     metrics_plots = {f"bar_{key}.png" for key in ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc")}

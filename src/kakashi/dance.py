@@ -3,8 +3,9 @@ generate, render, viewer, export-bvh and evaluate all read and write :class:`Dan
 
 An ``.npz`` with ``pose`` (T, 17, 3) float32 (root-centred H36M-17, metres, y up),
 ``root`` (T, 3) float32 (pelvis trajectory) and ``fps``; pose-stage files also hold
-``conf`` (T,) (0 = no person found, pose interpolated) and ``meta`` (JSON: backend,
-whether the root was measured, ...). World positions are ``pose + root[:, None]``.
+``conf`` (T,) (0 = no person found, pose interpolated), ``meta`` (JSON: backend,
+whether the root was measured, the temporal filter, ...) and, from a backend that scores
+each joint, ``joint_conf`` (T, 17). World positions are ``pose + root[:, None]``.
 Ground truth exports to the same layout (``kakashi export-dance``), so every consumer
 works on real data too.
 """
@@ -30,13 +31,15 @@ MIN_FPS, MAX_FPS = float(node("fps")["minimum"]), float(node("fps")["maximum"])
 @dataclass
 class Dance:
     """``pose`` (T, 17, 3) root-centred and ``root`` (T, 3), float32, at ``fps``; ``conf``
-    (T,) per-frame person confidence (ones when unknown) and free-form ``meta``."""
+    (T,) per-frame person confidence (ones when unknown), free-form ``meta`` and, from a
+    pose backend that scores each joint, ``joint_conf`` (T, 17) in [0, 1]."""
 
     pose: np.ndarray
     root: np.ndarray
     fps: float
     conf: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    joint_conf: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         with np.errstate(over="ignore"):  # too large for float32 becomes inf: validate says so
@@ -46,6 +49,8 @@ class Dance:
         if self.conf is None:
             self.conf = np.ones(len(self.pose), dtype=np.float32)
         self.conf = np.asarray(self.conf, dtype=np.float32)
+        if self.joint_conf is not None:
+            self.joint_conf = np.asarray(self.joint_conf, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.pose)
@@ -67,6 +72,11 @@ class Dance:
             raise DanceFileError(f"{name}: root must be ({frames}, 3), got {self.root.shape}")
         if self.conf.shape != (frames,):
             raise DanceFileError(f"{name}: conf must be ({frames},), got {self.conf.shape}")
+        joints = (frames, skeleton.NUM_JOINTS)
+        if self.joint_conf is not None and self.joint_conf.shape != joints:
+            raise DanceFileError(
+                f"{name}: joint_conf must be {joints}, got {self.joint_conf.shape}"
+            )
         if frames == 0:
             raise DanceFileError(f"{name}: the dance has no frames")
         if not (np.isfinite(self.pose).all() and np.isfinite(self.root).all()):
@@ -84,6 +94,7 @@ class Dance:
         from kakashi.atomic import atomic_savez
 
         self.validate(str(path))
+        optional = {} if self.joint_conf is None else {"joint_conf": self.joint_conf}
         atomic_savez(
             path,
             pose=self.pose,
@@ -91,6 +102,7 @@ class Dance:
             fps=np.float64(self.fps),
             conf=self.conf,
             meta=np.array(json.dumps(self.meta)),
+            **optional,
         )
 
     @classmethod
@@ -112,6 +124,7 @@ class Dance:
                     float(data["fps"].item()),  # one number: an array is no frame rate
                     data["conf"] if "conf" in data.files else None,
                     json.loads(str(data["meta"])) if "meta" in data.files else {},
+                    data["joint_conf"] if "joint_conf" in data.files else None,
                 )
         except DanceFileError:
             raise

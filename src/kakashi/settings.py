@@ -57,6 +57,12 @@ def check_setting(dotted: str, value: Any) -> str | None:
     return f"{error.message} (see {dotted} in schemas/config.schema.yaml)"
 
 
+def defaults(dotted: str) -> dict:
+    """The defaults of every key of a config section, e.g. ``defaults("pose.smoothing")``
+    (a section's own default is ``{}``: the workflow fills its keys in on validation)."""
+    return {key: default(f"{dotted}.{key}") for key in node(dotted)["properties"]}
+
+
 def help_text(dotted: str) -> str:
     """The schema's description of a key, with its default, for argparse's ``--help``."""
     entry = node(dotted)

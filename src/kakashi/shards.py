@@ -111,6 +111,9 @@ def build_shard(
         "split": split,
         "pose_backend": pose.meta.get("backend", "unknown"),
         "root_measured": bool(pose.meta.get("root_measured", False)),
+        # The temporal filter and its constants (kakashi.pose.smoothing); motion capture
+        # and pose files from before the filter were not filtered.
+        "pose_smoothing": pose.meta.get("smoothing", {"method": "none"}),
     }
     write_shard(output, seq, aligned, features, metadata)
     return len(aligned.pose)

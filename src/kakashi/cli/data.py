@@ -85,6 +85,11 @@ def _cmd_pose(args: argparse.Namespace) -> None:
         args.max_people,
         args.multi_person,
         args.min_person_fraction,
+        {
+            key.removeprefix("smoothing_"): value
+            for key, value in vars(args).items()
+            if key.startswith("smoothing_")
+        },
     )
     sequence.save(args.output)
 
@@ -160,6 +165,22 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",")]
 
 
+# argparse options for a schema type (a boolean flag takes true/false, as the workflow
+# writes it).
+SCHEMA_TYPES: dict[str, dict] = {
+    "string": {},
+    "number": {"type": float},
+    "integer": {"type": int},
+    "boolean": {"type": lambda text: _boolean(text)},
+}
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text.lower() == "true"
+
+
 def _optional_seconds(text: str) -> float | None:
     value = float(text) if text not in ("", "nan", "None") else math.nan
     return None if math.isnan(value) else value
@@ -220,6 +241,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     setting_flag(pose, "--max-people", "pose.max_people", type=int)
     multi_person = node("pose.multi_person")["enum"]
     setting_flag(pose, "--multi-person", "pose.multi_person", choices=multi_person)
+    for key, entry in node("pose.smoothing")["properties"].items():
+        setting_flag(
+            pose,
+            f"--smoothing-{key.replace('_', '-')}",
+            f"pose.smoothing.{key}",
+            **SCHEMA_TYPES[entry["type"]],
+            **({"choices": entry["enum"]} if "enum" in entry else {}),
+        )
     for key in ("det", "pose2d", "lifter"):
         pose.add_argument(f"--mmpose-{key}-config", help=f"mmpose backend: {key} config")
         pose.add_argument(f"--mmpose-{key}-checkpoint", help=f"mmpose backend: {key} weights")

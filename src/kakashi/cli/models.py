@@ -42,10 +42,23 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     if args.shards is not None:
         generate_split(
-            args.shards, args.split, args.checkpoint, args.output, args.seed, args.start_pose
+            args.shards,
+            args.split,
+            args.checkpoint,
+            args.output,
+            args.seed,
+            args.start_pose,
+            args.only,
         )
     else:
-        generate(args.song, args.checkpoint, args.output, seed=args.seed, start=args.start_pose)
+        generate(
+            args.song,
+            args.checkpoint,
+            args.output,
+            seed=args.seed,
+            start=args.start_pose,
+            only=args.only,
+        )
 
 
 def _train_paths(args: argparse.Namespace) -> CommandPaths:
@@ -124,5 +137,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--start-pose",
         default="mean",
         help="'mean' (the training mean pose) or a dance .npz whose first pose starts the dance",
+    )
+    generate.add_argument(
+        "--only",
+        metavar="GLOB",
+        help="motiongraph: dance only with segments of training recordings whose id matches "
+        "this glob (a style: e.g. 'm2d-DANCE_W_*' for the waltzes; mirror images follow)",
     )
     generate.set_defaults(func=_cmd_generate, paths=_generate_paths)

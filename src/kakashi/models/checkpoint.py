@@ -17,6 +17,7 @@ loss, or the last without a val split), ``rnn.last.pt`` (resume state, every epo
 from __future__ import annotations
 
 import csv
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def paths_for(out: str | Path) -> dict[str, Path]:
         "last": Path(f"{stem}.last.pt"),
         "csv": Path(f"{stem}.csv"),
         "png": Path(f"{stem}.png"),
+    }
+
+
+def new_payload(config, arch: dict, stats: Stats, model: dict, history: list, **extra) -> dict:
+    """The checkpoint dict every model writes (see the module doc); ``extra``: resume state."""
+    from kakashi import __version__
+
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kakashi_version": __version__,
+        "config": config.asdict(),
+        "arch": arch,
+        "stats": stats.to_dict(),
+        "model": model,
+        "history": history,
+        **extra,
     }
 
 
@@ -77,11 +94,18 @@ class LoadedModel:
     stats: Stats
     payload: dict
 
-    def generate_motion(self, audio, first_pose, seed: int):
-        """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F)."""
-        return registry.network(self.name).generate_motion(
-            self.net, self.stats, audio, first_pose, seed
-        )
+    def generate_motion(self, audio, first_pose, seed: int, **options):
+        """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F); ``options`` are
+        keyword arguments only some models take (motiongraph's ``only``)."""
+        network = registry.network(self.name)
+        accepted = inspect.signature(network.generate_motion).parameters
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            raise ModelError(
+                f"model {self.name} has no generation option {', '.join(unknown)}; "
+                "drop it (--only applies to motiongraph)"
+            )
+        return network.generate_motion(self.net, self.stats, audio, first_pose, seed, **options)
 
 
 def load_model(path: str | Path) -> LoadedModel:
@@ -132,7 +156,8 @@ def write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
             ax.plot(x, values, marker=".", label=key)
     ax.set_xlabel("epoch" if all("epoch" in row for row in history) else "log point")
     ax.set_yscale("log")
-    ax.legend()
+    if ax.get_lines():  # a model without loss curves (motiongraph) gets an empty frame
+        ax.legend()
     ax.grid(alpha=0.3)
     ax.set_title(csv_path.stem)
     fig.tight_layout()

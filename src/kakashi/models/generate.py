@@ -33,14 +33,20 @@ def start_pose(spec: str, stats: Stats) -> np.ndarray:
 
 
 def dance_for_audio(
-    model: LoadedModel, audio: np.ndarray, first_pose: np.ndarray, seed: int
+    model: LoadedModel,
+    audio: np.ndarray,
+    first_pose: np.ndarray,
+    seed: int,
+    only: str | None = None,
 ) -> Dance:
-    """The dance for raw audio features (T, F), seeded so it never depends on what ran before."""
+    """The dance for raw audio features (T, F), seeded so it never depends on what ran before.
+    ``only``: a glob of training recording ids the dance may use (motiongraph)."""
     import torch
 
     torch.manual_seed(seed)
-    pose, root = model.generate_motion(audio, first_pose, seed)
-    meta = {"model": model.name, "seed": seed, "root_measured": False}
+    options = {} if only is None else {"only": only}
+    pose, root = model.generate_motion(audio, first_pose, seed, **options)
+    meta = {"model": model.name, "seed": seed, "root_measured": False, **options}
     return Dance(pose, root, model.stats.fps, meta=meta)
 
 
@@ -50,6 +56,7 @@ def generate(
     output: str | Path,
     seed: int = 0,
     start: str = "mean",
+    only: str | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
     from kakashi.features import audio_features, settings_of
@@ -65,7 +72,7 @@ def generate(
     )
     if features.names != stats.feature_names:
         raise ModelError(f"{checkpoint}: features of {song} do not match the training features")
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed)
+    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, only)
     dance.save(output)
     log.info(
         "%s: %d frames (%.1f s at %g fps) -> %s",
@@ -85,6 +92,7 @@ def generate_split(
     out_dir: str | Path,
     seed: int = 0,
     start: str = "mean",
+    only: str | None = None,
 ) -> list[Path]:
     """A dance for every shard of ``split``, driven by the audio features stored in the shard.
 
@@ -110,7 +118,7 @@ def generate_split(
         arrays, meta = read_shard(path, ["audio"])
         check_audio_settings(meta, model.stats.audio_settings(), path, str(checkpoint))
         target = out_dir / f"{path.stem}.npz"
-        dance_for_audio(model, arrays["audio"], first_pose, seed).save(target)
+        dance_for_audio(model, arrays["audio"], first_pose, seed, only).save(target)
         written.append(target)
     log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)
     return written

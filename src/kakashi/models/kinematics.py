@@ -54,14 +54,16 @@ _LEVELS = [
 
 
 def project_bones_np(pose: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """numpy ``project_bones`` for one pose (17, 3), one tree level at a time."""
+    """numpy ``project_bones`` for a pose (17, 3) or a sequence (..., 17, 3), one tree level
+    at a time (generation projects frame by frame, the pose stage a whole sequence)."""
     parents = np.asarray(skeleton.PARENTS)
     bone = np.array([_BONE_INDEX.get(j, 0) for j in range(skeleton.NUM_JOINTS)])
     out = np.zeros_like(pose)
     for level in _LEVELS:
-        direction = pose[level] - pose[parents[level]]
+        direction = pose[..., level, :] - pose[..., parents[level], :]
         norm = np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-6)
-        out[level] = out[parents[level]] + direction / norm * lengths[bone[level], None]
+        placed = direction / norm * lengths[bone[level], None]
+        out[..., level, :] = out[..., parents[level], :] + placed
     return out
 
 

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kakashi import __version__
 from kakashi.errors import ModelError
-from kakashi.models.checkpoint import CHECKPOINT_FORMAT, paths_for, save_checkpoint, write_history
+from kakashi.models.checkpoint import new_payload, paths_for, save_checkpoint, write_history
 from kakashi.models.data import Sequence, Stats, load_training_data, motion_of
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
 
@@ -360,15 +359,8 @@ def run(config, progress: bool, rank: int, world: int, device: torch.device) -> 
     train, val, stats = load_training_data(config.shards, config.mirror)
     settings = {key: getattr(config, key) for key in motif_settings()}
     result = fit(settings, train, val, stats, device, progress)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "kakashi_version": __version__,
-        "config": config.asdict(),
-        "arch": {**result["arch"], "kind": "motif"},
-        "stats": stats.to_dict(),
-        "model": result["model"],
-        "history": result["history"],
-    }
+    arch = {**result["arch"], "kind": "motif"}
+    payload = new_payload(config, arch, stats, result["model"], result["history"])
     save_checkpoint(files["best"], payload)
     write_history(result["history"], files["csv"], files["png"])
     return result["history"][-1] if result["history"] else {}

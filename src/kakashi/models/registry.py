@@ -41,6 +41,11 @@ MODELS: dict[str, ModelEntry] = {
         "kakashi.models.motif_train",
         "VQ-VAE motion tokens + music-conditioned transformer",
     ),
+    "motiongraph": ModelEntry(
+        "kakashi.models.motiongraph",
+        "kakashi.models.motiongraph_build",
+        "beat-synchronous motion graph: real segments chosen for the music",
+    ),
 }
 
 

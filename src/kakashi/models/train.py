@@ -22,12 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kakashi import __version__
 from kakashi.errors import ModelError
 from kakashi.models import rnn
 from kakashi.models.checkpoint import (
-    CHECKPOINT_FORMAT,
     load_checkpoint,
+    new_payload,
     paths_for,
     save_checkpoint,
     write_history,
@@ -248,20 +247,18 @@ def run(config: TrainConfig, progress: bool, rank: int, world: int, device: torc
             log.warning("%s was trained with other settings: starting afresh", files["last"])
 
     def payload(epoch: int) -> dict:
-        out = {
-            "format": CHECKPOINT_FORMAT,
-            "kakashi_version": __version__,
-            "config": config.asdict(),
-            "arch": arch,
-            "stats": stats.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "best_val": best,
-            "bad_epochs": bad_epochs,
-            "history": history,
-        }
+        out = new_payload(
+            config,
+            arch,
+            stats,
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            history,
+            optimizer=optimizer.state_dict(),
+            epoch=epoch,
+            step=step,
+            best_val=best,
+            bad_epochs=bad_epochs,
+        )
         if disc is not None:
             out["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
             out["d_optimizer"] = d_optimizer.state_dict()

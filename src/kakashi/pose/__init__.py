@@ -116,8 +116,14 @@ def estimate_pose(
     max_people: int,
     multi_person: str,
     min_person_fraction: float,
+    smoothing: dict,
 ) -> Dance:
-    """The pose stage: the backend's estimate, the multi-person policy, then gap filling."""
+    """The pose stage: the backend's estimate, the multi-person policy, gap filling, then
+    the temporal filter (``pose.smoothing``; it leans on the gaps' neighbours, so it runs
+    after they are filled). Root-centred pose and, when measured, the root are filtered."""
+    from kakashi.pose.smoothing import smooth_dance
+
     sequence = get_backend(backend, **options).estimate(Path(video))
     sequence = apply_people_policy(sequence, source, max_people, multi_person)
-    return fill_missing(sequence, source, min_person_fraction)
+    sequence = fill_missing(sequence, source, min_person_fraction)
+    return smooth_dance(sequence, smoothing)

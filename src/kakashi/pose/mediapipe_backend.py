@@ -75,6 +75,22 @@ def blazepose_to_h36m(landmarks: np.ndarray) -> np.ndarray:
     return out - out[..., :1, :]  # root-centred
 
 
+def blazepose_visibility_to_h36m(visibility: np.ndarray) -> np.ndarray:
+    """Per-landmark visibility (..., 33) -> per-joint confidence (..., 17): a joint built
+    from several landmarks is as visible as they are on average (as in the pose mapping)."""
+    out = np.zeros((*visibility.shape[:-1], skeleton.NUM_JOINTS))
+    for name, index in DIRECT.items():
+        out[..., skeleton.INDEX[name]] = visibility[..., index]
+    pelvis = 0.5 * (visibility[..., LEFT_HIP] + visibility[..., RIGHT_HIP])
+    thorax = 0.5 * (visibility[..., LEFT_SHOULDER] + visibility[..., RIGHT_SHOULDER])
+    out[..., skeleton.INDEX["pelvis"]] = pelvis
+    out[..., skeleton.INDEX["thorax"]] = thorax
+    out[..., skeleton.INDEX["spine"]] = 0.5 * (pelvis + thorax)
+    ears = 0.5 * (visibility[..., LEFT_EAR] + visibility[..., RIGHT_EAR])
+    out[..., skeleton.INDEX["head"]] = ears
+    return out
+
+
 def _mapped_landmarks() -> list[int]:
     return sorted(set(DIRECT.values()) | {LEFT_EAR, RIGHT_EAR})
 
@@ -183,6 +199,7 @@ class MediaPipeBackend:
             pose=pose,
             root=np.zeros((len(pose), 3), dtype=np.float32),
             conf=conf.astype(np.float32),
+            joint_conf=np.clip(blazepose_visibility_to_h36m(visibility), 0, 1),
             fps=float(fps),
             meta={
                 "backend": self.name,

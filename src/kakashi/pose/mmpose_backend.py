@@ -471,6 +471,8 @@ class MMPoseBackend:
         # RTMPose scores are not probabilities and can exceed 1: clip. A found frame keeps
         # a positive conf, since 0 means "no person" in the contract.
         conf = np.where(found, np.clip(coco[..., 2].mean(axis=1), 1e-3, 1.0), 0.0)
+        # Per joint for the temporal filter: a derived joint averages its keypoints' scores.
+        joint_conf = np.where(found[:, None], np.clip(coco_to_h36m(coco)[..., 2], 0, 1), 0)
         log.info(
             "%s: %d frames, dancer in %d, %d tracks, up to %d people, device %s",
             video,
@@ -484,6 +486,7 @@ class MMPoseBackend:
             pose=pose.astype(np.float32),
             root=np.zeros((frames_total, 3), np.float32),
             conf=conf.astype(np.float32),
+            joint_conf=joint_conf.astype(np.float32),
             fps=float(fps),
             meta={
                 "backend": self.name,
