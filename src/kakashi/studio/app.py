@@ -260,6 +260,10 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 return JSONResponse(render.public(), status_code=202)
         # Only the fixed names above are ever served: no part of a path comes from the client.
         path = job.folder / name
-        return FileResponse(path, media_type=_MEDIA_TYPES[name], filename=name)
+        # The viewer page is shown inline (the studio embeds it); the rest are downloads.
+        disposition = "inline" if name == "dance.html" else "attachment"
+        return FileResponse(
+            path, media_type=_MEDIA_TYPES[name], filename=name, content_disposition_type=disposition
+        )
 
     return app

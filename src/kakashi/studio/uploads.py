@@ -83,7 +83,8 @@ def _check_audio(path: Path, min_s: float, max_s: float) -> tuple[str, float]:
         info = soundfile.info(str(path))
     except Exception:  # libsndfile says "format not recognised" in several ways
         raise MediaError(
-            "the file is not audio the studio can decode; send a WAV, OGG, FLAC or MP3 song"
+            "the file cannot be decoded as audio (not a song, or damaged); send a WAV, OGG, "
+            "FLAC or MP3 song"
         ) from None
     suffix = _SUFFIXES.get(info.format)
     if suffix is None or info.frames <= 0 or info.samplerate <= 0:
