@@ -337,3 +337,66 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     # The README's screenshot is refreshed on request only: tests do not write the repo.
     if os.environ.get("KAKASHI_UPDATE_SCREENSHOT"):
         shutil.copy(shot, REPO / "docs" / "studio.png")
+
+
+def _children(pid: int) -> set[int]:
+    """Direct child processes of ``pid`` (the studio's workers), from /proc."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_ctrl_c_stops_running_jobs_and_leaves_no_partial_file(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "kakashi", "studio", "--models", str(model_dir)]
+    command += ["--port", str(port), "--workers", "1", "--work-dir", str(work)]
+    # This checkout's kakashi, as the in-process tests use, whatever the venv has installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *sys.path])}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/api/models", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "no server"
+                time.sleep(0.2)
+        studio = Studio(url, None, work)
+        dance_id = studio.post(SONG, seed="99").json()["id"]
+        while requests.get(f"{url}/api/dances/{dance_id}", timeout=10).json()["status"] != (
+            "running"
+        ):
+            time.sleep(0.05)
+        workers = _children(server.pid)
+        assert workers
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    # The workers (and multiprocessing's resource tracker) end with the server.
+    deadline = time.monotonic() + 10
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists()]:
+        assert time.monotonic() < deadline, f"processes left behind: {alive}"
+        time.sleep(0.1)
+    assert not list(work.rglob(".*.part*"))
+    # Whatever was written before Ctrl-C is whole (atomic writes): here the dance, if any.
+    dance_file = work / "dances" / dance_id / "dance.npz"
+    if dance_file.exists():
+        assert len(Dance.load(dance_file)) == round(soundfile.info(SONG).duration * 30)
