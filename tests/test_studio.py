@@ -220,6 +220,21 @@ def test_a_path_traversal_file_name_is_never_a_path(studio: Studio, tmp_path: Pa
     assert studio.wait(answer.json()["id"])["status"] == "done"
 
 
+def test_a_finished_dance_gives_the_start_pose(studio: Studio, tmp_path: Path) -> None:
+    first = studio.post(clip(tmp_path, 3.0, start_s=12.0), seed="8").json()["id"]
+    assert studio.wait(first)["status"] == "done"
+    answer = studio.post(clip(tmp_path, 3.0, start_s=44.0), seed="8", start=first)
+    assert answer.status_code == 202, answer.text
+    second = answer.json()["id"]
+    assert studio.wait(second)["status"] == "done"
+    poses = []
+    for dance_id in (first, second):
+        path = tmp_path / f"{dance_id}.npz"
+        path.write_bytes(requests.get(f"{studio.url}/api/dances/{dance_id}/dance.npz").content)
+        poses.append(Dance.load(path).pose[0])
+    np.testing.assert_allclose(poses[1], poses[0], atol=1e-3)
+
+
 def test_simultaneous_requests_identical_pairs_run_once(studio: Studio, tmp_path: Path) -> None:
     """8 requests at once, 4 distinct songs in identical pairs, on 2 workers: all complete,
     each pair is one job, none is lost."""

@@ -45,8 +45,6 @@ _MEDIA_TYPES = {
     "dance.bvh": "text/plain; charset=utf-8",
     "dance.mp4": "video/mp4",
 }
-# Start poses the API takes: a path would let a client read files of the server.
-START_POSES = ("mean",)
 
 
 @dataclass
@@ -172,8 +170,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 )
             seed = int(seed_text)
             start = str(form.get("start") or "mean")
-            if start not in START_POSES:
-                raise StudioError(422, f"start pose {start!r}: the studio offers {START_POSES}")
+            start_pose = _start_pose(start)
             stored = await run_in_threadpool(
                 store_song,
                 song.file,
@@ -207,7 +204,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
             str(stored.path),
             str(checkpoint),
             seed,
-            start,
+            start_pose,
             str(job.folder),
         )
         return JSONResponse({"id": job.id, **job.public()}, status_code=202)
@@ -233,6 +230,21 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 await asyncio.sleep(0.25)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    def _start_pose(start: str) -> str:
+        """``mean`` (the training mean pose) or the id of a finished dance of this studio,
+        whose first pose starts the new one; never a path, which would let a client read
+        the server's files."""
+        if start == "mean":
+            return start
+        source = board.get(start)
+        if source is None or source.kind != "dance" or source.status != "done":
+            raise StudioError(
+                422,
+                f"start pose {start!r}: give 'mean' or the id of a finished dance of this "
+                "studio (its first pose starts the new dance)",
+            )
+        return str(source.folder / "dance.npz")
 
     def _finished(dance_id: str) -> Job:
         job = _job(dance_id)
