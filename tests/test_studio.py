@@ -346,6 +346,12 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     assert {link.text for link in links} == {"npz", "bvh", "html", "mp4"}
     assert len(links) == 8
 
+    # The MP4 of the first take: rendered on demand, its progress shown in the take.
+    mp4 = chromium.find_elements("css selector", ".take a")[-1]
+    assert mp4.text == "mp4"
+    mp4.click()
+    wait_for(chromium, "return document.body.textContent.includes('MP4 ready')", 300)
+
     shot = tmp_path / "studio.png"
     chromium.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
