@@ -127,6 +127,10 @@ def test_models_listed_with_metrics_best_preselected(studio: Studio) -> None:
     # The framework documents the API.
     schema = requests.get(f"{studio.url}/openapi.json", timeout=10).json()
     assert {"/api/models", "/api/dances", "/api/dances/{dance_id}"} <= set(schema["paths"])
+    docs = requests.get(f"{studio.url}/docs", timeout=10).text
+    assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn" not in docs  # offline
+    asset = requests.get(f"{studio.url}/docs-assets/swagger-ui-bundle.js", timeout=10)
+    assert asset.status_code == 200 and len(asset.content) > 100_000
 
 
 def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Path) -> None:
@@ -308,7 +312,18 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
         "motiongraph"
     )
     assert "fid_k 3.00" in chromium.find_element("id", "metrics").text
+    # A bad file: the server's message in the page, and the page still works after it.
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("not a song\n" * 50)
+    chromium.find_element("id", "song").send_keys(str(bad))
+    chromium.find_element("id", "dance").click()
+    wait_for(chromium, "return window.kakashiStudio.error", 60)
+    message = chromium.find_element("id", "message")
+    assert "cannot be decoded as audio" in message.text
+    assert "error" in message.get_attribute("class")
+
     song = clip(tmp_path, 12.0, start_s=25.0)
+    chromium.find_element("id", "song").clear()
     chromium.find_element("id", "song").send_keys(str(song))
     seed = chromium.find_element("id", "seed")
     seed.clear()
@@ -350,7 +365,8 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     mp4 = chromium.find_elements("css selector", ".take a")[-1]
     assert mp4.text == "mp4"
     mp4.click()
-    wait_for(chromium, "return document.body.textContent.includes('MP4 ready')", 300)
+    note = "return document.querySelectorAll('.take .render')[1].textContent"
+    wait_for(chromium, note + ".includes('MP4 ready')", 300)
 
     shot = tmp_path / "studio.png"
     chromium.save_screenshot(str(shot))

@@ -18,9 +18,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from kakashi.errors import CheckpointError, KakashiError
 from kakashi.studio.catalog import Catalog, find_models
@@ -103,7 +106,22 @@ def create_app(settings: StudioSettings) -> FastAPI:
         title="Kakashi studio",
         summary="A song in, a dance out: generation, the 3-D viewer, BVH and MP4.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN: served below
+        redoc_url=None,
     )
+    # Swagger UI from the swagger-ui-bundle package, so /docs works offline like the page.
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="Kakashi studio API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
     app.state.catalog = catalog
     app.state.settings = settings
 
