@@ -257,6 +257,53 @@ def test_simultaneous_requests_identical_pairs_run_once(studio: Studio, tmp_path
         assert status["result"]["frames"] == round(5.0 * status["result"]["fps"])
 
 
+def test_an_oversize_upload_without_a_length_is_cut_while_streaming(studio: Studio) -> None:
+    boundary = "kakashi-test-boundary"
+
+    def body():  # no Content-Length: requests sends it chunked, as it comes
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="song"; filename="a.wav"'
+        yield f"{head}\r\nContent-Type: audio/wav\r\n\r\n".encode()
+        for _ in range(40):  # 4 MB, twice the limit
+            yield bytes(100_000)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    answer = requests.post(
+        f"{studio.url}/api/dances",
+        data=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=60,
+    )
+    assert answer.status_code == 413 and "larger than the limit" in answer.json()["error"]
+    assert requests.get(f"{studio.url}/api/models", timeout=10).status_code == 200
+
+
+def _workers(pid: int) -> list[int]:
+    """The studio's worker processes among ``pid``'s children."""
+    return [
+        child
+        for child in _children(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def test_a_killed_worker_fails_its_job_and_the_next_one_runs(
+    studio: Studio, tmp_path: Path
+) -> None:
+    import signal
+
+    dance_id = studio.post(SONG, seed="77").json()["id"]
+    while requests.get(f"{studio.url}/api/dances/{dance_id}", timeout=10).json()["status"] != (
+        "running"
+    ):
+        time.sleep(0.05)
+    for pid in _workers(os.getpid()):  # as the kernel's out-of-memory killer would
+        os.kill(pid, signal.SIGKILL)
+    status = studio.wait(dance_id)
+    assert status["status"] == "failed" and "worker process died" in status["error"]
+    again = studio.post(clip(tmp_path, 3.0, start_s=33.0), seed="77").json()["id"]
+    assert studio.wait(again)["status"] == "done"
+
+
 def test_mp4_is_rendered_on_demand(studio: Studio, tmp_path: Path) -> None:
     answer = studio.post(clip(tmp_path, 3.0, start_s=50.0), seed="2")
     dance_id = answer.json()["id"]

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from kakashi.errors import CheckpointError, KakashiError
+from kakashi.errors import CheckpointError, KakashiError, UnknownModelError
 from kakashi.studio.catalog import Catalog, find_models
 from kakashi.studio.jobs import (
     DANCE_FILES,
@@ -79,8 +79,10 @@ def _error(status: int, message: str) -> JSONResponse:
 def _status_of(error: KakashiError) -> int:
     if isinstance(error, UploadTooLarge):
         return 413
+    if isinstance(error, UnknownModelError):
+        return 404
     if isinstance(error, CheckpointError):
-        return 404 if "unknown model" in str(error) else 409
+        return 409
     return 422
 
 

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kakashi.errors import CheckpointError
+from kakashi.errors import CheckpointError, UnknownModelError
 
 log = logging.getLogger("kakashi.studio")
 
@@ -96,7 +96,7 @@ class Catalog:
         model_id = model_id or self.best
         if model_id not in self.models:
             known = ", ".join(self.models) or "none"
-            raise CheckpointError(f"unknown model {model_id!r}; the studio serves: {known}")
+            raise UnknownModelError(f"unknown model {model_id!r}; the studio serves: {known}")
         model = self.models[model_id]
         # Checked again at each request: a checkpoint can be deleted or retrained meanwhile.
         problem = _problem(model.path)

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,20 +153,24 @@ class JobBoard:
 
     def __init__(self, work_dir: Path, workers: int) -> None:
         self.work_dir = work_dir
-        context = multiprocessing.get_context("spawn")
-        self._queue = context.Queue()
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_worker_init,
-            initargs=(self._queue,),
-        )
+        self._context = multiprocessing.get_context("spawn")
+        self._workers = workers
+        self._queue = self._context.Queue()
+        self._pool = self._new_pool()
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self.runs = 0  # jobs actually handed to a worker (the tests count them)
         self._closing = False
         self._reader = threading.Thread(target=self._read_progress, daemon=True)
         self._reader.start()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=self._context,
+            initializer=_worker_init,
+            initargs=(self._queue,),
+        )
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -188,7 +193,14 @@ class JobBoard:
                 return job
             job.folder.mkdir(parents=True, exist_ok=True)
             self.runs += 1
-            future = self._pool.submit(function, job.id, *args)
+            try:
+                future = self._pool.submit(function, job.id, *args)
+            except BrokenProcessPool:
+                # A worker was killed from outside (e.g. out of memory): the jobs it held
+                # failed with that reason; later ones get a new pool.
+                log.warning("the worker pool broke; starting a new one")
+                self._pool = self._new_pool()
+                future = self._pool.submit(function, job.id, *args)
         future.add_done_callback(lambda done: self._finish(job, done))
         return job
 
@@ -205,6 +217,9 @@ class JobBoard:
                 job.result = future.result()
             elif isinstance(error, KakashiError):
                 job.status, job.error = "failed", str(error)
+            elif isinstance(error, BrokenProcessPool):
+                job.status = "failed"
+                job.error = "its worker process died (out of memory?); try again"
             else:
                 log.error("job %s failed", job.id, exc_info=error)
                 job.status = "failed"
