@@ -318,9 +318,15 @@ def test_mp4_is_rendered_on_demand(studio: Studio, tmp_path: Path) -> None:
     assert got.status_code == 200 and got.content[4:8] == b"ftyp"
 
 
-def test_non_loopback_hosts_are_warned_about() -> None:
+def test_non_loopback_hosts_are_warned_about(tmp_path: Path, capsys) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    # Through the command: the warning first, then no checkpoints is a one-line error.
+    command = ["studio", "--host", "0.0.0.0", "--models", str(tmp_path)]
+    assert main([*command, "--work-dir", str(tmp_path / "work")]) == 1
+    err = capsys.readouterr().err
+    assert "warning: the studio on 0.0.0.0 has no login" in err
+    assert f"kakashi: error: no checkpoints under {tmp_path}" in err
 
 
 @pytest.fixture
