@@ -356,6 +356,9 @@ def test_class4_a_stopped_command_leaves_nothing(command: str, signum, work: Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background (`pytest &`) inherits SIGINT ignored, and
+        # Python then keeps ignoring it, as a background job should; Ctrl-C is what is tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for_partial(work, process)
     process.send_signal(signum)

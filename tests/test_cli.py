@@ -9,7 +9,7 @@ from kakashi.cli import build_parser, main
 COMMANDS = [
     ["fetch"], ["playlist"], ["cut"], ["features"], ["pose"], ["motion"], ["shard"],
     ["dataset", "info"], ["sheet", "m2d"], ["train"], ["generate"], ["render"], ["viewer"],
-    ["export-bvh"], ["export-dance"], ["evaluate"],
+    ["export-bvh"], ["export-dance"], ["evaluate"], ["studio"],
 ]  # fmt: skip
 
 

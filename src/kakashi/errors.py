@@ -73,5 +73,9 @@ class CheckpointError(ModelError):
     """A checkpoint file is missing, corrupt or was written for something else."""
 
 
+class UnknownModelError(ModelError):
+    """A model name that the studio does not serve."""
+
+
 class EvaluationError(KakashiError):
     """The inputs of an evaluation are missing, empty or inconsistent."""

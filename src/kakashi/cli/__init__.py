@@ -1,10 +1,11 @@
-"""The ``kakashi`` command line: one subcommand per pipeline stage, in four modules.
+"""The ``kakashi`` command line: one subcommand per pipeline stage, in five modules.
 
 - :mod:`kakashi.cli.data`: fetch, playlist, cut, features, pose, motion, shard, dataset,
   sheet (sources -> shards);
 - :mod:`kakashi.cli.models`: train, generate;
 - :mod:`kakashi.cli.outputs`: render, viewer, export-bvh, export-dance;
-- :mod:`kakashi.cli.evaluate`: evaluate.
+- :mod:`kakashi.cli.evaluate`: evaluate;
+- :mod:`kakashi.cli.studio`: studio (the local web page and JSON API).
 
 Each module has ``add_commands(subparsers)`` and only parses: every command calls one
 function of the stage's own module, which tests and notebooks can call directly. Flag
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     "kakashi.cli.models",
     "kakashi.cli.outputs",
     "kakashi.cli.evaluate",
+    "kakashi.cli.studio",
 )
 
 
