@@ -490,3 +490,27 @@ def test_ctrl_c_stops_running_jobs_and_leaves_no_partial_file(
     dance_file = work / "dances" / dance_id / "dance.npz"
     if dance_file.exists():
         assert len(Dance.load(dance_file)) == round(soundfile.info(SONG).duration * 30)
+
+
+def test_preselection_skips_a_model_that_does_not_dance(tmp_path: Path) -> None:
+    """Lowest FID_k wins only among lively, unfrozen models (FID can prefer a frozen one)."""
+    import torch
+
+    from kakashi.studio.catalog import find_models
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("frozen", "dancer", "jerky"):
+        torch.save({"format": "not needed here"}, models / f"{name}.pt")
+    rows = [
+        {"name": "frozen", "kind": "model", "fid_k": 90.0, "liveliness": 0.45, "freeze_max_s": 2.5},
+        {"name": "dancer", "kind": "model", "fid_k": 95.0, "liveliness": 1.01, "freeze_max_s": 0.4},
+        {"name": "jerky", "kind": "model", "fid_k": 80.0, "liveliness": 1.9, "freeze_max_s": 0.2},
+    ]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    assert find_models([models]).best == "dancer"
+    # nobody dances: the lowest FID_k after all
+    rows[1]["liveliness"] = 0.3
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    assert find_models([models]).best == "jerky"
