@@ -25,6 +25,33 @@ SHARED = Path(os.environ.get("KAKASHI_SHARED_DATA", REPO.parent / "shared" / "da
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def headless_chromium(*flags: str, size: str = "1280,800"):
+    """A real headless Chromium (Debian's, software WebGL, muted); skips without it."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--use-angle=swiftshader",  # software WebGL: no GPU here
+        "--enable-unsafe-swiftshader",
+        f"--window-size={size}",
+        "--mute-audio",
+        *flags,
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
 def shared_file(relative: str) -> Path:
     """A file from the shared test data; skips the test (with the reason) when absent."""
     path = SHARED / relative

@@ -18,11 +18,11 @@ import pytest
 import requests
 import soundfile
 
-from conftest import DEMO, REPO
+from conftest import DEMO, REPO, headless_chromium
 from kakashi.cli import main
 from kakashi.cli.studio import is_loopback
 from kakashi.dance import Dance
-from test_viewer import CHROMEDRIVER, CHROMIUM, wait_for
+from test_viewer import wait_for
 
 SONG = DEMO / "music" / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"  # 61.5 s
 OTHER_SONG = DEMO / "music" / "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg"
@@ -331,24 +331,7 @@ def test_non_loopback_hosts_are_warned_about(tmp_path: Path, capsys) -> None:
 
 @pytest.fixture
 def chromium():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--use-angle=swiftshader",  # software WebGL: no GPU here
-        "--enable-unsafe-swiftshader",
-        "--window-size=1200,700",
-        "--mute-audio",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = headless_chromium(size="1200,700")
     try:
         yield driver
     finally:

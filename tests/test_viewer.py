@@ -13,13 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, headless_chromium
 from kakashi.cli import main
 from kakashi.dance import Dance
 from kakashi.shards import read_dance
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +32,7 @@ def page(demo_shards: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--autoplay-policy=no-user-gesture-required",
-        "--use-angle=swiftshader",  # software WebGL: no GPU here
-        "--enable-unsafe-swiftshader",
-        "--window-size=1280,800",
-        "--mute-audio",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = headless_chromium("--autoplay-policy=no-user-gesture-required")
     # No network at all: the page must not need it.
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd(
