@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kakashi import __version__
 from kakashi.atomic import atomic_output
 from kakashi.errors import CheckpointError, ModelError, tool_reason
 from kakashi.models import registry
@@ -46,8 +47,6 @@ def paths_for(out: str | Path) -> dict[str, Path]:
 
 def new_payload(config, arch: dict, stats: Stats, model: dict, history: list, **extra) -> dict:
     """The checkpoint dict every model writes (see the module doc); ``extra``: resume state."""
-    from kakashi import __version__
-
     return {
         "format": CHECKPOINT_FORMAT,
         "kakashi_version": __version__,

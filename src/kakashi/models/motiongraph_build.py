@@ -99,12 +99,13 @@ def build_library(sequences: list[Sequence], stats: Stats, settings: dict) -> di
         kept_sequences.append(seq.name)
         pose = seq.pose.astype(np.float64)
         world = pose + seq.root[:, None, :]
-        contact = foot_contact(world, seq.fps)[0] if len(pose) > 1 else np.zeros((1, 2), bool)
+        # more than `per` one-hot beat frames: at least 3 frames, enough for both helpers
+        contact = foot_contact(world, seq.fps)[0]
         audio_n = (seq.audio - stats.audio_mean) / stats.audio_std
         style.append(audio_n[:, music_columns].mean(axis=0))
         dynamics = relative_music(audio_n[:, music_columns])
         feats = frame_features(pose, seq.fps, s["velocity_s"])
-        speed = joint_speed(world, seq.fps) if len(pose) > 1 else np.zeros(len(pose))
+        speed = joint_speed(world, seq.fps)
         person = seq.conf > 0
         at_beat: dict[int, int] = {}
         for i in range(len(beats) - per):
