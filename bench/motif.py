@@ -97,7 +97,7 @@ def train_or_load(args, settings: dict) -> tuple[torch.nn.Module, Stats, dict]:
         frames = sum(len(s.audio) for s in train)
         print(f"train: {len(train)} sequences (mirrors included), {frames} frames; val: {len(val)}")
         started = time.perf_counter()
-        result = motif_train.fit(settings, train, val, stats, torch.device("cpu"), progress=True)
+        result = motif_train.fit(settings, train, val, stats, torch.device("cpu"))
         seconds = time.perf_counter() - started
         print(f"TRAINING TIME {seconds:.0f} s ({seconds / 60:.1f} min)")
         payload = {

@@ -114,3 +114,32 @@ def test_cuda_devices_without_gpus_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "kakashi: error:" in result.stderr and "CUDA GPU" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_motif_with_synced_codebooks(
+    demo_shards: Path, tmp_path: Path
+) -> None:
+    """motif under DDP: the EMA codebooks, their k-means start and dead-code restarts are
+    synchronised, so both ranks end with the same weights and buffers, bit for bit."""
+    out = tmp_path / "motif.pt"
+    run_kakashi(
+        ["--model", "motif", "--shards", str(demo_shards), "--out", str(out), "--devices", "2",
+         "--codebook", "32", "--code-dim", "16", "--vq-width", "32", "--vq-window", "32",
+         "--vq-batch", "8", "--vq-steps", "40", "--dim", "32", "--heads", "2", "--context", "12",
+         "--gpt-batch", "8", "--gpt-steps", "40", "--log-every", "20", "--device", "cpu",
+         "--no-progress"],
+        tmp_path / "dump",
+    )  # fmt: skip
+    saved = load_checkpoint(out)
+    assert saved["config"]["devices"] == 2
+    rows = saved["history"]
+    vq = [row for row in rows if "vq_loss" in row]
+    gpt = [row for row in rows if "gpt_loss" in row]
+    assert len(vq) == len(gpt) == 2
+    assert vq[-1]["vq_loss"] < vq[0]["vq_loss"] and gpt[-1]["gpt_loss"] < gpt[0]["gpt_loss"]
+    assert all(row["vq_val_mse"] == row["vq_val_mse"] for row in vq)  # rank 0 scored: no NaN
+    assert_same_weights(tmp_path / "dump", out)
+    # The codebooks really are shared state that training moved (EMA buffers, not params).
+    codebooks = [key for key in saved["model"] if key.endswith("_codebook.embed")]
+    assert codebooks

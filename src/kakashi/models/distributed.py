@@ -112,7 +112,10 @@ def _spawn(config: TrainConfig, progress: bool) -> dict:
         raise ModelError(f"distributed training failed: {last}") from exc
     except mp.ProcessExitedException as exc:
         raise ModelError(f"distributed training failed: {exc}") from exc
-    saved = load_checkpoint(paths_for(config.out)["last"])
+    files = paths_for(config.out)
+    # The recurrent loop keeps a resumable .last.pt; a trainer without epochs writes only
+    # the model file.
+    saved = load_checkpoint(files["last"] if files["last"].is_file() else files["best"])
     return saved["history"][-1] if saved["history"] else {}
 
 
@@ -147,7 +150,9 @@ def _distributed(config: TrainConfig, progress: bool, world: int) -> dict:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = _rank_device(config.device, local_rank, world)
     if rank != 0:
-        log.setLevel(logging.ERROR)  # rank 0 logs for everyone; errors still show
+        # Rank 0 logs for everyone (every trainer's logger is under "kakashi.models");
+        # errors still show.
+        logging.getLogger("kakashi.models").setLevel(logging.ERROR)
     owns_group = not dist.is_initialized()
     if owns_group:
         if device.type == "cuda":

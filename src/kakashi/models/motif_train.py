@@ -11,6 +11,12 @@ One flat loop per stage, nanoGPT style:
 3. choreographer: random windows of ``context`` steps, cross-entropy of the next step's
    codes (lower body, then upper body given the lower body's code).
 
+With ``world > 1`` (``train.devices``) this process is one rank of a DistributedDataParallel
+group: each rank draws its own batches (so a step averages ``world`` batches), gradients
+are averaged by DDP, and the codebooks' EMA statistics, k-means start and dead-code
+restarts are synchronised by vector-quantize-pytorch (``sync_codebook``, on when the
+process group exists as the tokenizer is built), so every rank holds the same weights.
+
 ``fit`` returns plain tensors, numbers, strings, lists and dicts only, so the result
 round-trips through ``torch.save`` / ``torch.load(weights_only=True)``.
 """
@@ -19,15 +25,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kakashi.errors import ModelError
 from kakashi.models.checkpoint import new_payload, paths_for, save_checkpoint, write_history
 from kakashi.models.data import Sequence, Stats, load_training_data, motion_of
+from kakashi.models.distributed import DUMP_ENV, RANK_SEED
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
 
 log = logging.getLogger("kakashi.models.motif")
@@ -119,8 +129,32 @@ def _recon_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, s: 
     return loss
 
 
-def _train_tokenizer(net: Motif, s: dict, train, val, device, gen, history, progress) -> None:
+def _data_parallel(module: nn.Module, world: int, device: torch.device) -> nn.Module:
+    """``module`` wrapped for DDP when there are several ranks (gradients averaged every
+    step), else ``module`` itself."""
+    if world == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _rank_mean(value: float, world: int, device: torch.device) -> float:
+    """The mean of ``value`` over the ranks (every rank must call it at the same step)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total.item()) / world
+
+
+def _train_tokenizer(
+    net: Motif, s: dict, train, val, device, gen, history, rank: int = 0, world: int = 1
+) -> None:
     tok = net.tokenizer
+    forward = _data_parallel(tok, world, device)
     down, window = s["down"], s["vq_window"]
     window -= window % down
     idx, starts = _windows([len(m) for m, _ in train], window)
@@ -134,7 +168,7 @@ def _train_tokenizer(net: Motif, s: dict, train, val, device, gen, history, prog
         motion, mask = torch.from_numpy(motion).to(device), torch.from_numpy(mask).to(device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s["vq_steps"], s["vq_lr"])
-        out, _, commit = tok(motion)
+        out, _, commit = forward(motion)
         loss = _recon_loss(out, motion, mask, s) + commit
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,11 +176,12 @@ def _train_tokenizer(net: Motif, s: dict, train, val, device, gen, history, prog
         opt.step()
         running.append(loss.item())
         if (step + 1) % s["log_every"] == 0 or step + 1 == s["vq_steps"]:
+            # Rank 0 alone scores (evaluation mode runs no collective): it writes the files.
             entry = {
                 "vq_step": float(step + 1),
-                "vq_loss": float(np.mean(running)),
-                "vq_val_mse": _tokenizer_val(tok, val, down, device),
-                "codes_used": _codes_used(tok, train, down, device),
+                "vq_loss": _rank_mean(float(np.mean(running)), world, device),
+                "vq_val_mse": _tokenizer_val(tok, val, down, device) if rank == 0 else math.nan,
+                "codes_used": _codes_used(tok, train, down, device) if rank == 0 else math.nan,
                 "seconds": time.perf_counter() - started,
             }
             tok.train()
@@ -253,8 +288,23 @@ def _gpt_loss(model, prev, target, music, summary) -> torch.Tensor:
     ) / len(logits)
 
 
-def _train_choreographer(net: Motif, s, data, val_data, device, gen, history, progress) -> None:
+class NextCodeLoss(nn.Module):
+    """The choreographer's training loss as one ``forward``: DDP only sees parameters used
+    inside the forward it wraps, and the music window is a separate method."""
+
+    def __init__(self, choreographer: nn.Module) -> None:
+        super().__init__()
+        self.choreographer = choreographer
+
+    def forward(self, prev, target, music, summary) -> torch.Tensor:
+        return _gpt_loss(self.choreographer, prev, target, music, summary)
+
+
+def _train_choreographer(
+    net: Motif, s, data, val_data, device, gen, history, rank: int = 0, world: int = 1
+) -> None:
     model = net.choreographer
+    loss_of = _data_parallel(NextCodeLoss(model), world, device)
     length = s["context"]
     idx, starts = _windows([len(c) for c, *_ in data], length + 1)
     decay, no_decay = [], []
@@ -275,7 +325,7 @@ def _train_choreographer(net: Motif, s, data, val_data, device, gen, history, pr
         prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, gen)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s["gpt_steps"], s["gpt_lr"])
-        loss = _gpt_loss(model, prev, target, music, summary)
+        loss = loss_of(prev, target, music, summary)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -284,8 +334,8 @@ def _train_choreographer(net: Motif, s, data, val_data, device, gen, history, pr
         if (step + 1) % s["log_every"] == 0 or step + 1 == s["gpt_steps"]:
             entry = {
                 "gpt_step": float(step + 1),
-                "gpt_loss": float(np.mean(running)),
-                "gpt_val_loss": _gpt_val(model, val_data, s, device),
+                "gpt_loss": _rank_mean(float(np.mean(running)), world, device),
+                "gpt_val_loss": _gpt_val(model, val_data, s, device) if rank == 0 else math.nan,
                 "seconds": time.perf_counter() - started,
             }
             model.train()
@@ -320,26 +370,31 @@ def fit(
     val: list[Sequence],
     stats: Stats,
     device: torch.device,
-    progress: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> dict:
-    """Train motif; returns ``{"arch", "model" (cpu state_dict), "history"}``."""
+    """Train motif; returns ``{"arch", "model" (cpu state_dict), "history"}``. With ``world
+    > 1`` this is rank ``rank`` of a process group that is already initialised."""
     s = motif_settings(**settings)
     if s["down"] < 2 or s["down"] & (s["down"] - 1):
         raise ValueError(f"down must be a power of 2, got {s['down']}")
-    torch.manual_seed(s["seed"])
+    torch.manual_seed(s["seed"])  # same on every rank: identical initial weights
     np.random.seed(s["seed"])
-    gen = torch.Generator().manual_seed(s["seed"])
+    # Each rank draws its own batches, token noise and dropout; rank 0 keeps the plain seeds.
+    gen = torch.Generator().manual_seed(s["seed"] + RANK_SEED * rank)
     arch = {key: s[key] for key in ARCH_KEYS}
     arch["audio_dim"] = len(stats.audio_mean)
     net = build(arch).to(device)
+    if rank:
+        torch.manual_seed(s["seed"] + RANK_SEED * rank)
     history: list[dict] = []
 
     train_m, val_m = _motion(train, stats), _motion(val, stats)
-    _train_tokenizer(net, s, train_m, val_m, device, gen, history, progress)
+    _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
 
     data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, phases=s["down"])
     val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, phases=1)
-    _train_choreographer(net, s, data, val_data, device, gen, history, progress)
+    _train_choreographer(net, s, data, val_data, device, gen, history, rank, world)
 
     net.eval()
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -352,15 +407,22 @@ def fit(
 def run(config, progress: bool, rank: int, world: int, device: torch.device) -> dict:
     """Train motif as ``kakashi train --model motif`` asks (kakashi.models.distributed calls
     this): read the shards, fit, write the checkpoint and its loss CSV/plot; returns the
-    last history row. One process: the recurrent models' DDP is not implemented here."""
-    if world > 1:
-        raise ModelError("motif trains in one process; set train.devices: 1")
+    last history row. With ``world > 1``, rank 0 writes the files."""
     files = paths_for(config.out)
     train, val, stats = load_training_data(config.shards, config.mirror)
     settings = {key: getattr(config, key) for key in motif_settings()}
-    result = fit(settings, train, val, stats, device, progress)
-    arch = {**result["arch"], "kind": "motif"}
-    payload = new_payload(config, arch, stats, result["model"], result["history"])
-    save_checkpoint(files["best"], payload)
-    write_history(result["history"], files["csv"], files["png"])
+    result = fit(settings, train, val, stats, device, rank, world)
+    if rank == 0:
+        arch = {**result["arch"], "kind": "motif"}
+        payload = new_payload(config, arch, stats, result["model"], result["history"])
+        save_checkpoint(files["best"], payload)
+        write_history(result["history"], files["csv"], files["png"])
+    if world > 1:
+        import torch.distributed as dist
+
+        if os.environ.get(DUMP_ENV):
+            # Test hook: each rank's final weights, to check that they stayed identical.
+            dump = Path(os.environ[DUMP_ENV]) / f"rank{rank}.pt"
+            save_checkpoint(dump, {"model": result["model"]})
+        dist.barrier()  # every rank returns only once rank 0's files are complete
     return result["history"][-1] if result["history"] else {}
