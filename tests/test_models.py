@@ -232,6 +232,143 @@ def test_crnngan_trains_from_the_rnn_checkpoint(
     assert row["epoch"] == 2
 
 
+# ------------------------------------------------------------------ mixture output (MDN)
+
+
+@pytest.fixture(scope="module")
+def mdn_checkpoint(demo_shards: Path, tmp_path_factory) -> Path:
+    """A seed RNN with a 2-component mixture output, 4 epochs with auto-conditioning."""
+    out = tmp_path_factory.mktemp("mdn") / "rnn.pt"
+    train(tiny(demo_shards, out, epochs=4, mixtures=2, autocond_free=3), progress=False)
+    return out
+
+
+def test_mixture_nll_is_the_mixture_log_likelihood_and_its_gradient_is_sane() -> None:
+    from torch import distributions as D
+
+    from kakashi.models.rnn import mixture_nll, output_size, split_mixture
+
+    gen = torch.Generator().manual_seed(0)
+    k, d = 3, 5
+    out = torch.randn(4, 6, output_size(d, k), generator=gen, requires_grad=True)
+    target = torch.randn(4, 6, d, generator=gen)
+    logits, means, log_std = split_mixture(out, k, d)
+    reference = D.MixtureSameFamily(
+        D.Categorical(logits=logits), D.Independent(D.Normal(means, log_std.exp()), 1)
+    )
+    torch.testing.assert_close(mixture_nll(out, target, k), -reference.log_prob(target) / d)
+    # One Gaussian at the target: the gradient pulls each mean toward its target value.
+    single = torch.zeros(1, output_size(d, 1), requires_grad=True)
+    value = torch.tensor([[1.0, -2.0, 0.5, 0.0, 3.0]])
+    mixture_nll(single, value, 1).sum().backward()
+    mean_grad = single.grad[0, 1 : 1 + d]
+    assert torch.all(torch.sign(mean_grad[value[0] != 0]) == -torch.sign(value[0][value[0] != 0]))
+    # The std grows where the error is larger than it (|z| > 1) and shrinks where smaller.
+    std_grad = single.grad[0, 1 + d :]
+    assert torch.all((std_grad < 0) == (value[0].abs() > 1))
+    assert torch.isfinite(single.grad).all()
+
+
+def test_mixture_training_writes_a_sampling_checkpoint(mdn_checkpoint: Path) -> None:
+    payload = torch.load(mdn_checkpoint, weights_only=True)
+    arch = payload["arch"]
+    assert arch["mixtures"] == 2 and arch["temperature"] == payload["config"]["temperature"]
+    assert {"sample_smooth", "smooth"} <= set(arch)
+    rows = history(mdn_checkpoint)
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in rows)
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]  # the val NLL (may go below 0)
+    model, _, _ = model_from_checkpoint(mdn_checkpoint)
+    assert model.out.out_features == 2 * (1 + 2 * 54)
+
+
+def test_mixture_sampling_is_seeded_and_tempered(mdn_checkpoint: Path, demo_shards: Path) -> None:
+    model, stats, _ = model_from_checkpoint(mdn_checkpoint)
+    (val,) = read_split(demo_shards, "val")
+    audio, first = val.audio[:50], stats.mean_pose()
+    a = generate_motion(model, stats, audio, first, seed=1)
+    b = generate_motion(model, stats, audio, first, seed=1)
+    c = generate_motion(model, stats, audio, first, seed=2)
+    assert a[0].shape == (50, 17, 3) and a[1].shape == (50, 3)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert np.abs(a[0] - c[0]).max() > 1e-3  # another seed, another dance
+    np.testing.assert_allclose(a[0][0], project_bones(torch.from_numpy(first), torch.from_numpy(
+        stats.bone_lengths)).numpy() - first[0], atol=1e-5)  # fmt: skip
+    # Temperature 0 with one component drawn by weight: only the component choice varies;
+    # a hotter sample moves more, and smoothing removes frame-level ripple.
+    cold = generate_motion(model, stats, audio, first, seed=1, temperature=0.0, smooth=0.0)[0]
+    hot = generate_motion(model, stats, audio, first, seed=1, temperature=1.0, smooth=0.0)[0]
+    soft = generate_motion(model, stats, audio, first, seed=1, temperature=1.0, smooth=2.0)[0]
+
+    def jerk(pose):
+        return np.abs(np.diff(pose, n=3, axis=0)).mean()
+
+    assert jerk(hot) > jerk(cold) and jerk(soft) < 0.5 * jerk(hot)
+
+
+def test_mixture_numpy_step_and_torch_sample_agree(mdn_checkpoint: Path) -> None:
+    from kakashi.models.rnn import _NumpyStepper, split_mixture
+
+    model, _, _ = model_from_checkpoint(mdn_checkpoint)
+    stepper = _NumpyStepper(model)
+    x = torch.randn(1, 2 * 35 + 54, generator=torch.Generator().manual_seed(3))
+    out, _ = model.step(x[:, :35], x[:, 35:70], x[:, 70:])
+    np.testing.assert_allclose(stepper(x[0].double().numpy()), out[0].detach(), atol=1e-5)
+    # numpy: component, then mean + temperature * std * eps; torch draws the same way.
+    eps = np.random.default_rng(0).standard_normal(54)
+    drawn = stepper.sample(out[0].detach().double().numpy(), np.random.default_rng(0), eps, 0.5)
+    _, means, log_std = split_mixture(out[0].detach().double(), 2, 54)
+    options = [(means[j] + 0.5 * log_std[j].exp() * torch.from_numpy(eps)).numpy() for j in (0, 1)]
+    assert any(np.allclose(drawn, option) for option in options)
+    torch_draw = model.sample(out.detach(), torch.Generator().manual_seed(0), temperature=0.0)
+    assert torch_draw.shape == (1, 54)
+    assert any(torch.allclose(torch_draw[0], means[j].float()) for j in (0, 1))
+
+
+def test_mixture_checkpoint_round_trip_and_old_checkpoints_load(
+    mdn_checkpoint: Path, rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    payload = torch.load(mdn_checkpoint, weights_only=True)
+    copy = tmp_path / "copy.pt"
+    save_checkpoint(copy, payload)
+    (val,) = read_split(demo_shards, "val")
+    first, second = (load_model(p) for p in (mdn_checkpoint, copy))
+    a = first.generate_motion(val.audio[:30], first.stats.mean_pose(), 4)
+    b = second.generate_motion(val.audio[:30], second.stats.mean_pose(), 4)
+    np.testing.assert_array_equal(a[0], b[0])
+    # A checkpoint from before the mixture output (no such arch keys) is a plain MSE network.
+    old = torch.load(rnn_checkpoint, weights_only=True)
+    for key in ("mixtures", "temperature", "sample_smooth", "smooth"):
+        old["arch"].pop(key, None)
+    save_checkpoint(tmp_path / "old.pt", old)
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.net.mixtures == 0 and loaded.net.out.out_features == 54
+    now = load_model(rnn_checkpoint)
+    np.testing.assert_array_equal(
+        loaded.generate_motion(val.audio[:30], loaded.stats.mean_pose(), 0)[0],
+        now.generate_motion(val.audio[:30], now.stats.mean_pose(), 0)[0],
+    )
+
+
+@pytest.mark.slow
+def test_crnngan_trains_and_generates_from_a_mixture_rnn(
+    mdn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "gan.pt"
+    config = tiny(
+        demo_shards, out, model="crnngan", init=str(mdn_checkpoint), epochs=1,
+        window_s=0.5, batch_size=32,
+    )  # fmt: skip
+    train(config, progress=False)
+    row = history(out)[-1]
+    assert np.isfinite(row["d_loss"]) and np.isfinite(row["g_loss"])
+    gan = load_model(out)
+    assert gan.payload["arch"]["mixtures"] == 2 and gan.net.noise_dim == config.noise_dim
+    (val,) = read_split(demo_shards, "val")
+    pose, root = gan.generate_motion(val.audio[:30], gan.stats.mean_pose(), 0)
+    assert pose.shape == (30, 17, 3) and np.isfinite(pose).all() and np.isfinite(root).all()
+
+
 # ------------------------------------------------------------------ generation
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kakashi.models.rnn import DanceRNN, build, generate_motion
+from kakashi.models.rnn import DanceRNN, build, generate_motion, mixture_nll
 
 # Inference is the seed RNN's: the generator is a DanceRNN that also reads noise.
 __all__ = ["Discriminator", "build", "generate_motion"]
@@ -63,17 +63,22 @@ def fake_motion(
     audio: torch.Tensor,
     motion: torch.Tensor,
     rng: torch.Generator | None,
-) -> torch.Tensor:
-    """Free-running generator output for frames 1..T of the windows, (B, T, 54).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-running generator motion for frames 1..T of the windows, (B, T, 54), and the
+    generator's raw output (the motion itself, or with a mixture output its parameters).
 
     ``generator`` is a DanceRNN or a DistributedDataParallel wrapping one: the call goes
     through the wrapper (so gradients are all-reduced), ``noise_dim`` comes from the module.
     """
-    noise_dim = getattr(generator, "module", generator).noise_dim
+    module = getattr(generator, "module", generator)
+    noise_dim = module.noise_dim
     noise = torch.randn(
         (audio.shape[0], audio.shape[1], noise_dim), generator=rng, device=audio.device
     )
-    return generator(audio, motion, teacher_prob=0.0, noise=noise)
+    # With a mixture output the generator feeds on (and is judged by) its sampled motion.
+    rng = rng if module.mixtures else None  # (a plain output draws nothing from it)
+    out, fake = generator(audio, motion, teacher_prob=0.0, noise=noise, generator=rng, samples=True)
+    return fake, out
 
 
 def discriminator_loss(
@@ -96,8 +101,15 @@ def generator_loss(
     fake: torch.Tensor,
     adv_weight: float,
     recon_weight: float,
+    out: torch.Tensor | None = None,
+    mixtures: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(generator loss, reconstruction MSE); call after the discriminator's step."""
+    """(generator loss, reconstruction term); call after the discriminator's step.
+
+    The reconstruction term is the MSE of the generated motion; for a mixture output it is
+    the negative log-likelihood of the real motion under the output ``out`` instead (the
+    seed RNN's own loss): an MSE on samples would shrink the spread the sampling needs.
+    """
     cond, real = audio[:, 1:], motion[:, 1:]
     with torch.no_grad():
         _, real_feat = discriminator(cond, real)
@@ -105,5 +117,8 @@ def generator_loss(
     feature_matching = F.mse_loss(fake_feat.mean(0), real_feat.mean(0))
     adversarial = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
     weights = mask[:, 1:, None]
-    recon = ((fake - real) ** 2 * weights).sum() / (weights.sum() * fake.shape[-1]).clamp(min=1)
+    if mixtures:
+        recon = (mixture_nll(out, real, mixtures) * mask[:, 1:]).sum() / weights.sum().clamp(min=1)
+    else:
+        recon = ((fake - real) ** 2 * weights).sum() / (weights.sum() * fake.shape[-1]).clamp(min=1)
     return feature_matching + adv_weight * adversarial + recon_weight * recon, recon.detach()

@@ -13,6 +13,17 @@ drifts into a frozen mean pose. Two counter-measures, both set in ``TrainConfig`
   window, so the model learns to recover from its own drift for ``autocond_free`` frames
   at a time, every epoch, instead of only on random single frames.
 
+A deterministic regression of an uncertain future converges to its conditional mean, and a
+free-running loop of conditional means contracts to a still pose (liveliness 0.29 on Dance
+with Melody, whatever the feeding schedule). With ``mixtures > 0`` the output is instead a
+mixture of ``mixtures`` diagonal Gaussians (a mixture density network, Bishop 1994; Graves
+2013; GrooveNet, Alemi et al. 2017), trained by negative log-likelihood and *sampled* at
+generation (seeded), with the standard deviations scaled by ``temperature`` and the
+sampling noise low-pass filtered over frames by ``sample_smooth`` (an AR(1) coefficient,
+so the marginal noise stays N(0, 1) but no longer flips every frame), and the finished
+motion smoothed by a Gaussian of ``smooth`` frames (as motif's decoder output; what is fed
+back stays the raw samples).
+
 The same module, with ``noise_dim > 0``, is the C-RNN-GAN generator: it then also reads a
 noise vector each step, so a GAN generator can start from a trained RNN's weights.
 
@@ -22,8 +33,11 @@ LSTM one frame at a time in numpy, and needs nothing of the training code.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from kakashi import skeleton
@@ -40,16 +54,23 @@ class DanceRNN(nn.Module):
         layers: int = 2,
         dropout: float = 0.1,
         noise_dim: int = 0,
+        mixtures: int = 0,
+        temperature: float = 1.0,
+        sample_smooth: float = 0.0,
+        smooth: float = 0.0,
     ) -> None:
         super().__init__()
         self.audio_dim, self.motion_dim, self.noise_dim = audio_dim, motion_dim, noise_dim
         self.hidden, self.layers = hidden, layers
+        self.mixtures = mixtures
+        # Generation settings of a mixture output, kept with the network like its architecture.
+        self.temperature, self.sample_smooth, self.smooth = temperature, sample_smooth, smooth
         self.inp = nn.Linear(2 * audio_dim + noise_dim + motion_dim, hidden)
         self.lstm = nn.LSTM(
             hidden, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
         )
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, motion_dim)
+        self.out = nn.Linear(hidden, output_size(motion_dim, mixtures))
 
     def _inputs(
         self,
@@ -74,10 +95,29 @@ class DanceRNN(nn.Module):
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """One frame: inputs (B, D) -> motion (B, 54) and the new LSTM state."""
+        """One frame: inputs (B, D) -> output (B, P) and the new LSTM state; the output is
+        the motion (B, 54), or with ``mixtures`` the mixture's parameters (``split_mixture``)."""
         x = self._inputs(audio, audio_prev, motion_prev, noise)[:, None]
         h, state = self.lstm(x, state)
         return self.out(self.drop(h[:, 0])), state
+
+    def sample(
+        self,
+        out: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """A motion (..., 54) drawn from the output (itself without ``mixtures``): a component
+        by its weight, then its Gaussian, reparameterised (differentiable in mean and std)."""
+        if not self.mixtures:
+            return out
+        logits, means, log_std = split_mixture(out, self.mixtures, self.motion_dim)
+        pick = torch.multinomial(
+            torch.softmax(logits.reshape(-1, self.mixtures).float(), -1), 1, generator=generator
+        ).reshape(*logits.shape[:-1], 1, 1)
+        mean = means.gather(-2, pick.expand(*means.shape[:-2], 1, self.motion_dim))[..., 0, :]
+        std = log_std.gather(-2, pick.expand(*means.shape[:-2], 1, self.motion_dim))[..., 0, :]
+        return mean + temperature * std.exp() * _randn(mean.shape, generator, mean.device)
 
     def forward(
         self,
@@ -88,8 +128,11 @@ class DanceRNN(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         feed_truth: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Predict frames 1..T of a window: audio (B, T+1, F), motion (B, T+1, 54) -> (B, T, 54).
+        samples: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Predict frames 1..T of a window: audio (B, T+1, F), motion (B, T+1, 54) -> (B, T, P),
+        P = 54, or the mixture's parameters with ``mixtures``; with ``samples`` also the motion
+        (B, T, 54) each step fed on (sampled with ``mixtures``, else the output itself).
 
         Frame 0 is context. With ``teacher_prob == 1`` the whole window runs as one LSTM call
         (fast); otherwise frame by frame, each step fed the truth with probability
@@ -103,8 +146,9 @@ class DanceRNN(nn.Module):
             step_noise = None if noise is None else noise[:, 1:]
             x = self._inputs(audio[:, 1:], audio[:, :-1], fed, step_noise)
             h, _ = self.lstm(x)
-            return self.out(self.drop(h))
-        outputs, state, previous = [], None, fed[:, 0]
+            out = self.out(self.drop(h))
+            return (out, self.sample(out, generator)) if samples else out
+        outputs, drawn, state, previous = [], [], None, fed[:, 0]
         for t in range(audio.shape[1] - 1):
             if t > 0 and feed_truth is not None:
                 previous = fed[:, t] if feed_truth[t] else previous
@@ -119,10 +163,44 @@ class DanceRNN(nn.Module):
                 None if noise is None else noise[:, t + 1],
             )
             outputs.append(out)
-            previous = out
+            previous = self.sample(out, generator)
+            drawn.append(previous)
             if input_noise > 0:
                 previous = previous + input_noise * _randn(previous.shape, generator, fed.device)
-        return torch.stack(outputs, dim=1)
+        out = torch.stack(outputs, dim=1)
+        return (out, torch.stack(drawn, dim=1)) if samples else out
+
+
+# Bounds of a predicted log standard deviation (normalised units): exp(-7) ~ 1e-3 keeps the
+# likelihood finite on near-constant columns, exp(2) ~ 7 is wider than any z-scored value.
+LOG_STD_MIN, LOG_STD_MAX = -7.0, 2.0
+
+
+def output_size(motion_dim: int, mixtures: int) -> int:
+    """Outputs per frame: the motion, or per component a weight logit, means and log-stds."""
+    return motion_dim if not mixtures else mixtures * (1 + 2 * motion_dim)
+
+
+def split_mixture(
+    out: torch.Tensor, mixtures: int, motion_dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., P) -> logits (..., K), means (..., K, D), log-stds (..., K, D) (clamped)."""
+    k, d = mixtures, motion_dim
+    logits = out[..., :k]
+    means = out[..., k : k + k * d].unflatten(-1, (k, d))
+    log_std = out[..., k + k * d :].unflatten(-1, (k, d)).clamp(LOG_STD_MIN, LOG_STD_MAX)
+    return logits, means, log_std
+
+
+def mixture_nll(out: torch.Tensor, target: torch.Tensor, mixtures: int) -> torch.Tensor:
+    """Negative log-likelihood of ``target`` (..., D) under the mixture ``out``, per frame
+    (...,), divided by D (a per-dimension figure, comparable across settings)."""
+    d = target.shape[-1]
+    logits, means, log_std = split_mixture(out, mixtures, d)
+    z = (target[..., None, :] - means) * torch.exp(-log_std)
+    log_normal = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    log_prob = torch.log_softmax(logits, -1) + log_normal.sum(-1)
+    return -torch.logsumexp(log_prob, -1) / d
 
 
 def autocond_schedule(
@@ -149,6 +227,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> 
 
 def build(arch: dict) -> DanceRNN:
     """The network a checkpoint's ``arch`` describes (weights still to be loaded)."""
+    # Checkpoints from before the mixture output have no such keys: a plain MSE network.
     return DanceRNN(
         arch["audio_dim"],
         arch["motion_dim"],
@@ -156,6 +235,10 @@ def build(arch: dict) -> DanceRNN:
         arch["layers"],
         arch["dropout"],
         arch["noise_dim"],
+        arch.get("mixtures", 0),
+        arch.get("temperature", 1.0),
+        arch.get("sample_smooth", 0.0),
+        arch.get("smooth", 0.0),
     )
 
 
@@ -182,11 +265,13 @@ class _NumpyStepper:
             for k in range(model.layers)
         ]
         self.w_out, self.b_out = array(model.out.weight).T, array(model.out.bias)
+        self.mixtures, self.motion_dim = model.mixtures, model.motion_dim
         self.h = np.zeros((model.layers, model.hidden))
         self.c = np.zeros((model.layers, model.hidden))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x = [audio[t], audio[t-1], (noise), motion[t-1]] -> motion[t] (normalised)."""
+        """x = [audio[t], audio[t-1], (noise), motion[t-1]] -> motion[t] (normalised), or the
+        mixture's parameters."""
         x = np.maximum(x @ self.w_in + self.b_in, 0.0)
         for k, (w_ih, w_hh, bias) in enumerate(self.layers):
             gates = x @ w_ih + self.h[k] @ w_hh + bias
@@ -194,6 +279,20 @@ class _NumpyStepper:
             self.c[k] = _sigmoid(f) * self.c[k] + _sigmoid(i) * np.tanh(g)
             self.h[k] = x = _sigmoid(o) * np.tanh(self.c[k])
         return x @ self.w_out + self.b_out
+
+    def sample(
+        self, out: np.ndarray, rng: np.random.Generator, eps: np.ndarray, temperature: float
+    ) -> np.ndarray:
+        """A motion from the mixture ``out``: a component drawn by weight, then its mean plus
+        ``temperature`` x its std x ``eps`` (the frame's standard-normal noise)."""
+        k, d = self.mixtures, self.motion_dim
+        logits = out[:k] - out[:k].max()
+        weights = np.exp(logits) / np.exp(logits).sum()
+        pick = rng.choice(k, p=weights) if k > 1 else 0
+        mean = out[k + pick * d : k + (pick + 1) * d]
+        log_std = np.clip(out[k + k * d + pick * d : k + k * d + (pick + 1) * d],
+                          LOG_STD_MIN, LOG_STD_MAX)  # fmt: skip
+        return mean + temperature * np.exp(log_std) * eps
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -207,9 +306,18 @@ def generate_motion(
     first_pose: np.ndarray,
     seed: int = 0,
     project: bool = True,
+    temperature: float | None = None,
+    sample_smooth: float | None = None,
+    smooth: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pose (T, 17, 3) and root (T, 3) for raw audio features (T, F)."""
+    """Pose (T, 17, 3) and root (T, 3) for raw audio features (T, F). A mixture output is
+    sampled (seeded by ``seed``); ``temperature``, ``sample_smooth`` and ``smooth`` override
+    the values the network carries from training."""
     rng = np.random.default_rng(seed)
+    temperature = model.temperature if temperature is None else temperature
+    ar = model.sample_smooth if sample_smooth is None else sample_smooth
+    smooth = model.smooth if smooth is None else smooth
+    eps = np.zeros(model.motion_dim)
     step = _NumpyStepper(model.eval())
     audio_n = (audio - stats.audio_mean) / stats.audio_std
     m_mean = stats.motion_mean.astype(np.float64)
@@ -230,12 +338,25 @@ def generate_motion(
         if model.noise_dim:
             parts.append(rng.standard_normal(model.noise_dim))
         parts.append(previous)
-        motion = step(np.concatenate(parts)) * m_std + m_mean
+        motion = step(np.concatenate(parts))
+        if model.mixtures:
+            # AR(1) noise: N(0, 1) per frame, correlated over ~1 / (1 - ar) frames.
+            fresh = rng.standard_normal(model.motion_dim)
+            eps = ar * eps + math.sqrt(1.0 - ar**2) * fresh if t > 1 else fresh
+            motion = step.sample(motion, rng, eps, temperature)
+        motion = motion * m_std + m_mean
         motion[constant] = m_mean[constant]
         pose = motion[:POSE_DIM].reshape(skeleton.NUM_JOINTS, 3)
         if project:
             pose = project_bones_np(pose, lengths)
         poses[t], velocity[t] = pose, motion[POSE_DIM:]
         previous = (np.concatenate([pose.ravel(), velocity[t]]) - m_mean) / m_std
+    if model.mixtures and smooth > 0 and frames > 2:
+        # Sampling leaves a frame-level ripple (jerk several times the real dances'); frame 0
+        # stays the start pose.
+        poses[1:] = gaussian_filter1d(poses[1:], smooth, axis=0, mode="nearest")
+        velocity[1:] = gaussian_filter1d(velocity[1:], smooth, axis=0, mode="nearest")
+        if project:
+            poses[1:] = [project_bones_np(pose, lengths) for pose in poses[1:]]
     root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
     return poses.astype(np.float32), root.astype(np.float32)

@@ -53,6 +53,10 @@ from kakashi.shards import check_audio_settings
 
 log = logging.getLogger("kakashi.models.train")
 
+# The seed RNN's output settings (``train.rnn``), kept in ``arch``; the values here are
+# what a checkpoint from before these settings means (a plain MSE output), not defaults.
+OUTPUT_KEYS = {"mixtures": 0, "temperature": 1.0, "sample_smooth": 0.0, "smooth": 0.0}
+
 
 def masked_loss(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str
@@ -63,6 +67,17 @@ def masked_loss(
         error = (pred - target) ** 2
     weights = mask[..., None]
     return (error * weights).sum() / (weights.sum() * pred.shape[-1]).clamp(min=1)
+
+
+def frame_loss(
+    model: DanceRNN, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """The training loss of a window batch: ``kind`` (mse/huber) on the motion, or with a
+    mixture output its negative log-likelihood per dimension, over the masked frames."""
+    if not model.mixtures:
+        return masked_loss(out, target, mask, kind)
+    nll = rnn.mixture_nll(out, target, model.mixtures)
+    return (nll * mask).sum() / mask.sum().clamp(min=1)
 
 
 def teacher_prob(config: TrainConfig, epoch: int) -> float:
@@ -120,12 +135,20 @@ def evaluate(
                 )
             losses.append(
                 float(
-                    masked_loss(
-                        model(audio, motion, noise=noise), motion[:, 1:], mask[:, 1:], config.loss
+                    frame_loss(
+                        model, model(audio, motion, noise=noise), motion[:, 1:], mask[:, 1:],
+                        config.loss,
                     )
                 )
+            )  # fmt: skip
+            _, generated = model(
+                audio,
+                motion,
+                teacher_prob=0.0,
+                noise=noise,
+                generator=rng if model.mixtures else None,
+                samples=True,
             )
-            generated = model(audio, motion, teacher_prob=0.0, noise=noise)
             free.append(float(masked_loss(generated, motion[:, 1:], mask[:, 1:], "mse")))
             for seq, bucket in ((generated, gen_std), (motion[:, 1:], real_std)):
                 pose = (seq[..., :POSE_DIM] * scale).reshape(*seq.shape[:2], -1, 3)
@@ -161,7 +184,8 @@ def init_checkpoint(config: TrainConfig) -> Path:
 
 def _same_run(saved: dict, config: TrainConfig) -> bool:
     """A .last.pt belongs to this run if every setting but the run length matches."""
-    ignore = {"epochs", "max_steps", "patience", "device"}
+    # The output's generation settings do not change training either.
+    ignore = {"epochs", "max_steps", "patience", "device", *OUTPUT_KEYS} - {"mixtures"}
     now = config.asdict()
     return all(saved.get(k) == v for k, v in now.items() if k not in ignore)
 
@@ -191,6 +215,9 @@ def run(config: TrainConfig, progress: bool, rank: int, world: int, device: torc
         stats = Stats.from_dict(seed_rnn["stats"])
         for key in ("hidden", "layers", "dropout", "loss"):
             setattr(config, key, seed_rnn["config"][key])
+        # The output head and its sampling (older seed RNNs: plain MSE output).
+        for key, old in OUTPUT_KEYS.items():
+            setattr(config, key, seed_rnn["arch"].get(key, old))
         init_state = seed_rnn["model"]
         check_audio_settings(
             {
@@ -213,6 +240,7 @@ def run(config: TrainConfig, progress: bool, rank: int, world: int, device: torc
         "layers": config.layers,
         "dropout": config.dropout,
         "noise_dim": config.noise_dim if config.model == "crnngan" else 0,
+        **{key: getattr(config, key) for key in OUTPUT_KEYS},
     }
     model = rnn.build(arch)
     disc = (
@@ -329,18 +357,19 @@ def run(config: TrainConfig, progress: bool, rank: int, world: int, device: torc
                     generator=rng,
                     feed_truth=feed_truth,
                 )
-                loss = masked_loss(pred, motion[:, 1:], mask[:, 1:], config.loss)
+                loss = frame_loss(model, pred, motion[:, 1:], mask[:, 1:], config.loss)
                 _optimise(optimizer, loss, model, config.grad_clip)
                 parts = {"train_loss": loss.item()}
             else:
-                fake = fake_motion(forward, audio, motion, rng)
+                fake, out = fake_motion(forward, audio, motion, rng)
                 d_loss = discriminator_loss(d_forward, audio, motion, fake)
                 _optimise(d_optimizer, d_loss, disc, config.grad_clip)
                 # The plain discriminator: its gradients from this loss are never used (the
                 # next D step clears them), so all-reducing them would be wasted traffic.
                 g_loss, recon = generator_loss(
-                    disc, audio, motion, mask, fake, config.adv_weight, config.recon_weight
-                )
+                    disc, audio, motion, mask, fake, config.adv_weight, config.recon_weight,
+                    out, model.mixtures,
+                )  # fmt: skip
                 _optimise(optimizer, g_loss, model, config.grad_clip)
                 parts = {
                     "d_loss": d_loss.item(),
