@@ -79,8 +79,9 @@ def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
 
     A dance without a root (all zeros: video with ``pose.root: none``) has its pelvis pinned
     at the origin, which would make the feet float whenever the knees bend: for such dances
-    the lowest ankle is stood on the floor, frame by frame (lightly smoothed). A measured root is kept as it is, so
-    jumps stay jumps; the floor then sits a little under the usual ankle height.
+    the lowest ankle is stood on the floor, frame by frame (lightly smoothed). A measured root
+    is kept as it is, so jumps stay jumps; the floor then sits a little under the usual ankle
+    height.
     """
     world = dance.world().astype(np.float64)
     ankles = world[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]

@@ -78,7 +78,10 @@ def focal_length_px(width: float, height: float, fov_deg: float) -> float:
     if not 0 < fov_deg < 180:
         raise PoseError(f"pose.root_fov_deg is {fov_deg}; it must be between 0 and 180 degrees")
     if width <= 0 or height <= 0:
-        raise PoseError(f"image size {width}x{height} is not a picture; the video is damaged")
+        raise PoseError(
+            f"the video's header gives a frame size of {width}x{height}; re-encode it (kakashi "
+            "cut does) or set pose.root: none"
+        )
     return 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
 
 
