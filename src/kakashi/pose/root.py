@@ -46,6 +46,7 @@ import math
 import numpy as np
 
 from kakashi import skeleton
+from kakashi.dance import Dance
 from kakashi.errors import PoseError
 from kakashi.pose.keypoints import CAMERA_TO_CANONICAL
 
@@ -196,7 +197,7 @@ def floor_drift(world: np.ndarray, conf: np.ndarray, fps: float) -> float:
     return float(max(floors) - min(floors)) if len(floors) >= 2 else 0.0
 
 
-def place_on_floor(sequence, source: str):
+def place_on_floor(sequence: Dance, source: str) -> Dance:
     """Lower (or raise) a video root so the floor is y = 0 and warn, naming ``source``,
     when the floor drifts like a moving camera's. Records both in ``meta['root']``."""
     world = sequence.world()
