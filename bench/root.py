@@ -184,6 +184,45 @@ def known_answers(mocap: list[tuple[str, Dance]], seed: int = 0) -> dict[str, di
     return {"mean": summary, "per_sequence": per_sequence}
 
 
+# Filters for the root compared on the noisy case: (window_s, degree); the first is the
+# pose stage's default (pose.smoothing), the one the root uses.
+FILTER_CHOICES = ((0.9, 6), (0.9, 3), (1.5, 3), (1.5, 4), (2.0, 3))
+
+
+def filter_choices(mocap: list[tuple[str, Dance]], seed: int = 0) -> dict[str, dict]:
+    """Root error (cm, frame-weighted) of the noisy case (3 px + video 3-D noise) after a
+    local polynomial fit of each ``FILTER_CHOICES`` window and degree, and the error of the
+    vertical speed (cm/s: bounce and jumps)."""
+    from kakashi.pose.smoothing import local_polynomial, window_frames
+
+    noise_bench = _smoothing_bench()
+    noise_model = noise_bench.load_noise()
+    rng = np.random.default_rng(seed)
+    sums: dict[str, list] = {f"{w:g} s, degree {d}": [] for w, d in FILTER_CHOICES}
+    for index, (_, dance) in enumerate(mocap):
+        world = dance.world().astype(np.float64)
+        camera = camera_position(world)
+        truth = dance.root.astype(np.float64) - camera
+        points, pixels = film(world, camera)
+        pixels = pixels + rng.normal(0, PIXEL_NOISE, pixels.shape)
+        pose_noise = noise_bench.draw_noise(noise_model, len(world), seed + index)
+        points = points + (pose_noise - pose_noise[:, :1]) @ CAMERA_TO_CANONICAL.T
+        raw = estimate(points, pixels)
+        for (window_s, degree), key in zip(FILTER_CHOICES, sums, strict=True):
+            fitted = local_polynomial(raw[:, None], window_frames(window_s, FPS), degree)[:, 0]
+            row = errors_cm(truth, fitted)
+            speed = np.abs(np.gradient(fitted[:, 1]) - np.gradient(truth[:, 1])).mean()
+            row["vertical_speed_cm_s"] = float(speed * FPS * 100)
+            sums[key].append((len(world), row))
+    return {
+        key: {
+            name: float(np.average([r[name] for _, r in rows], weights=[n for n, _ in rows]))
+            for name in rows[0][1]
+        }
+        for key, rows in sums.items()
+    }
+
+
 def m2d_root_scale(mocap: list[tuple[str, Dance]]) -> dict[str, dict]:
     """Dance with Melody's root against its body: the pelvis height range and the lowest
     ankle (should sit ~ANKLE_HEIGHT_M above a floor at 0 when a foot is planted)."""
@@ -260,6 +299,7 @@ def main() -> None:
     }
     mocap = load_mocap()
     figures["known_answers"] = known_answers(mocap)
+    figures["filter_choices"] = filter_choices(mocap)
     figures["mocap_floor"] = m2d_root_scale(mocap)
     print(f"{figures['date']}, {figures['machine']}")
     print("\nroot error, mean absolute (cm):     sideways vertical    depth  depth travel")
@@ -269,6 +309,9 @@ def main() -> None:
     for name, rows in figures["known_answers"]["per_sequence"].items():
         row = rows[f"{PIXEL_NOISE:g} px + 3-D noise, filtered"]
         print(f"  {name:34s}" + "".join(f"{value:9.2f}" for value in row.values()))
+    print("\nroot filters on the noisy case (cm; last: vertical speed error, cm/s):")
+    for case, row in figures["filter_choices"].items():
+        print(f"  {case:34s}" + "".join(f"{value:9.2f}" for value in row.values()))
     print("\nmocap floors (root height p5/p95, lowest ankle p5/p50/p95, floor drift; m):")
     for name, row in figures["mocap_floor"].items():
         print(f"  {name:16s} {row}")
