@@ -24,6 +24,8 @@ rule pose:
             min_person_fraction=config["pose"]["min_person_fraction"],
             max_people=config["pose"].get("max_people", 1),
             multi_person=config["pose"].get("multi_person", "keep"),
+            root=config["pose"]["root"],
+            root_fov_deg=config["pose"]["root_fov_deg"],
             **{
                 f"smoothing_{key}": value
                 for key, value in config["pose"]["smoothing"].items()

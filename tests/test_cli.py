@@ -44,3 +44,16 @@ def test_pose_smoothing_flags_are_the_schemas() -> None:
     assert args.smoothing_project_bones is False
     with pytest.raises(SystemExit):
         build_parser().parse_args(["pose", "c.mp4", "-o", "p.npz", "--smoothing-method=kalman"])
+
+
+def test_pose_root_flags_are_the_schemas() -> None:
+    from kakashi.settings import default
+
+    args = build_parser().parse_args(["pose", "clip.mp4", "-o", "p.npz"])
+    assert args.root == default("pose.root") == "estimate"
+    assert args.root_fov_deg == default("pose.root_fov_deg") == 60
+    args = build_parser().parse_args(["pose", "c.mp4", "-o", "p.npz", "--root=none"])
+    assert args.root == "none"
+    for bad in ("--root=guess", "--root-fov-deg=180", "--root-fov-deg=0"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["pose", "c.mp4", "-o", "p.npz", bad])

@@ -65,16 +65,19 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
     assert mean["freeze_share"] == 1.0 and mean["freeze_max_s"] == pytest.approx(frames / 30)
     truth = rows["ground_truth"]
     assert 0.1 < truth["speed_m_s"] < 2.0 and truth["freeze_share"] < 0.5
-    # Video has no measured root: ground truth does not travel, so travel has no ratio.
-    assert truth["travel_m_min"] == 0.0 and truth["travel_ratio"] is None
-    assert any("root is not measured" in note for note in result["notes"])
+    # The demo's root is estimated from the video (pose.root): ground truth travels (9.1
+    # m/min measured, 2026-11-26), so travel is a ratio and PFC sees the root accelerate.
+    assert truth["travel_m_min"] > quality.TRAVEL_MIN_M_MIN and truth["travel_ratio"] == 1.0
+    assert not any("root is not measured" in note for note in result["notes"])
+    assert truth["pfc"] > 0
     assert result["better"]["liveliness"] == "one" and result["better"]["jitter"] == "lower"
 
     table = (out / "metrics.md").read_text()
     assert "**ground truth**" in table and "FID_k ↓" in table and "BAS ↑" in table
     head = table.splitlines()[0]
     assert head.index("PFC ↓") < head.index("clips") < head.index("liveliness ≈1")
-    assert "jitter ↓" in head and "skate ×GT ↓" in head and "travel m/min" in head
+    # Ground truth travels (a video root), so travel is shown as a ratio to it.
+    assert "jitter ↓" in head and "skate ×GT ↓" in head and "travel ≈1" in head
     assert table in capsys.readouterr().out
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == sorted(

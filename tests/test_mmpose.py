@@ -296,6 +296,9 @@ def test_two_person_clip_policy_through_the_cli(random_checkpoints, tmp_path) ->
     assert len(people) == len(kept) == 16
     crowded = people > 1
     assert crowded.any(), "random detector boxes: expected several people counted somewhere"
+    # The CLI estimates the root (pose.root: estimate) from the keypoints and the lifted pose.
+    assert kept.meta["root_measured"] is True and kept.meta["root_source"] == "video"
+    assert kept.meta["root"]["image_size"] == [1080, 1920] and np.isfinite(kept.root).all()
     assert kept.meta["max_people"] == {
         "max_people": 1,
         "policy": "keep",

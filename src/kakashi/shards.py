@@ -89,6 +89,14 @@ REQUIRED_METADATA = ("fps", "hop_length", "feature_names", "num_features")
 AUDIO_SETTINGS = ("fps", "hop_length", "feature_names")
 
 
+def root_source(meta: dict) -> str:
+    """Where a pose file's root came from: ``video`` (estimated by kakashi.pose.root),
+    ``motion_capture`` (the motion stage), or ``none`` (zeros, not measured)."""
+    if not meta.get("root_measured", False):
+        return "none"
+    return meta.get("root_source", "motion_capture" if meta.get("backend") == "motion" else "video")
+
+
 def build_shard(
     pose_path: str | Path,
     features_path: str | Path,
@@ -111,6 +119,11 @@ def build_shard(
         "split": split,
         "pose_backend": pose.meta.get("backend", "unknown"),
         "root_measured": bool(pose.meta.get("root_measured", False)),
+        # How: "video" (kakashi.pose.root, with its camera assumptions in "root_estimate"),
+        # "motion_capture", or "none" when the root is zeros.
+        "root_source": root_source(pose.meta),
+        # The camera and floor of a video root (fov_deg, focal_px, floor drift, ...).
+        **({"root_estimate": pose.meta["root"]} if "root" in pose.meta else {}),
         # The temporal filter and its constants (kakashi.pose.smoothing); motion capture
         # and pose files from before the filter were not filtered.
         "pose_smoothing": pose.meta.get("smoothing", {"method": "none"}),

@@ -90,6 +90,8 @@ def _cmd_pose(args: argparse.Namespace) -> None:
             for key, value in vars(args).items()
             if key.startswith("smoothing_")
         },
+        args.root,
+        args.root_fov_deg,
     )
     sequence.save(args.output)
 
@@ -241,6 +243,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     setting_flag(pose, "--max-people", "pose.max_people", type=int)
     multi_person = node("pose.multi_person")["enum"]
     setting_flag(pose, "--multi-person", "pose.multi_person", choices=multi_person)
+    setting_flag(pose, "--root", "pose.root", choices=node("pose.root")["enum"])
+    setting_flag(pose, "--root-fov-deg", "pose.root_fov_deg", type=float)
     for key, entry in node("pose.smoothing")["properties"].items():
         setting_flag(
             pose,

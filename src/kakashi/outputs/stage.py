@@ -77,10 +77,11 @@ def smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
 def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
     """World positions (frames, 17, 3) as shown on stage: floor at y = 0, last pose held.
 
-    Monocular video measures no root (all zeros), so a pelvis pinned at the origin would
-    make the feet float whenever the knees bend: for such dances the lowest ankle is stood
-    on the floor, frame by frame (lightly smoothed). A measured root is kept as it is, so
-    jumps stay jumps; the floor then sits a little under the usual ankle height.
+    A dance without a root (all zeros: video with ``pose.root: none``) has its pelvis pinned
+    at the origin, which would make the feet float whenever the knees bend: for such dances
+    the lowest ankle is stood on the floor, frame by frame (lightly smoothed). A measured root
+    is kept as it is, so jumps stay jumps; the floor then sits a little under the usual ankle
+    height.
     """
     world = dance.world().astype(np.float64)
     ankles = world[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]

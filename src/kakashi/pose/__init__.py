@@ -117,13 +117,26 @@ def estimate_pose(
     multi_person: str,
     min_person_fraction: float,
     smoothing: dict,
+    root: str = "estimate",
+    root_fov_deg: float = 60.0,
 ) -> Dance:
-    """The pose stage: the backend's estimate, the multi-person policy, gap filling, then
+    """The pose stage: the backend's estimate (with the root, ``pose.root``, solved from
+    its keypoints by :mod:`kakashi.pose.root`), the multi-person policy, gap filling, then
     the temporal filter (``pose.smoothing``; it leans on the gaps' neighbours, so it runs
-    after they are filled). Root-centred pose and, when measured, the root are filtered."""
+    after they are filled). Root-centred pose and, when measured, the root are filtered;
+    then the root is put on the floor (y = 0), with a warning if the camera seems to move."""
+    from kakashi.pose.root import ROOT_MODES, focal_length_px, place_on_floor
     from kakashi.pose.smoothing import smooth_dance
 
+    if root not in ROOT_MODES:
+        raise PoseError(f"pose.root is {root!r}; use one of {', '.join(ROOT_MODES)}")
+    if root == "estimate":
+        focal_length_px(1, 1, root_fov_deg)  # a bad field of view fails before the video
+        options = {**options, "root_fov_deg": root_fov_deg}
     sequence = get_backend(backend, **options).estimate(Path(video))
     sequence = apply_people_policy(sequence, source, max_people, multi_person)
     sequence = fill_missing(sequence, source, min_person_fraction)
-    return smooth_dance(sequence, smoothing)
+    sequence = smooth_dance(sequence, smoothing)
+    if sequence.meta.get("root_measured"):
+        sequence = place_on_floor(sequence, source)
+    return sequence

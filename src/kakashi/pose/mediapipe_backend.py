@@ -24,6 +24,8 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, PoseError
+from kakashi.pose.keypoints import CAMERA_TO_CANONICAL
+from kakashi.pose.root import camera_root
 
 log = logging.getLogger("kakashi.pose.mediapipe")
 
@@ -56,23 +58,31 @@ MIN_CHUNK_FRAMES = 300
 HEAD_TOP_EXTENSION = 0.5
 
 
+def blazepose_joints(landmarks: np.ndarray) -> np.ndarray:
+    """BlazePose landmarks (..., 33, C) -> H36M-17 joints (..., 17, C), axes unchanged: the
+    world landmarks (C = 3) or their image positions (C = 2, pixels), mapped alike."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    out = np.zeros((*landmarks.shape[:-2], skeleton.NUM_JOINTS, landmarks.shape[-1]))
+    for name, index in DIRECT.items():
+        out[..., skeleton.INDEX[name], :] = landmarks[..., index, :]
+    pelvis = 0.5 * (landmarks[..., LEFT_HIP, :] + landmarks[..., RIGHT_HIP, :])
+    thorax = 0.5 * (landmarks[..., LEFT_SHOULDER, :] + landmarks[..., RIGHT_SHOULDER, :])
+    ears = 0.5 * (landmarks[..., LEFT_EAR, :] + landmarks[..., RIGHT_EAR, :])
+    out[..., skeleton.INDEX["pelvis"], :] = pelvis
+    out[..., skeleton.INDEX["thorax"], :] = thorax
+    out[..., skeleton.INDEX["spine"], :] = 0.5 * (pelvis + thorax)
+    out[..., skeleton.INDEX["head"], :] = ears + HEAD_TOP_EXTENSION * (ears - thorax)
+    return out
+
+
 def blazepose_to_h36m(landmarks: np.ndarray) -> np.ndarray:
     """Map BlazePose world landmarks (..., 33, 3) in image axes to H36M-17 (..., 17, 3).
 
     Output axes: x = subject's left when facing the camera, y up, z towards the camera.
     """
-    canonical = landmarks * np.array([1.0, -1.0, -1.0])  # y down -> up, z away -> towards
-    out = np.zeros((*landmarks.shape[:-2], skeleton.NUM_JOINTS, 3))
-    for name, index in DIRECT.items():
-        out[..., skeleton.INDEX[name], :] = canonical[..., index, :]
-    pelvis = 0.5 * (canonical[..., LEFT_HIP, :] + canonical[..., RIGHT_HIP, :])
-    thorax = 0.5 * (canonical[..., LEFT_SHOULDER, :] + canonical[..., RIGHT_SHOULDER, :])
-    ears = 0.5 * (canonical[..., LEFT_EAR, :] + canonical[..., RIGHT_EAR, :])
-    out[..., skeleton.INDEX["pelvis"], :] = pelvis
-    out[..., skeleton.INDEX["thorax"], :] = thorax
-    out[..., skeleton.INDEX["spine"], :] = 0.5 * (pelvis + thorax)
-    out[..., skeleton.INDEX["head"], :] = ears + HEAD_TOP_EXTENSION * (ears - thorax)
-    return out - out[..., :1, :]  # root-centred
+    camera = blazepose_joints(landmarks)
+    canonical = camera @ CAMERA_TO_CANONICAL.T  # y down -> up, z away -> towards
+    return canonical - canonical[..., :1, :]  # root-centred
 
 
 def blazepose_visibility_to_h36m(visibility: np.ndarray) -> np.ndarray:
@@ -110,7 +120,9 @@ def count_frames(video: Path) -> int:
 
 
 def _estimate_chunk(video: str, first: int, last: int, model_complexity: int) -> tuple:
-    """Run BlazePose on frames [first, last) of ``video``; returns (landmarks, visibility)."""
+    """Run BlazePose on frames [first, last) of ``video``; returns the world landmarks
+    (N, 33, 3), their image positions (N, 33, 2, pixels), visibility (N, 33) and whether a
+    person was found (N,)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
     import mediapipe as mp
@@ -120,6 +132,7 @@ def _estimate_chunk(video: str, first: int, last: int, model_complexity: int) ->
         capture.grab()
     count = last - first
     landmarks = np.zeros((count, 33, 3), dtype=np.float64)
+    image = np.zeros((count, 33, 2), dtype=np.float64)
     visibility = np.zeros((count, 33), dtype=np.float64)
     found = np.zeros(count, dtype=bool)
     with mp.solutions.pose.Pose(
@@ -143,8 +156,12 @@ def _estimate_chunk(video: str, first: int, last: int, model_complexity: int) ->
             for j, point in enumerate(result.pose_world_landmarks.landmark):
                 landmarks[i, j] = (point.x, point.y, point.z)
                 visibility[i, j] = point.visibility
+            # Image landmarks are normalised by the frame's width and height.
+            rows, columns = frame.shape[:2]
+            for j, point in enumerate(result.pose_landmarks.landmark):
+                image[i, j] = (point.x * columns, point.y * rows)
     capture.release()
-    return landmarks, visibility, found
+    return landmarks, image, visibility, found
 
 
 class MediaPipeBackend:
@@ -153,8 +170,14 @@ class MediaPipeBackend:
     name = "mediapipe"
 
     def __init__(
-        self, workers: int = 1, model_complexity: int = 1, min_chunk_frames: int = MIN_CHUNK_FRAMES
+        self,
+        workers: int = 1,
+        model_complexity: int = 1,
+        min_chunk_frames: int = MIN_CHUNK_FRAMES,
+        root_fov_deg: float | None = None,
     ) -> None:
+        """``root_fov_deg``: estimate the root with a camera of this field of view
+        (:mod:`kakashi.pose.root`); None leaves it at zeros (``root_measured: false``)."""
         if model_complexity != 1:
             # Levels 0 and 2 download their model at run time, which fails offline.
             raise PoseError(
@@ -164,6 +187,7 @@ class MediaPipeBackend:
         self.workers = max(1, workers)
         self.model_complexity = model_complexity
         self.min_chunk_frames = min_chunk_frames
+        self.root_fov_deg = root_fov_deg
 
     def estimate(self, video: Path) -> Dance:
         import cv2
@@ -174,6 +198,7 @@ class MediaPipeBackend:
             raise MediaError(f"video {video} has no decodable frames")
         capture = cv2.VideoCapture(str(video))
         fps = capture.get(cv2.CAP_PROP_FPS)
+        image_size = (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         capture.release()
         workers = min(self.workers, max(1, frames // self.min_chunk_frames))
         bounds = np.linspace(0, frames, workers + 1).astype(int)
@@ -187,24 +212,40 @@ class MediaPipeBackend:
                     for a, b in chunks
                 ]
                 results = [future.result() for future in futures]
-        landmarks = np.concatenate([r[0] for r in results])
-        visibility = np.concatenate([r[1] for r in results])
-        found = np.concatenate([r[2] for r in results])
+        landmarks, image, visibility, found = (
+            np.concatenate([r[k] for r in results]) for k in range(4)
+        )
         pose = blazepose_to_h36m(landmarks).astype(np.float32)
         conf = np.where(found, visibility[:, _mapped_landmarks()].mean(axis=1), 0.0)
+        joint_conf = np.clip(blazepose_visibility_to_h36m(visibility), 0, 1)
+        root = np.zeros((len(pose), 3), dtype=np.float32)
+        root_meta: dict = {}
+        if self.root_fov_deg is not None:
+            camera = blazepose_joints(landmarks)
+            root, root_meta = camera_root(
+                camera - camera[:, :1],
+                blazepose_joints(image),
+                joint_conf,
+                found,
+                image_size,
+                self.root_fov_deg,
+            )
         log.info(
             "%s: %d frames, person in %d, %d worker(s)", video, len(pose), found.sum(), workers
         )
+        meta = {
+            "backend": self.name,
+            "model": f"blazepose_full (model_complexity={self.model_complexity})",
+            "root_measured": self.root_fov_deg is not None,
+            "chunks": [[int(a), int(b)] for a, b in chunks],
+        }
+        if self.root_fov_deg is not None:
+            meta.update(root_source="video", root=root_meta)
         return Dance(
             pose=pose,
-            root=np.zeros((len(pose), 3), dtype=np.float32),
+            root=root,
             conf=conf.astype(np.float32),
-            joint_conf=np.clip(blazepose_visibility_to_h36m(visibility), 0, 1),
+            joint_conf=joint_conf,
             fps=float(fps),
-            meta={
-                "backend": self.name,
-                "model": f"blazepose_full (model_complexity={self.model_complexity})",
-                "root_measured": False,
-                "chunks": [[int(a), int(b)] for a, b in chunks],
-            },
+            meta=meta,
         )

@@ -45,6 +45,7 @@ from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, PoseError
 from kakashi.pose.keypoints import coco_to_h36m, lifter_to_canonical
+from kakashi.pose.root import camera_root
 from kakashi.pose.tracking import track_people
 
 log = logging.getLogger("kakashi.pose.mmpose")
@@ -261,7 +262,11 @@ class MMPoseBackend:
         bbox_threshold: float = 0.3,
         workers: int = 1,
         max_candidates: int = MAX_CANDIDATES,
+        root_fov_deg: float | None = None,
     ) -> None:
+        """``root_fov_deg``: estimate the root from the 2-D keypoints and the lifted pose
+        with a camera of this field of view (:mod:`kakashi.pose.root`); None leaves it at
+        zeros (``root_measured: false``)."""
         try:
             import mmdet  # noqa: F401
             import mmpose  # noqa: F401
@@ -276,6 +281,7 @@ class MMPoseBackend:
         self.batch_size = batch_size
         self.bbox_threshold = bbox_threshold
         self.max_candidates = max_candidates
+        self.root_fov_deg = root_fov_deg
         self.device = resolve_device(device)
         import torch
 
@@ -456,6 +462,10 @@ class MMPoseBackend:
             coco[t] = detections[t].keypoints[tracks.main_box[t]]
             boxes[t] = detections[t].boxes[tracks.main_box[t]]
         pose = np.zeros((frames_total, skeleton.NUM_JOINTS, 3), np.float32)
+        root = np.zeros((frames_total, 3), np.float32)
+        root_meta: dict = {}
+        # Per joint for the temporal filter: a derived joint averages its keypoints' scores.
+        joint_conf = np.where(found[:, None], np.clip(coco_to_h36m(coco)[..., 2], 0, 1), 0)
         started = time.perf_counter()
         if found.any():
             # Frames without the dancer get the nearest pose as lifter context; their conf
@@ -467,12 +477,21 @@ class MMPoseBackend:
             h36m_2d = coco_to_h36m(coco[nearest])[..., :2]
             camera = self._lift(h36m_2d, boxes[nearest])
             pose = lifter_to_canonical(camera)
+            if self.root_fov_deg is not None:
+                # The lifter's pose is in camera axes (metres) and h36m_2d in the video's
+                # pixels: the two sides of the root solve.
+                root, root_meta = camera_root(
+                    camera - camera[:, :1],
+                    h36m_2d,
+                    joint_conf,
+                    found,
+                    (width, height),
+                    self.root_fov_deg,
+                )
         lift_s = time.perf_counter() - started
         # RTMPose scores are not probabilities and can exceed 1: clip. A found frame keeps
         # a positive conf, since 0 means "no person" in the contract.
         conf = np.where(found, np.clip(coco[..., 2].mean(axis=1), 1e-3, 1.0), 0.0)
-        # Per joint for the temporal filter: a derived joint averages its keypoints' scores.
-        joint_conf = np.where(found[:, None], np.clip(coco_to_h36m(coco)[..., 2], 0, 1), 0)
         log.info(
             "%s: %d frames, dancer in %d, %d tracks, up to %d people, device %s",
             video,
@@ -482,21 +501,24 @@ class MMPoseBackend:
             tracks.people.max(initial=0),
             self.device,
         )
+        meta = {
+            "backend": self.name,
+            "model": {k: str(v.name) for k, v in self.configs.items()},
+            "checkpoints": {k: os.path.basename(v) for k, v in self.checkpoints.items()},
+            "device": self.device,
+            "root_measured": self.root_fov_deg is not None,
+            "people_per_frame": tracks.people.tolist(),
+            "tracks": len(tracks.tracks),
+            "main_track_frames": int(found.sum()),
+            "timing_s": {"detect_and_2d": round(detect_s, 3), "lift": round(lift_s, 3)},
+        }
+        if self.root_fov_deg is not None:
+            meta.update(root_source="video", root=root_meta)
         return Dance(
             pose=pose.astype(np.float32),
-            root=np.zeros((frames_total, 3), np.float32),
+            root=root,
             conf=conf.astype(np.float32),
             joint_conf=joint_conf.astype(np.float32),
             fps=float(fps),
-            meta={
-                "backend": self.name,
-                "model": {k: str(v.name) for k, v in self.configs.items()},
-                "checkpoints": {k: os.path.basename(v) for k, v in self.checkpoints.items()},
-                "device": self.device,
-                "root_measured": False,
-                "people_per_frame": tracks.people.tolist(),
-                "tracks": len(tracks.tracks),
-                "main_track_frames": int(found.sum()),
-                "timing_s": {"detect_and_2d": round(detect_s, 3), "lift": round(lift_s, 3)},
-            },
+            meta=meta,
         )
