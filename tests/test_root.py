@@ -7,7 +7,6 @@ plus a margin; the video figures are in docs/contracts.md.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, SHARED, shared_file
+from conftest import SHARED, bench_module, shared_file
 from kakashi import settings, skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
@@ -27,15 +26,7 @@ from kakashi.pose import estimate_pose
 from kakashi.pose import root as root_module
 from kakashi.shards import build_shard
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_root", REPO / "bench" / "root.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = bench_module("root")
 SMOOTHING = settings.defaults("pose.smoothing")
 
 

@@ -7,14 +7,13 @@ The noise has the spectrum bench/smoothing.py measured on the real videos
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, shared_file
+from conftest import bench_module, shared_file
 from kakashi import settings, skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
@@ -23,17 +22,7 @@ from kakashi.motion import read_motion
 from kakashi.pose.smoothing import local_polynomial, smooth_dance, window_frames
 from kakashi.shards import build_shard
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_smoothing", REPO / "bench" / "smoothing.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = bench_module("smoothing")
 DEFAULT = settings.defaults("pose.smoothing")
 
 
