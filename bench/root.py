@@ -135,6 +135,20 @@ def errors_cm(truth: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
     }
 
 
+def filmed(dance: Dance, rng: np.random.Generator, noise_bench, noise_model, seed: int) -> tuple:
+    """A mocap dance filmed by the virtual camera: world positions, camera position, the
+    true root in camera axes, the exact 3-D points and pixels, and the same with
+    detector-sized pixel noise and video-level 3-D pose noise (``seed``)."""
+    world = dance.world().astype(np.float64)
+    camera = camera_position(world)
+    truth = dance.root.astype(np.float64) - camera
+    points, pixels = film(world, camera)
+    noisy_pixels = pixels + rng.normal(0, PIXEL_NOISE, pixels.shape)
+    pose_noise = noise_bench.draw_noise(noise_model, len(world), seed)
+    noisy_points = points + (pose_noise - pose_noise[:, :1]) @ CAMERA_TO_CANONICAL.T
+    return world, camera, truth, points, pixels, noisy_points, noisy_pixels
+
+
 def known_answers(mocap: list[tuple[str, Dance]], seed: int = 0) -> dict[str, dict]:
     """Per case, the frame-weighted mean of each sequence's errors (and per sequence)."""
     noise_bench = _smoothing_bench()
@@ -151,13 +165,9 @@ def known_answers(mocap: list[tuple[str, Dance]], seed: int = 0) -> dict[str, di
     names = list(cases)
     per_sequence = {}
     for index, (name, dance) in enumerate(mocap):
-        world = dance.world().astype(np.float64)
-        camera = camera_position(world)
-        truth = dance.root.astype(np.float64) - camera
-        points, pixels = film(world, camera)
-        noisy_pixels = pixels + rng.normal(0, PIXEL_NOISE, pixels.shape)
-        pose_noise = noise_bench.draw_noise(noise_model, len(world), seed + index)
-        noisy_points = points + (pose_noise - pose_noise[:, :1]) @ CAMERA_TO_CANONICAL.T
+        world, camera, truth, points, pixels, noisy_points, noisy_pixels = filmed(
+            dance, rng, noise_bench, noise_model, seed + index
+        )
         noisy_root = estimate(noisy_points, noisy_pixels)
         noisy_pose = (noisy_points - noisy_points[:, :1]) @ CAMERA_TO_CANONICAL.T
         wide = film(world, camera, fov_deg=70.0)[1]
@@ -200,13 +210,9 @@ def filter_choices(mocap: list[tuple[str, Dance]], seed: int = 0) -> dict[str, d
     rng = np.random.default_rng(seed)
     sums: dict[str, list] = {f"{w:g} s, degree {d}": [] for w, d in FILTER_CHOICES}
     for index, (_, dance) in enumerate(mocap):
-        world = dance.world().astype(np.float64)
-        camera = camera_position(world)
-        truth = dance.root.astype(np.float64) - camera
-        points, pixels = film(world, camera)
-        pixels = pixels + rng.normal(0, PIXEL_NOISE, pixels.shape)
-        pose_noise = noise_bench.draw_noise(noise_model, len(world), seed + index)
-        points = points + (pose_noise - pose_noise[:, :1]) @ CAMERA_TO_CANONICAL.T
+        world, _, truth, _, _, points, pixels = filmed(
+            dance, rng, noise_bench, noise_model, seed + index
+        )
         raw = estimate(points, pixels)
         for (window_s, degree), key in zip(FILTER_CHOICES, sums, strict=True):
             fitted = local_polynomial(raw[:, None], window_frames(window_s, FPS), degree)[:, 0]
