@@ -1,5 +1,6 @@
 """Skeleton-aware helpers every dance model's generation shares: bone-length projection
-(so bones never drift over a long song) and the leaky root integration.
+(so bones never drift over a long song), the leaky root integration and keeping planted
+feet planted.
 
 The root is the running sum of the predicted root velocity, made leaky: each frame it
 loses 1/(ROOT_LEAK_S * fps) of its distance from the start spot. A small bias in the
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 # Time constant (seconds) of the leaky root integration (see the module docstring).
 ROOT_LEAK_S = 4.0
+ANKLES = (skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"])
+LOCK_EASE_S = 0.05  # sigma (s) of the Gaussian that eases a foot lock in and out
 
 # Bones in an order where every parent is placed before its children.
 _TREE = [(skeleton.PARENTS[c], c) for c in range(1, skeleton.NUM_JOINTS)]
@@ -78,3 +81,54 @@ def leaky_integral(velocity: np.ndarray, time_constant_frames: float) -> np.ndar
     for t in range(1, len(velocity)):
         root[t] = root[t - 1] * keep + velocity[t]
     return root
+
+
+def settle_planted_feet(
+    root_step: np.ndarray,
+    source_feet_step: np.ndarray,
+    feet_step: np.ndarray,
+    planted: np.ndarray,
+    foot_lock: float,
+    fps: float,
+) -> np.ndarray:
+    """Horizontal root steps (T-1, 2) that keep planted feet planted.
+
+    ``root_step`` (T-1, 2) and ``feet_step`` (T-1, 2 ankles, 2) are the root's and the
+    root-centred ankles' horizontal motion from frame t to t + 1 as the dance stands;
+    ``source_feet_step`` the ankles' motion in the source the dance should follow (the
+    segment it came from, or the dance itself); ``planted`` (T-1, 2) where an ankle is on
+    the floor. Where a foot is planted, the root takes up whatever moves that foot over the
+    floor differently from the source, minus ``foot_lock`` of the source's own glide (0: it
+    slides as in the source; 1: it never moves), averaged over the planted feet. A lock
+    switching on and off would jerk the root, so with ``foot_lock > 0`` the change is eased
+    over ``LOCK_EASE_S``.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    source_world = (root_step[:, None, :] + source_feet_step) * (1 - foot_lock)
+    wanted = source_world - feet_step  # the root step that would put each foot there
+    count = planted.sum(axis=1, keepdims=True)
+    settled = (wanted * planted[..., None]).sum(axis=1) / np.maximum(count, 1)
+    change = np.where(count > 0, settled - root_step, 0.0)
+    if foot_lock > 0:
+        change = gaussian_filter1d(change, LOCK_EASE_S * fps, axis=0, mode="nearest")
+    return root_step + change
+
+
+def settle_own_feet(pose: np.ndarray, root: np.ndarray, fps: float, foot_lock: float) -> np.ndarray:
+    """``root`` (T, 3) changed so that where the dance itself has a foot planted, that foot
+    glides ``1 - foot_lock`` as far over the floor as it did (a generated dance has no
+    source to follow). Contact is the evaluation's own (kakashi.evaluate.quality: ankle
+    within 5 cm of the local floor, moving vertically under 0.1 m/s), so a foot the metrics
+    would call skating is exactly one this settles. The height is untouched."""
+    from kakashi.evaluate.quality import foot_contact
+
+    if foot_lock <= 0 or len(root) < 3:
+        return root
+    planted = foot_contact(pose + root[:, None, :], fps)[0]
+    feet_step = np.diff(pose[:, list(ANKLES)], axis=0)[..., [0, 2]].astype(np.float64)
+    step = np.diff(root[:, [0, 2]], axis=0).astype(np.float64)
+    step = settle_planted_feet(step, feet_step, feet_step, planted[:-1], foot_lock, fps)
+    settled = root.astype(np.float64).copy()
+    settled[1:, [0, 2]] = settled[0, [0, 2]] + np.cumsum(step, axis=0)
+    return settled.astype(root.dtype)

@@ -47,7 +47,12 @@ from vector_quantize_pytorch import VectorQuantize
 
 from kakashi import skeleton
 from kakashi.models.data import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
-from kakashi.models.kinematics import ROOT_LEAK_S, leaky_integral, project_bones
+from kakashi.models.kinematics import (
+    ROOT_LEAK_S,
+    leaky_integral,
+    project_bones,
+    settle_own_feet,
+)
 
 # Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]
@@ -446,10 +451,12 @@ def generate_motion(
     temperature: float | None = None,
     top_k: int | None = None,
     smooth: float | None = None,
+    foot_lock: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F).
 
-    ``temperature``, ``top_k`` and ``smooth`` override the values stored in ``net.arch``.
+    ``temperature``, ``top_k``, ``smooth`` and ``foot_lock`` override the values stored in
+    ``net.arch``.
     """
     net.eval()
     device = next(net.parameters()).device
@@ -492,4 +499,8 @@ def generate_motion(
     velocity = motion[:, POSE_DIM:].astype(np.float64)
     velocity[0] = 0.0
     root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
+    # The decoder knows nothing of the floor: its planted feet glide (skating 3-4x the real
+    # dances'). Checkpoints from before this setting have no foot_lock: left as they were.
+    foot_lock = net.arch.get("foot_lock", 0.0) if foot_lock is None else foot_lock
+    root = settle_own_feet(pose.astype(np.float64), root, stats.fps, foot_lock)
     return pose.astype(np.float32), root.astype(np.float32)

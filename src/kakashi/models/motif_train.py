@@ -77,6 +77,7 @@ ARCH_KEYS = [
     "temperature",
     "top_k",
     "smooth",
+    "foot_lock",
 ]
 
 

@@ -44,20 +44,17 @@ import math
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.models.data import Stats
-from kakashi.models.kinematics import project_bones
+from kakashi.models.kinematics import ANKLES, project_bones, settle_planted_feet
 
 BEAT_COLUMN = "beat"
-ANKLES = (skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"])
 # Spans solved at once, and spans of lookahead, when the repetition penalty is on.
 CHUNK_SPANS = 16
 LOOKAHEAD_SPANS = 8
-LOCK_EASE_S = 0.05  # sigma (s) of the Gaussian that eases a foot lock in and out
 
 
 class MotionLibrary(nn.Module):
@@ -389,16 +386,14 @@ def assemble(
     # whatever moved that foot differently from the segment itself (a seam's blend, the bone
     # projection), so the foot slides over the floor exactly as much as it did in the source.
     # With foot_lock > 0 that share of the source's own glide of a planted foot goes too.
-    source_world = (step_xz[:-1, None, :] + feet_step[:-1, :, [0, 2]]) * (1 - arch["foot_lock"])
-    wanted = source_world - np.diff(pose[:, list(ANKLES)], axis=0)[..., [0, 2]]  # root steps
-    down = planted[:-1]
-    count = down.sum(axis=1, keepdims=True)
-    settled = (wanted * down[..., None]).sum(axis=1) / np.maximum(count, 1)
-    change = np.where(count > 0, settled - step_xz[:-1], 0.0)
-    if arch["foot_lock"] > 0:
-        # a lock switching on and off would jerk the root: ease it over a few frames
-        change = gaussian_filter1d(change, LOCK_EASE_S * stats.fps, axis=0, mode="nearest")
-    step_xz[:-1] += change
+    step_xz[:-1] = settle_planted_feet(
+        step_xz[:-1],
+        feet_step[:-1, :, [0, 2]],
+        np.diff(pose[:, list(ANKLES)], axis=0)[..., [0, 2]],
+        planted[:-1],
+        arch["foot_lock"],
+        stats.fps,
+    )
     root = np.zeros((frames, 3))
     root[1:, 0] = np.cumsum(step_xz[:-1, 0])
     root[1:, 2] = np.cumsum(step_xz[:-1, 1])
