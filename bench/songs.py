@@ -49,6 +49,10 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, required=True, help="ground truth: test split")
     parser.add_argument("--songs", nargs="+", type=Path, default=DEFAULT_SONGS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--long-minutes", type=float, default=10.0,
+        help="also dance the first song's features repeated to this many minutes (0: skip)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     truth = row_quality((dance.world, dance.fps) for dance in load_split(args.shards, "test"))
@@ -85,6 +89,33 @@ def main() -> None:
                 f"{seconds:.2f} |",
                 flush=True,
             )
+        if args.long_minutes > 0:
+            long_song(model, features_of, args, truth)
+
+
+def long_song(model, features_of: dict, args, truth: dict) -> None:
+    """The first song's features repeated to ``--long-minutes``: liveliness per minute (a
+    model that drifts or settles shows it here) and the longest freeze of the whole dance."""
+    import numpy as np
+
+    stats = model.stats
+    key = (args.songs[0], stats.fps, stats.hop_length, tuple(stats.feature_names))
+    values = features_of[key].values
+    frames = round(args.long_minutes * 60 * stats.fps)
+    audio = np.concatenate([values] * (frames // len(values) + 1))[:frames]
+    dance = dance_for_audio(model, audio, start_pose("mean", stats), args.seed)
+    world, minute = dance.world(), round(60 * stats.fps)
+    per_minute = [
+        dance_quality(world[lo : lo + minute], stats.fps)
+        for lo in range(0, frames - minute + 1, minute)
+    ]
+    lively = [q.speed_m_s / truth["speed_m_s"] for q in per_minute]
+    print(
+        f"{model.name}: {args.long_minutes:g} minutes of {args.songs[0].name}: liveliness "
+        f"{min(lively):.2f}-{max(lively):.2f} per minute, longest freeze "
+        f"{dance_quality(world, stats.fps).longest_freeze_s:.1f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
