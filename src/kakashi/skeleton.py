@@ -31,6 +31,9 @@ JOINTS: tuple[str, ...] = (
 )
 NUM_JOINTS = len(JOINTS)
 INDEX = {name: i for i, name in enumerate(JOINTS)}
+# The two ankles (left, right): feet on the floor, floors, contact and skating. A tuple;
+# index arrays with ``list(ANKLES)`` (a tuple index would mean one element per axis).
+ANKLES = (INDEX["left_ankle"], INDEX["right_ankle"])
 
 # Joint names in Kakashi's BVH files (written by kakashi.outputs.bvh, recognised by the
 # BVH reader), in JOINTS order.
@@ -91,5 +94,5 @@ def bone_lengths(pose: np.ndarray) -> np.ndarray:
 def standing_height(pose: np.ndarray) -> float:
     """A robust body height in metres: head top to the mean ankle height, median over frames."""
     head_y = pose[:, INDEX["head"], 1]
-    ankle_y = pose[:, [INDEX["left_ankle"], INDEX["right_ankle"]], 1].mean(axis=1)
+    ankle_y = pose[:, list(ANKLES), 1].mean(axis=1)
     return float(np.median(head_y - ankle_y))

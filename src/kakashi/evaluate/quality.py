@@ -52,7 +52,7 @@ TRAVEL_STEP_S = 0.2
 # the travel ratio is then undefined.
 TRAVEL_MIN_M_MIN = 1.0
 
-ANKLES = (skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"])
+ANKLES = skeleton.ANKLES
 RAW_KEYS = (
     "speed_m_s",
     "freeze_max_s",

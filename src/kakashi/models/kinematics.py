@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # Time constant (seconds) of the leaky root integration (see the module docstring).
 ROOT_LEAK_S = 4.0
-ANKLES = (skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"])
+ANKLES = skeleton.ANKLES
 LOCK_EASE_S = 0.05  # sigma (s) of the Gaussian that eases a foot lock in and out
 
 # Bones in an order where every parent is placed before its children.

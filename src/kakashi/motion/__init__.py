@@ -51,7 +51,7 @@ _TYPICAL_EXTENT = 1.5
 def detect_units(joints: np.ndarray) -> tuple[str, float]:
     """The unit that makes the ankle-to-head extent most like an adult's."""
     head = joints[:, skeleton.INDEX["head"]]
-    ankles = joints[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]]].mean(axis=1)
+    ankles = joints[:, list(skeleton.ANKLES)].mean(axis=1)
     extent = float(np.percentile(np.linalg.norm(head - ankles, axis=1), 90))
     if not np.isfinite(extent) or extent <= 0:
         raise ValueError("the body has no extent")
@@ -163,7 +163,7 @@ def fix_root_height(
     the negated lowest foot height relative to the root.
     """
     root_y = joints[:, 0, 1]
-    feet = joints[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]
+    feet = joints[:, list(skeleton.ANKLES), 1]
     if toes is not None:
         feet = np.concatenate([feet, toes[:, :, 1]], axis=1)
     lowest = feet.min(axis=1) - root_y

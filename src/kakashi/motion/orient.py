@@ -20,7 +20,7 @@ _UP = np.array([0.0, 1.0, 0.0])
 def up_rotation(world: np.ndarray) -> tuple[np.ndarray, str]:
     """The rotation taking the data's up axis (snapped to +-x/y/z) to +y, and its name."""
     head = world[:, _J["head"]]
-    ankles = world[:, [_J["left_ankle"], _J["right_ankle"]]].mean(axis=1)
+    ankles = world[:, list(skeleton.ANKLES)].mean(axis=1)
     up = np.median(head - ankles, axis=0)
     axis = int(np.argmax(np.abs(up)))
     sign = 1.0 if up[axis] > 0 else -1.0

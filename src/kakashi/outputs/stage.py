@@ -84,7 +84,7 @@ def stage_positions(dance: Dance, frames: int | None = None) -> np.ndarray:
     height.
     """
     world = dance.world().astype(np.float64)
-    ankles = world[:, [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]], 1]
+    ankles = world[:, list(skeleton.ANKLES), 1]
     if not dance.root.any():
         lowest = smooth(ankles.min(axis=1, keepdims=True), sigma_frames=1.5)
         world[:, :, 1] -= lowest - lowest.min()

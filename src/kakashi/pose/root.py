@@ -168,8 +168,7 @@ def camera_root(
 
 def lowest_ankle(world: np.ndarray) -> np.ndarray:
     """(T,) height of the lower ankle in each frame of world positions (T, 17, 3)."""
-    ankles = [skeleton.INDEX["left_ankle"], skeleton.INDEX["right_ankle"]]
-    return np.asarray(world)[:, ankles, 1].min(axis=1)
+    return np.asarray(world)[:, list(skeleton.ANKLES), 1].min(axis=1)
 
 
 def floor_offset(world: np.ndarray, conf: np.ndarray) -> float:
