@@ -203,6 +203,15 @@ def mixture_nll(out: torch.Tensor, target: torch.Tensor, mixtures: int) -> torch
     return -torch.logsumexp(log_prob, -1) / d
 
 
+def masked_mixture_nll(
+    out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, mixtures: int
+) -> torch.Tensor:
+    """:func:`mixture_nll` averaged over the frames ``mask`` (..., ) keeps: the seed RNN's
+    training loss and the C-RNN-GAN's reconstruction term with a mixture output."""
+    nll = mixture_nll(out, target, mixtures)
+    return (nll * mask).sum() / mask.sum().clamp(min=1)
+
+
 def autocond_schedule(
     steps: int, truth: int, free: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:

@@ -76,8 +76,7 @@ def frame_loss(
     mixture output its negative log-likelihood per dimension, over the masked frames."""
     if not model.mixtures:
         return masked_loss(out, target, mask, kind)
-    nll = rnn.mixture_nll(out, target, model.mixtures)
-    return (nll * mask).sum() / mask.sum().clamp(min=1)
+    return rnn.masked_mixture_nll(out, target, mask, model.mixtures)
 
 
 def teacher_prob(config: TrainConfig, epoch: int) -> float:
