@@ -366,6 +366,6 @@ def generate_motion(
         poses[1:] = gaussian_filter1d(poses[1:], smooth, axis=0, mode="nearest")
         velocity[1:] = gaussian_filter1d(velocity[1:], smooth, axis=0, mode="nearest")
         if project:
-            poses[1:] = [project_bones_np(pose, lengths) for pose in poses[1:]]
+            poses[1:] = project_bones_np(poses[1:], lengths)
     root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
     return poses.astype(np.float32), root.astype(np.float32)
