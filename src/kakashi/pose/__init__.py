@@ -117,8 +117,8 @@ def estimate_pose(
     multi_person: str,
     min_person_fraction: float,
     smoothing: dict,
-    root: str = "estimate",
-    root_fov_deg: float = 60.0,
+    root: str | None = None,
+    root_fov_deg: float | None = None,
 ) -> Dance:
     """The pose stage: the backend's estimate (with the root, ``pose.root``, solved from
     its keypoints by :mod:`kakashi.pose.root`), the multi-person policy, gap filling, then
@@ -127,7 +127,11 @@ def estimate_pose(
     then the root is put on the floor (y = 0), with a warning if the camera seems to move."""
     from kakashi.pose.root import ROOT_MODES, focal_length_px, place_on_floor
     from kakashi.pose.smoothing import smooth_dance
+    from kakashi.settings import default
 
+    # None: the schema's defaults (pose.root, pose.root_fov_deg), their one home.
+    root = default("pose.root") if root is None else root
+    root_fov_deg = default("pose.root_fov_deg") if root_fov_deg is None else root_fov_deg
     if root not in ROOT_MODES:
         raise PoseError(f"pose.root is {root!r}; use one of {', '.join(ROOT_MODES)}")
     if root == "estimate":
