@@ -121,15 +121,15 @@ def _rest_directions(world: np.ndarray) -> np.ndarray:
     return rest
 
 
-def solve(dance: Dance, stretch: bool = False) -> BvhMotion:
-    """Solve rest offsets and per-frame local rotations from the dance's positions."""
-    world = dance.world().astype(np.float64)
+def solve_rotations(
+    world: np.ndarray, rest: np.ndarray, lengths: np.ndarray, stretch: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global and local rotations (T, 17, 3, 3) of a skeleton with unit rest directions
+    ``rest`` (17, 3) and bone ``lengths`` (16,) that best follow ``world`` (T, 17, 3), and the
+    joint positions it then has (T, 17, 3). Also the character's retargeting solver."""
     frames = len(world)
-    lengths = np.linalg.norm(world[:, 1:] - world[:, _PARENTS[1:]], axis=-1).mean(axis=0)
-    rest = _rest_directions(world)
     offsets = np.zeros((skeleton.NUM_JOINTS, 3))
     offsets[1:] = rest[1:] * lengths[:, None]
-
     identity = np.tile(np.eye(3), (frames, 1, 1))
     global_rot = np.tile(np.eye(3), (frames, skeleton.NUM_JOINTS, 1, 1))
     local_rot = global_rot.copy()
@@ -153,6 +153,17 @@ def solve(dance: Dance, stretch: bool = False) -> BvhMotion:
         global_rot[:, joint], local_rot[:, joint] = rotation, local
         for child in children:
             rebuilt[:, child] = rebuilt[:, joint] + rotation @ offsets[child]
+    return global_rot, local_rot, rebuilt
+
+
+def solve(dance: Dance, stretch: bool = False) -> BvhMotion:
+    """Solve rest offsets and per-frame local rotations from the dance's positions."""
+    world = dance.world().astype(np.float64)
+    lengths = np.linalg.norm(world[:, 1:] - world[:, _PARENTS[1:]], axis=-1).mean(axis=0)
+    rest = _rest_directions(world)
+    offsets = np.zeros((skeleton.NUM_JOINTS, 3))
+    offsets[1:] = rest[1:] * lengths[:, None]
+    global_rot, local_rot, _ = solve_rotations(world, rest, lengths, stretch)
 
     local_positions = None
     if stretch:
