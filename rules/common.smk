@@ -307,7 +307,7 @@ def train_flags(wildcards, input):
 
 
 def generated_dances(wildcards):
-    """Every configured model's dance, render, viewer page and BVH for every song."""
+    """Every configured model's dance, render, viewer page, BVH and GLB for every song."""
     return [
         results(f"{folder}/{model}/{song}.{ext}")
         for model in MODELS
@@ -317,6 +317,7 @@ def generated_dances(wildcards):
             ("renders", "mp4"),
             ("viewer", "html"),
             ("bvh", "bvh"),
+            ("glb", "glb"),
         )
     ]
 

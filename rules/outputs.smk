@@ -1,5 +1,5 @@
-# What a user looks at: an MP4 with the music, a self-contained 3-D viewer page and a
-# BVH for animation tools, for every generated dance.
+# What a user looks at: an MP4 with the music, a self-contained 3-D viewer page, a BVH
+# and a GLB (the dance on a rigged character) for animation tools, for every generated dance.
 
 
 rule render:
@@ -69,3 +69,23 @@ rule bvh:
         kakashi=KAKASHI,
     shell:
         "{params.kakashi} export-bvh {input:q} -o {output:q} > {log:q} 2>&1"
+
+
+rule glb:
+    input:
+        results("dances/{model}/{song}.npz"),
+    output:
+        results("glb/{model}/{song}.glb"),
+    log:
+        results("logs/glb/{model}/{song}.log"),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        kakashi=KAKASHI,
+        music=lambda wildcards: Path(SONGS[wildcards.song]).name,
+    shell:
+        "{params.kakashi} export-glb {input:q} --music {params.music:q} -o {output:q}"
+        " > {log:q} 2>&1"

@@ -92,3 +92,93 @@ def test_retarget_follows_the_limbs_and_plants_the_feet(chacha):
     planted = np.flatnonzero(low < np.percentile(low, 30))[::25]
     soles = np.array([motion.skin(character, frame)[:, 1].min() for frame in planted])
     assert np.abs(np.median(soles)) < 0.03 and (np.abs(soles) < 0.05).mean() > 0.9, soles
+
+
+VALIDATOR = Path(__file__).resolve().parent.parent / "tools" / "gltf-validator"
+
+
+def read_accessor(gltf, index: int) -> np.ndarray:
+    """An accessor's data as an array, read with pygltflib's model of the file."""
+    accessor = gltf.accessors[index]
+    view = gltf.bufferViews[accessor.bufferView]
+    blob = gltf.binary_blob()
+    dtype = {5126: np.float32, 5123: np.uint16, 5121: np.uint8}[accessor.componentType]
+    width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4, "MAT4": 16}[accessor.type]
+    start = view.byteOffset + (accessor.byteOffset or 0)
+    data = np.frombuffer(blob, dtype, accessor.count * width, start)
+    return data.reshape(accessor.count, width) if width > 1 else data
+
+
+def test_glb_round_trip_and_khronos_validator(chacha, tmp_path):
+    import pygltflib
+    from scipy.spatial.transform import Rotation
+
+    from kakashi.cli import main
+    from kakashi.dance import Dance
+
+    dance = Dance.load(chacha)
+    output = tmp_path / "chacha.glb"
+    main(["export-glb", str(chacha), "-o", str(output), "--music", "DANCE_C_2.mp3"])
+
+    gltf = pygltflib.GLTF2().load(str(output))
+    (skin,) = gltf.skins
+    (animation,) = gltf.animations
+    assert len(skin.joints) == 52 and gltf.nodes[skin.joints[0]].name == "Hips"
+    times = read_accessor(gltf, animation.samplers[0].input)
+    assert len(times) == len(dance)
+    assert times[-1] == pytest.approx((len(dance) - 1) / dance.fps, abs=1e-4)
+    assert gltf.extras["kakashi"]["music"] == "DANCE_C_2.mp3"
+    assert gltf.extras["kakashi"]["fps"] == dance.fps
+
+    # Pose the skin from the file alone at a few frames: every vertex stays near the body's
+    # size around the hips, and the lowest vertex (a sole) is near the floor when the dance
+    # stands.
+    channels = {(c.target.node, c.target.path): c.sampler for c in animation.channels}
+    mesh = gltf.meshes[0].primitives[0]
+    positions = read_accessor(gltf, mesh.attributes.POSITION).astype(np.float64)
+    joints = read_accessor(gltf, mesh.attributes.JOINTS_0).astype(np.int64)
+    weights = read_accessor(gltf, mesh.attributes.WEIGHTS_0).astype(np.float64)
+    inverse_bind = read_accessor(gltf, skin.inverseBindMatrices).reshape(-1, 4, 4)
+    inverse_bind = np.swapaxes(inverse_bind, 1, 2)  # column-major in the file
+    parents = {
+        child: parent for parent, node in enumerate(gltf.nodes) for child in node.children or []
+    }
+    lowest = []
+    for frame in (0, len(dance) // 2, len(dance) - 1):
+        world = {}
+        for node_index in skin.joints:  # parents come before children in this file
+            node = gltf.nodes[node_index]
+            local = np.eye(4)
+            translation = node.translation
+            if (node_index, "translation") in channels:
+                translation = read_accessor(
+                    gltf, animation.samplers[channels[node_index, "translation"]].output
+                )[frame]
+            if (node_index, "rotation") in channels:
+                quaternion = read_accessor(
+                    gltf, animation.samplers[channels[node_index, "rotation"]].output
+                )[frame]
+                local[:3, :3] = Rotation.from_quat(quaternion).as_matrix()
+            local[:3, 3] = translation
+            parent = parents.get(node_index)
+            world[node_index] = local if parent is None else world[parent] @ local
+        matrices = np.array([world[j] @ inverse_bind[k] for k, j in enumerate(skin.joints)])
+        homogeneous = np.c_[positions, np.ones(len(positions))]
+        posed = np.einsum("vk,vkij,vj->vi", weights, matrices[joints], homogeneous)[:, :3]
+        assert np.ptp(posed, axis=0).max() < 2.2
+        lowest.append(posed[:, 1].min())
+    assert np.median(lowest) == pytest.approx(0.0, abs=0.05), lowest
+
+    validate = VALIDATOR / "validate.js"
+    if not (VALIDATOR / "node_modules" / "gltf-validator").is_dir():
+        pytest.skip(
+            "the Khronos glTF validator is not installed: npm ci --prefix tools/gltf-validator"
+        )
+    import json
+    import subprocess
+
+    result = subprocess.run(["node", str(validate), str(output)], capture_output=True, text=True)
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["numErrors"] == 0 and result.returncode == 0, report["messages"]
+    assert report["info"]["hasSkins"] and report["info"]["animationCount"] == 1
+    assert report["info"]["totalVertexCount"] == 13380 and report["info"]["maxInfluences"] == 4

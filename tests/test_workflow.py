@@ -235,6 +235,7 @@ def test_demo_trains_generates_renders_and_evaluates(demo_workdir) -> None:
         assert (results / "renders" / model / "vibe-ace.mp4").stat().st_size > 10_000
         assert "<html" in (results / "viewer" / model / "vibe-ace.html").read_text()[:500].lower()
         assert (results / "bvh" / model / "vibe-ace.bvh").read_text().startswith("HIERARCHY")
+        assert (results / "glb" / model / "vibe-ace.glb").read_bytes()[:4] == b"glTF"
         # One generate_test job per model danced every test shard, each as long as its truth.
         test_shards = sorted((results / "shards" / "split=test").glob("*.parquet"))
         assert test_shards

@@ -3,7 +3,7 @@
 - :mod:`kakashi.cli.data`: fetch, playlist, cut, features, pose, motion, shard, dataset,
   sheet (sources -> shards);
 - :mod:`kakashi.cli.models`: train, generate;
-- :mod:`kakashi.cli.outputs`: render, viewer, export-bvh, export-dance;
+- :mod:`kakashi.cli.outputs`: render, viewer, export-bvh, export-glb, export-dance;
 - :mod:`kakashi.cli.evaluate`: evaluate;
 - :mod:`kakashi.cli.studio`: studio (the local web page and JSON API).
 

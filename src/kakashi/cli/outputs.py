@@ -1,5 +1,5 @@
-"""Output commands: render, viewer, export-bvh (a dance file into something to watch or use)
-and export-dance (a shard's ground truth as a dance file).
+"""Output commands: render, viewer, export-bvh, export-glb (a dance file into something to
+watch or use) and export-dance (a shard's ground truth as a dance file).
 
 This module stays light (no OpenCV, no ffmpeg at import time) so ``kakashi --help`` is fast;
 each command imports its module when it runs. Outputs are written through
@@ -89,8 +89,15 @@ def _cmd_export_bvh(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_export_glb(args: argparse.Namespace) -> None:
+    from kakashi.outputs.glb import export_glb
+
+    size = export_glb(args.dance, args.output, music=args.music)
+    log.info("%s: %.2f MB GLB (skinned character, one animation)", args.output, size / 1e6)
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``render``, ``viewer``, ``export-bvh`` and ``export-dance``."""
+    """Register ``render``, ``viewer``, ``export-bvh``, ``export-glb`` and ``export-dance``."""
     render = subparsers.add_parser(
         "render", help="an MP4 of the dance (3-D skeleton) with the music"
     )
@@ -134,6 +141,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(default: a rigid skeleton with the mean bone lengths)",
     )
     bvh.set_defaults(func=_cmd_export_bvh, paths=declare(files=["-o"], inputs=["dance"]))
+
+    glb = subparsers.add_parser(
+        "export-glb", help="the dance on a rigged character, as a GLB (glTF 2.0) file"
+    )
+    glb.add_argument("dance", help="dance file (.npz with pose, root, fps)")
+    glb.add_argument("-o", "--output", required=True, help="output .glb")
+    glb.add_argument("--music", help="the song's name, recorded in the file's extras")
+    glb.set_defaults(func=_cmd_export_glb, paths=declare(files=["-o"], inputs=["dance"]))
 
     export = subparsers.add_parser("export-dance", help="a shard's ground truth as a dance file")
     export.add_argument("shard", help="a Parquet shard (results/shards/split=*/SEQ.parquet)")
