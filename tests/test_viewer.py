@@ -66,11 +66,22 @@ def test_page_is_self_contained(page):
     assert links and all(link.startswith("data:") for link in links), links
     import_map = json.loads(re.search(r'<script type="importmap">(.*?)</script>', text).group(1))
     modules = import_map["imports"]
-    assert set(modules) == {"three", "three/addons/controls/OrbitControls.js"}
+    assert set(modules) == {
+        "three",
+        "three/addons/controls/OrbitControls.js",
+        "three/addons/loaders/GLTFLoader.js",
+        "three/addons/utils/BufferGeometryUtils.js",
+    }
     for url in modules.values():
         assert url.startswith("data:text/javascript;base64,")
         source = base64.b64decode(url.split(",", 1)[1]).decode()
-        assert not re.search(r"""(?:import|from)\s*\(?\s*["'](?:https?:)?//""", source)
+        # No import of a network URL, nor a relative one (a data: URL cannot resolve it);
+        # "loaded from 'https://..." in a comment is not an import.
+        imports = re.findall(
+            r"""\bimport\b[^;'"]*?\bfrom\s*["']([^"']+)|\bimport\s*\(\s*["']([^"']+)""", source
+        )
+        for name in (first or second for first, second in imports):
+            assert name == "three" or name.startswith("three/addons/"), name
     assert "THREE.WebGLRenderer" in text
     # The dance is embedded as float32 stage positions: the real motion, feet on the floor.
     data = json.loads(re.search(r'id="dance">(.*?)</script>', text, re.S).group(1))
@@ -93,6 +104,39 @@ def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):
     first = state(browser)
     assert first["playing"] is False and first["frame"] == 0
     assert first["drawnJoints"] == 17  # every joint is inside the camera's view
+    # The character is shown by default, and the browser's skinning of the GLB agrees with
+    # Kakashi's (kakashi.outputs.character) on where the body's lowest point is.
+    assert first["style"] == "character" and first["characterReady"], first
+    from kakashi.outputs.character import load_character, retarget
+
+    character = load_character()
+    motion = retarget(Dance.load(page.with_suffix(".npz")), character)
+    browser.execute_script(
+        "const s = document.getElementById('scrub'); s.value = 3;"
+        "s.dispatchEvent(new Event('input'));"
+    )
+    wait_for(browser, "return Math.abs(window.kakashiViewer.characterTime - 3) < 1e-3")
+    time.sleep(0.3)
+    lowest = browser.execute_script("return window.kakashiViewer.lowestVertex()")
+    expected = motion.skin(character, 90)[::4, 1].min()
+    assert lowest == pytest.approx(expected, abs=0.005)
+    assert -0.03 < lowest < 0.08  # feet near the floor
+    body = tmp_path / "character.png"
+    browser.save_screenshot(str(body))
+    import cv2
+
+    image = cv2.imread(str(body)).astype(int)
+    # The mannequin's pale, nearly grey skin: far brighter than the floor and background.
+    skin = (image.min(axis=-1) > 140) & ((image.max(axis=-1) - image.min(axis=-1)) < 40)
+    assert skin.sum() > 5000, skin.sum()
+    # The stick figure is a toggle away.
+    browser.execute_script(
+        "const s = document.getElementById('scrub'); s.value = 0;"
+        "s.dispatchEvent(new Event('input'));"
+    )
+    wait_for(browser, "return window.kakashiViewer.time === 0")
+    browser.find_element("id", "style").click()
+    wait_for(browser, "return window.kakashiViewer.style === 'stick'")
 
     browser.find_element("id", "play").click()
     wait_for(browser, "return window.kakashiViewer.time > 1.5")
@@ -106,16 +150,16 @@ def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):
 
     screenshot = tmp_path / "viewer.png"
     browser.save_screenshot(str(screenshot))
-    paths = [screenshot]
+    paths = [body, screenshot]
     artifacts = REPO / "results" / "test-artifacts"
     try:
         artifacts.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(screenshot, artifacts / "viewer.png")
-        paths.append(artifacts / "viewer.png")
+        for path in (body, screenshot):
+            shutil.copyfile(path, artifacts / f"viewer-{path.name}")
+            paths.append(artifacts / f"viewer-{path.name}")
     except OSError:
         pass
-    print("viewer screenshot:", ", ".join(map(str, paths)))
-    import cv2
+    print("viewer screenshots:", ", ".join(map(str, paths)))
 
     image = cv2.imread(str(screenshot)).astype(int)
     saturated = (image.max(axis=-1) - image.min(axis=-1)) > 80  # blue/orange limbs

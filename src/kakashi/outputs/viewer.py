@@ -1,14 +1,20 @@
 """A self-contained HTML page that plays a dance in 3-D with its music.
 
-Everything is inside the one file, so it opens from disk with no network: three.js and
-its OrbitControls (bundled in ``kakashi/assets``) as ES modules behind an import map of
-``data:`` URLs, the dance as base64 float32 world positions, and the song as a base64
-``data:`` URL on an ``<audio>`` element. The audio element is the clock: each animation
-frame shows ``floor(audio.currentTime * fps)``, so pausing, scrubbing and the speed control
-(``playbackRate``) keep picture and music together.
+Everything is inside the one file, so it opens from disk with no network: three.js, its
+OrbitControls and GLTFLoader (bundled in ``kakashi/assets``) as ES modules behind an import
+map of ``data:`` URLs, the dance twice (the character's GLB from
+:mod:`kakashi.outputs.glb`, and base64 float32 stage positions for the stick figure), and
+the song as a base64 ``data:`` URL on an ``<audio>`` element. The character, lit by a sun
+that casts its shadow on the floor, is shown by default; the **Stick figure** button (key
+``S``) swaps it for the 17-joint skeleton, drawn at the character's scale so both stand in
+the same place. The audio element is the clock: each animation frame shows
+``floor(audio.currentTime * fps)`` and sets the character's animation to
+``audio.currentTime``, so pausing, scrubbing and the speed control (``playbackRate``) keep
+picture and music together.
 
 The page publishes its state as ``window.kakashiViewer`` (frame, time, playing, clock,
-drawnJoints, renders, ...) so tests and scripts can check what it shows.
+style, drawnJoints, renders, ``lowestVertex()`` ...) so tests and scripts can check what it
+shows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from kakashi import skeleton
 from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
 from kakashi.errors import MediaError
-from kakashi.outputs.stage import song_frames, stage_positions
+from kakashi.outputs.character import load_character, retarget
+from kakashi.outputs.glb import glb_document
+from kakashi.outputs.stage import _ANKLE_HEIGHT, song_frames, stage_positions
 
 _AUDIO_TYPES = {
     ".ogg": "audio/ogg",
@@ -53,11 +61,28 @@ def _side(joint: int) -> str:
     return "left" if name.startswith("left") else "right" if name.startswith("right") else "mid"
 
 
+def _gltf_loader() -> bytes:
+    # GLTFLoader imports BufferGeometryUtils by a relative path, which a data: URL cannot
+    # resolve: point it at the import map's name instead.
+    return _asset("GLTFLoader.js").replace(
+        b"'../utils/BufferGeometryUtils.js'", b"'three/addons/utils/BufferGeometryUtils.js'"
+    )
+
+
 def viewer_html(dance: Dance, audio: bytes, audio_type: str, frames: int, title: str) -> str:
     """The page's text for ``dance`` (shown for ``frames`` frames) and the song's bytes."""
     # Only the dance's own frames are embedded; the page holds the last one to the end.
     world = stage_positions(dance).astype("<f4")
+    character = load_character()
+    motion = retarget(dance, character)
+    glb = b"".join(glb_document(motion, character).save_to_bytes())
+    # The stick figure drawn where the character stands: stage positions scaled like the
+    # character's and lifted so their ankles match (kakashi.outputs.character.retarget).
+    rig_ankle = float(character.rest_joints()[list(skeleton.ANKLES), 1].mean())
     payload = {
+        "glb": base64.b64encode(glb).decode("ascii"),
+        "stickScale": motion.scale,
+        "stickLift": rig_ankle - _ANKLE_HEIGHT * motion.scale,
         "fps": dance.fps,
         "frames": frames,
         "danceFrames": len(dance),
@@ -70,6 +95,10 @@ def viewer_html(dance: Dance, audio: bytes, audio_type: str, frames: int, title:
         "three": _data_url("text/javascript", _asset("three.module.min.js")),
         "three/addons/controls/OrbitControls.js": _data_url(
             "text/javascript", _asset("OrbitControls.js")
+        ),
+        "three/addons/loaders/GLTFLoader.js": _data_url("text/javascript", _gltf_loader()),
+        "three/addons/utils/BufferGeometryUtils.js": _data_url(
+            "text/javascript", _asset("BufferGeometryUtils.js")
         ),
     }
     # "</" cannot appear inside the JSON script blocks: base64 and names never contain it,
@@ -132,6 +161,7 @@ _TEMPLATE = """<!doctype html>
 <div id="title">@TITLE@</div>
 <div id="bar">
   <button id="play" type="button" title="play / pause (space)">Play</button>
+  <button id="style" type="button" title="character / stick figure (S)">Stick figure</button>
   <input id="scrub" type="range" min="0" max="1" step="any" value="0" aria-label="time">
   <label>speed <select id="speed">
     <option value="0.25">0.25x</option><option value="0.5">0.5x</option>
@@ -149,34 +179,54 @@ _TEMPLATE = """<!doctype html>
 _SCRIPT = r"""
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 
 const data = JSON.parse(document.getElementById('dance').textContent);
-const raw = Uint8Array.from(atob(data.positions), (c) => c.charCodeAt(0));
-const positions = new Float32Array(raw.buffer);
+const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+const stagePositions = new Float32Array(bytes(data.positions).buffer);
+// The stick figure stands where the character does (same scale, ankles at the same height).
+const positions = stagePositions.map(
+  (v, i) => v * data.stickScale + (i % 3 === 1 ? data.stickLift : 0));
 const J = data.joints.length, fps = data.fps, frames = data.frames;
 const audio = document.getElementById('audio');
 const playButton = document.getElementById('play');
+const styleButton = document.getElementById('style');
 const scrub = document.getElementById('scrub');
 const speed = document.getElementById('speed');
 const clock = document.getElementById('clock');
 const state = window.kakashiViewer = {
   ready: false, frame: 0, time: 0, playing: false, clock: 'audio', drawnJoints: 0,
-  renders: 0, frames, fps, duration: frames / fps, error: null,
+  renders: 0, frames, fps, duration: frames / fps, error: null, style: 'character',
+  characterReady: false, characterTime: 0,
 };
 
 const stage = document.getElementById('stage');
 const renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
 renderer.setPixelRatio(window.devicePixelRatio || 1);
+renderer.shadowMap.enabled = true;
+renderer.shadowMap.type = THREE.PCFSoftShadowMap;
 stage.appendChild(renderer.domElement);
 const scene = new THREE.Scene();
 scene.background = new THREE.Color(0x1c1e22);
-scene.add(new THREE.HemisphereLight(0xffffff, 0x444455, 2.2));
-const sun = new THREE.DirectionalLight(0xffffff, 1.5);
-sun.position.set(2, 5, 4);
-scene.add(sun);
-// A small grid that moves with the dancer in whole cells (so it reads as fixed to the
-// floor): lines long enough to pass behind the camera vanish in some software renderers.
+scene.add(new THREE.HemisphereLight(0xffffff, 0x444455, 1.6));
+// The sun casts the dancer's shadow on the floor (feet on the floor read as contact).
+const sun = new THREE.DirectionalLight(0xffffff, 2.2);
+sun.castShadow = true;
+sun.shadow.mapSize.set(1024, 1024);
+Object.assign(sun.shadow.camera, { left: -2, right: 2, top: 2, bottom: -2, near: 0.5, far: 12 });
+sun.shadow.bias = -0.0005;
+scene.add(sun, sun.target);
+const SUN_OFFSET = new THREE.Vector3(1.2, 5, 2.5);
+// A floor disc and a small grid that move with the dancer in whole cells (so they read as
+// fixed to the floor): lines long enough to pass behind the camera vanish in some software
+// renderers.
+const floor = new THREE.Mesh(new THREE.CircleGeometry(3.2, 64),
+  new THREE.MeshStandardMaterial({ color: 0x4a4f58, roughness: 0.95 }));
+floor.rotation.x = -Math.PI / 2;
+floor.receiveShadow = true;
+scene.add(floor);
 const grid = new THREE.GridHelper(6, 12, 0x6a6f78, 0x3a3e45);
+grid.position.y = 0.001;
 scene.add(grid);
 
 const camera = new THREE.PerspectiveCamera(40, 1, 0.05, 100);
@@ -193,25 +243,78 @@ const materials = {};
 for (const side in colours) {
   materials[side] = new THREE.MeshStandardMaterial({ color: colours[side], roughness: 0.6 });
 }
+const stick = new THREE.Group();
+scene.add(stick);
 const sphere = new THREE.SphereGeometry(0.028, 16, 12);
 const cylinder = new THREE.CylinderGeometry(0.018, 0.018, 1, 12);
 const jointMeshes = data.sides.map((side) => {
   const mesh = new THREE.Mesh(sphere, materials[side]);
-  scene.add(mesh);
+  mesh.castShadow = true;
+  stick.add(mesh);
   return mesh;
 });
 const bones = [];
 data.parents.forEach((parent, child) => {
   if (parent < 0) return;
   const mesh = new THREE.Mesh(cylinder, materials[data.sides[child]]);
-  scene.add(mesh);
+  mesh.castShadow = true;
+  stick.add(mesh);
   bones.push({ parent, child, mesh });
 });
+
+// The character: the GLB of kakashi export-glb (skinned mesh, one animation).
+const character = { root: null, mesh: null, mixer: null, duration: 0, hips: null };
+new GLTFLoader().parse(bytes(data.glb).buffer, '', (gltf) => {
+  character.root = gltf.scene;
+  gltf.scene.traverse((node) => {
+    if (node.isSkinnedMesh) {
+      node.castShadow = true;
+      node.frustumCulled = false;  // the bind-pose bounds do not follow the dance
+      character.mesh = node;
+    }
+  });
+  const clip = gltf.animations[0];
+  character.mixer = new THREE.AnimationMixer(gltf.scene);
+  character.mixer.clipAction(clip).play();
+  character.duration = clip.duration;
+  character.hips = gltf.scene.getObjectByName('Hips');
+  scene.add(gltf.scene);
+  state.characterReady = true;
+  setStyle(state.style);
+  state.ready = true;
+}, (err) => {
+  state.error = 'character: ' + String(err);
+  setStyle('stick');
+  state.ready = true;
+});
+
+function setStyle(style) {
+  state.style = style;
+  const body = style === 'character' && character.root !== null;
+  if (character.root) character.root.visible = body;
+  stick.visible = !body;
+  styleButton.textContent = body ? 'Stick figure' : 'Character';
+}
+
+// Lowest point of the posed body (metres above the floor), from every 4th skinned vertex.
+state.lowestVertex = () => {
+  if (!character.mesh) return null;
+  const mesh = character.mesh, v = new THREE.Vector3();
+  const count = mesh.geometry.attributes.position.count;
+  let lowest = Infinity;
+  mesh.updateMatrixWorld(true);
+  for (let i = 0; i < count; i += 4) {
+    mesh.getVertexPosition(i, v);  // a SkinnedMesh's includes the bone transforms
+    v.applyMatrix4(mesh.matrixWorld);
+    lowest = Math.min(lowest, v.y);
+  }
+  return lowest;
+};
 
 const yAxis = new THREE.Vector3(0, 1, 0);
 const a = new THREE.Vector3(), b = new THREE.Vector3(), ndc = new THREE.Vector3();
 const followed = new THREE.Vector3(start.x, 0.9, start.z);
-let internalStart = null, internalOffset = 0;
+let internalStart = null, internalOffset = 0, snapCamera = false;
 
 function pose(frame) {
   for (let j = 0; j < J; j++) {
@@ -251,15 +354,25 @@ function tick() {
   const time = Math.min(currentTime(), state.duration);
   const frame = Math.max(0, Math.min(frames - 1, Math.floor(time * fps + 1e-6)));
   pose(Math.min(frame, data.danceFrames - 1));
+  if (character.mixer) {
+    // The audio clock drives the animation too; past the dance's end the last pose holds.
+    state.characterTime = Math.min(time, character.duration);
+    character.mixer.setTime(state.characterTime);
+  }
   // The camera follows the pelvis smoothly, keeping the user's orbit offset.
   const pelvis = jointMeshes[0].position;
   const goal = new THREE.Vector3(pelvis.x, 0.9, pelvis.z);
-  const step = goal.sub(followed).multiplyScalar(0.08);
+  const step = goal.sub(followed).multiplyScalar(snapCamera ? 1 : 0.08);
+  snapCamera = false;
   followed.add(step);
   controls.target.add(step);
   camera.position.add(step);
   controls.update();
-  grid.position.set(Math.round(followed.x * 2) / 2, 0, Math.round(followed.z * 2) / 2);
+  const cell = (x) => Math.round(x * 2) / 2;
+  grid.position.set(cell(followed.x), 0.001, cell(followed.z));
+  floor.position.set(cell(followed.x), 0, cell(followed.z));
+  sun.target.position.set(pelvis.x, 0, pelvis.z);
+  sun.position.copy(sun.target.position).add(SUN_OFFSET);
   renderer.render(scene, camera);
   let drawn = 0;
   for (const mesh of jointMeshes) {
@@ -295,11 +408,16 @@ async function setPlaying(play) {
 function seek(t) {
   audio.currentTime = t;
   internalOffset = t;
+  snapCamera = true;  // a jump in time: the camera jumps with the dancer
   if (internalStart !== null) internalStart = performance.now();
 }
 
 scrub.max = state.duration;
 playButton.addEventListener('click', () => setPlaying(!state.playing));
+styleButton.addEventListener('click', () => {
+  setStyle(state.style === 'character' ? 'stick' : 'character');
+  styleButton.blur();
+});
 scrub.addEventListener('input', () => seek(Number(scrub.value)));
 speed.addEventListener('change', () => { audio.playbackRate = Number(speed.value); });
 audio.addEventListener('ended', () => setPlaying(false));
@@ -307,9 +425,11 @@ window.addEventListener('keydown', (event) => {
   if (event.code === 'Space' && event.target.tagName !== 'SELECT') {
     event.preventDefault();
     setPlaying(!state.playing);
+  } else if (event.code === 'KeyS' && event.target.tagName !== 'SELECT') {
+    setStyle(state.style === 'character' ? 'stick' : 'character');
   }
 });
 pose(0);
+setStyle('character');
 renderer.setAnimationLoop(tick);
-state.ready = true;
 """
