@@ -27,9 +27,10 @@ rule render:
     params:
         kakashi=KAKASHI,
         size=config["render"]["size"],
+        style=config["render"]["style"],
     shell:
         "{params.kakashi} render {input.dance:q} --audio {input.song:q}"
-        " --size {params.size} -o {output:q} > {log:q} 2>&1"
+        " --size {params.size} --style {params.style} -o {output:q} > {log:q} 2>&1"
 
 
 rule viewer:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import DEMO_SONG
+from conftest import DEMO_SONG, REPO
 from kakashi.cli import main
 from kakashi.dance import Dance
 from kakashi.outputs.render import render_dance
@@ -76,7 +76,7 @@ def skeleton_mask(frame: np.ndarray) -> np.ndarray:
 def test_render_mp4_has_song_length_audio_and_moving_skeleton(demo, tmp_path):
     out = tmp_path / "dance.mp4"
     assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "-o",
-                 str(out), "--size", SIZE]) == 0  # fmt: skip
+                 str(out), "--size", SIZE, "--style", "stick"]) == 0  # fmt: skip
     frames, fps = read_frames(out)
     song_s = soundfile.info(str(demo["audio"])).duration
     assert fps == pytest.approx(30, abs=0.01)
@@ -97,7 +97,7 @@ def test_render_mp4_has_song_length_audio_and_moving_skeleton(demo, tmp_path):
 
 def test_song_longer_than_dance_holds_last_pose(demo, tmp_path):
     out = tmp_path / "long.mp4"
-    stats = render_dance(demo["dance"], DEMO_SONG, out, size=(320, 180))
+    stats = render_dance(demo["dance"], DEMO_SONG, out, size=(320, 180), style="stick")
     frames, fps = read_frames(out)
     song_s = soundfile.info(str(DEMO_SONG)).duration
     dance_frames = len(Dance.load(demo["dance"]))
@@ -118,7 +118,7 @@ def test_camera_follows_a_travelling_dancer(tmp_path):
     song, rate = soundfile.read(str(DEMO_SONG))
     soundfile.write(str(tmp_path / "song.wav"), song[: int(rate * (dance.duration_s + 0.5))], rate)
     out = tmp_path / "mocap.mp4"
-    render_dance(dance_path, tmp_path / "song.wav", out, size=(320, 240))
+    render_dance(dance_path, tmp_path / "song.wav", out, size=(320, 240), style="stick")
     frames, _ = read_frames(out)
     centres = []
     for frame in frames[: len(dance) : 10]:
@@ -136,7 +136,8 @@ def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
 
     out = tmp_path / "truth.mp4"
     assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "--video",
-                 str(demo["video"]), "-o", str(out), "--size", SIZE]) == 0  # fmt: skip
+                 str(demo["video"]), "-o", str(out), "--size", SIZE,
+                 "--style", "stick"]) == 0  # fmt: skip
     frames, _ = read_frames(out)
     source = cv2.VideoCapture(str(demo["video"]))
     source.set(cv2.CAP_PROP_POS_FRAMES, 100)
@@ -154,7 +155,8 @@ def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
 
     out = tmp_path / "compare.mp4"
     assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "--compare",
-                 str(demo["other"]), "-o", str(out), "--size", SIZE]) == 0  # fmt: skip
+                 str(demo["other"]), "-o", str(out), "--size", SIZE,
+                 "--style", "stick"]) == 0  # fmt: skip
     frames, _ = read_frames(out)
     for frame in frames[::60]:
         assert skeleton_mask(frame[:, :320]).sum() > 200
@@ -163,12 +165,47 @@ def test_side_by_side_with_source_video_and_compare(demo, tmp_path):
     # Both: generated | compared | source video, a third of the width each.
     out = tmp_path / "three.mp4"
     render_dance(demo["dance"], demo["audio"], out, size=(960, 360), compare=demo["other"],
-                 video=demo["video"])  # fmt: skip
+                 video=demo["video"], style="stick")  # fmt: skip
     frames, _ = read_frames(out)
     frame = frames[100]
     assert skeleton_mask(frame[:, :320]).sum() > 200
     assert skeleton_mask(frame[:, 320:640]).sum() > 200
     assert frame[:, 640:].std() > 50  # the video (skeleton panels: ~20, mostly flat)
+
+
+def body_mask(frame: np.ndarray) -> np.ndarray:
+    """Pixels of the character's pale, nearly grey skin (floor and background are dark)."""
+    frame = frame.astype(int)
+    return (frame.min(axis=-1) > 110) & ((frame.max(axis=-1) - frame.min(axis=-1)) < 45)
+
+
+def test_character_mp4_fills_the_frame_with_the_song_name(demo, tmp_path):
+    import cv2
+
+    out = tmp_path / "character.mp4"  # the default style
+    assert main(["render", str(demo["dance"]), "--audio", str(demo["audio"]), "-o",
+                 str(out), "--size", SIZE]) == 0  # fmt: skip
+    frames, fps = read_frames(out)
+    assert abs(len(frames) / fps - soundfile.info(str(demo["audio"])).duration) <= 1 / fps
+    heights, masks = [], []
+    for frame in frames[::30]:
+        mask = body_mask(frame)
+        rows = np.flatnonzero(mask[:-40].any(axis=1))  # above the caption
+        assert mask.sum() > 3000, mask.sum()
+        heights.append((rows.max() - rows.min()) / frame.shape[0])
+        masks.append(mask)
+    # Framed so the dancer fills the picture: head to feet most of its height, all frames.
+    print(f"character height / frame height: median {np.median(heights):.2f}")
+    assert np.median(heights) > 0.7 and min(heights) > 0.45
+    moved = [(a ^ b).sum() / max(a.sum(), 1) for a, b in itertools.pairwise(masks)]
+    assert np.median(moved) > 0.1  # the body moves
+    # The song's name, bottom left: light text where the floor is dark.
+    corner = frames[len(frames) // 2][-40:, :200].astype(int)
+    assert (corner.min(axis=-1) > 150).sum() > 50
+    artifacts = REPO / "results" / "test-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for index in (0, len(frames) // 2):
+        cv2.imwrite(str(artifacts / f"render-character-{index}.png"), frames[index])
 
 
 def test_song_one_frame_short_is_tolerated(demo, tmp_path):

@@ -168,7 +168,10 @@ def test_viewer_plays_in_chromium_offline(page, browser, tmp_path):
     # Pause stops the clock; scrubbing moves audio and picture together; speed sets the rate.
     browser.find_element("id", "play").click()
     wait_for(browser, "return !window.kakashiViewer.playing")
-    time.sleep(0.3)  # let a few frames render the paused position
+    # Let two frames render the paused position (software WebGL on a busy machine can take
+    # longer than a fixed sleep).
+    renders = state(browser)["renders"]
+    wait_for(browser, f"return window.kakashiViewer.renders >= {renders + 2}")
     paused = state(browser)
     time.sleep(0.5)
     assert state(browser)["time"] == pytest.approx(paused["time"], abs=0.01)

@@ -59,6 +59,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         video=args.video,
         compare=args.compare,
         preset=args.preset,
+        style=args.style,
     )
     log.info(
         "%s: %d frames, %.2f s, rendered %.1fx realtime",
@@ -99,12 +100,13 @@ def _cmd_export_glb(args: argparse.Namespace) -> None:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``render``, ``viewer``, ``export-bvh``, ``export-glb`` and ``export-dance``."""
     render = subparsers.add_parser(
-        "render", help="an MP4 of the dance (3-D skeleton) with the music"
+        "render", help="an MP4 of the dance (the character or the skeleton) with the music"
     )
     render.add_argument("dance", help="dance file (.npz with pose, root, fps)")
     render.add_argument("--audio", required=True, help="the song; the MP4 is as long as it")
     render.add_argument("-o", "--output", required=True, help="output .mp4")
     setting_flag(render, "--size", "render.size")
+    setting_flag(render, "--style", "render.style")
     render.add_argument(
         "--preset",
         default="superfast",

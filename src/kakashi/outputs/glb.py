@@ -105,9 +105,7 @@ def glb_document(
         JOINTS_0=buffer.add(character.joints, "VEC4", pygltflib.ARRAY_BUFFER),
         WEIGHTS_0=buffer.add(character.weights, "VEC4", pygltflib.ARRAY_BUFFER),
     )
-    indices = buffer.add(
-        character.triangles.reshape(-1), "SCALAR", pygltflib.ELEMENT_ARRAY_BUFFER
-    )
+    indices = buffer.add(character.triangles.reshape(-1), "SCALAR", pygltflib.ELEMENT_ARRAY_BUFFER)
     gltf.materials.append(
         pygltflib.Material(
             name="mannequin",

@@ -1,5 +1,8 @@
-"""Render a dance to an MP4 with its music: a 3-D skeleton in perspective over a floor grid.
+"""Render a dance to an MP4 with its music: the character (``style="character"``, the
+default: :mod:`kakashi.outputs.character_view`, OpenGL offscreen) or a 3-D skeleton in
+perspective over a floor grid (``style="stick"``, below), with the song's name.
 
+The skeleton:
 Speed comes from doing the geometry once: every joint, shadow and grid line of every frame
 is projected in a few vectorised numpy operations before the first frame is drawn, so the
 per-frame loop only copies a background and draws anti-aliased lines and circles with
@@ -234,6 +237,15 @@ def _label(canvas: np.ndarray, text: str, height: int) -> None:
     )
 
 
+def _caption(canvas: np.ndarray, text: str, height: int) -> None:
+    """The song's name, bottom left (a panel's label is top left)."""
+    import cv2
+
+    scale = height / 1000
+    origin = (round(16 * height / 720), height - round(18 * height / 720))
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, _TEXT, 1, cv2.LINE_AA)
+
+
 def render_dance(
     dance_path: str | Path,
     audio_path: str | Path,
@@ -244,11 +256,13 @@ def render_dance(
     compare: str | Path | None = None,
     crf: int = 20,
     preset: str = "superfast",
+    style: str = "character",
 ) -> RenderStats:
     """Render ``dance_path`` with the song ``audio_path`` to the MP4 ``output``.
 
     ``compare`` draws a second dance beside the first and ``video`` shows a source video
-    (ground truth) on the right; the panels share the frame's width equally.
+    (ground truth) on the right; the panels share the frame's width equally. ``style`` is
+    ``"character"`` or ``"stick"`` (render.style in the schema).
     """
     import cv2
     import imageio_ffmpeg
@@ -257,6 +271,8 @@ def render_dance(
     width, height = size
     if width % 2 or height % 2:
         raise OutputError(f"size {width}x{height}: width and height must be even")
+    if style not in ("character", "stick"):
+        raise OutputError(f"render style {style!r}: give 'character' or 'stick'")
     dance = Dance.load(dance_path)
     frames = song_frames(audio_path, dance, dance_path)
 
@@ -271,11 +287,13 @@ def render_dance(
     # Panels side by side, left to right: the dance, the compared dance, the source video.
     count = 1 + (other is not None) + (video is not None)
     widths = [width // count] * (count - 1) + [width - (count - 1) * (width // count)]
-    panels: list[tuple[SkeletonView | VideoPanel, str]] = [
-        (SkeletonView(dance, frames, widths[0], height), Path(dance_path).stem)
-    ]
+    if style == "character":
+        from kakashi.outputs.character_view import CharacterView as View
+    else:
+        View = SkeletonView
+    panels: list[tuple] = [(View(dance, frames, widths[0], height), Path(dance_path).stem)]
     if other is not None:
-        panels.append((SkeletonView(other, frames, widths[1], height), Path(compare).stem))
+        panels.append((View(other, frames, widths[1], height), Path(compare).stem))
     if video:
         panels.append((VideoPanel(video, dance.fps, widths[-1], height), Path(video).name))
 
@@ -288,6 +306,7 @@ def render_dance(
         "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart",
     ]  # fmt: skip
+    song_name = Path(audio_path).stem
     canvas = np.empty((height, width, 3), np.uint8)
     buffers = [np.empty((height, view.width, 3), np.uint8) for view, _ in panels]
     background = [np.full_like(buffer, _BACKGROUND) for buffer in buffers]
@@ -305,6 +324,7 @@ def render_dance(
                         _label(buffer, name, height)
                     canvas[:, x : x + buffer.shape[1]] = buffer
                     x += buffer.shape[1]
+                _caption(canvas, song_name, height)
                 # Converting here (OpenCV, SIMD) halves the bytes piped and spares ffmpeg
                 # its slower single-threaded colour conversion.
                 process.stdin.write(cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).data)
@@ -315,7 +335,7 @@ def render_dance(
             raise
         finally:
             for view, _ in panels:
-                if isinstance(view, VideoPanel):
+                if hasattr(view, "close"):
                     view.close()
             with contextlib.suppress(OSError):
                 process.stdin.close()  # end of input: ffmpeg finishes the file
