@@ -142,7 +142,7 @@ def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Pa
     assert status["progress"] == 1 and status["request"]["model"] == "motiongraph"
 
     files = {}
-    for name in ("dance.npz", "dance.bvh", "dance.html"):
+    for name in ("dance.npz", "dance.bvh", "dance.glb", "dance.html"):
         got = requests.get(f"{studio.url}/api/dances/{dance_id}/{name}", timeout=60)
         assert got.status_code == 200, (name, got.text[:200])
         files[name] = got.content
@@ -151,6 +151,7 @@ def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Pa
     assert len(dance) == round(soundfile.info(SONG).duration * dance.fps)
     assert dance.meta["model"] == "motiongraph" and dance.meta["seed"] == 0
     assert files["dance.bvh"].startswith(b"HIERARCHY")
+    assert files["dance.glb"][:4] == b"glTF"  # the character, as the studio's download
     assert b"data:audio/ogg;base64," in files["dance.html"]
 
     # The same request again is the same job, answered from the cache.
@@ -394,8 +395,8 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
         timeout=300,
     )
     links = chromium.find_elements("css selector", ".take a")
-    assert {link.text for link in links} == {"npz", "bvh", "html", "mp4"}
-    assert len(links) == 8
+    assert {link.text for link in links} == {"npz", "bvh", "glb", "html", "mp4"}
+    assert len(links) == 10
 
     # The MP4 of the first take: rendered on demand, its progress shown in the take.
     mp4 = chromium.find_elements("css selector", ".take a")[-1]

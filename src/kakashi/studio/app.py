@@ -46,6 +46,7 @@ _MEDIA_TYPES = {
     "dance.npz": "application/octet-stream",
     "dance.html": "text/html; charset=utf-8",
     "dance.bvh": "text/plain; charset=utf-8",
+    "dance.glb": "model/gltf-binary",
     "dance.mp4": "video/mp4",
 }
 
@@ -272,7 +273,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
             raise StudioError(409, f"dance {dance_id} is {job.status}; its files come when done")
         return job
 
-    @app.get("/api/dances/{dance_id}/{name}", summary="dance.npz, dance.bvh, dance.html, dance.mp4")
+    @app.get("/api/dances/{dance_id}/{name}", summary="dance.npz, .bvh, .glb, .html, .mp4")
     async def dance_file(dance_id: str, name: str):
         if name not in _MEDIA_TYPES:
             raise StudioError(404, f"no file {name!r}; ask for one of {', '.join(_MEDIA_TYPES)}")

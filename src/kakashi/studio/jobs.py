@@ -33,7 +33,7 @@ from kakashi.errors import KakashiError
 log = logging.getLogger("kakashi.studio")
 
 # The files of a finished dance job, and of a render job.
-DANCE_FILES = ("dance.npz", "dance.html", "dance.bvh")
+DANCE_FILES = ("dance.npz", "dance.html", "dance.bvh", "dance.glb")
 RENDER_FILE = "dance.mp4"
 
 # Set in each worker process by _worker_init: where progress reports go.
@@ -64,11 +64,12 @@ def _model(checkpoint: str):
 
 
 def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str) -> dict:
-    """Worker: the dance for ``song``, its viewer page and its BVH, in ``folder``."""
+    """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``."""
     from kakashi.errors import MediaError, ModelError
     from kakashi.features import audio_features, settings_of
     from kakashi.models.generate import dance_for_audio, start_pose
     from kakashi.outputs.bvh import export_bvh
+    from kakashi.outputs.glb import export_glb
     from kakashi.outputs.viewer import write_viewer
 
     out = Path(folder)
@@ -91,6 +92,7 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     write_viewer(out / "dance.npz", song, out / "dance.html", title=f"{model.name} seed {seed}")
     _report(job_id, "bvh", 0.9)
     export_bvh(out / "dance.npz", out / "dance.bvh")
+    export_glb(out / "dance.npz", out / "dance.glb", music=Path(song).name)
     return {"frames": len(dance), "fps": stats.fps, "duration_s": features.duration_s}
 
 
