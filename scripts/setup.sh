@@ -19,6 +19,11 @@ if [ "${KAKASHI_TORCH:-cpu}" = cpu ] && ! .venv/bin/python -c "import torch" 2>/
     .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# The Khronos glTF validator the GLB tests run (npm, pinned by tools/gltf-validator's lock
+# file); without npm those tests skip and say so.
+if command -v npm >/dev/null; then
+    npm ci --prefix tools/gltf-validator --no-audit --no-fund --silent
+fi
 .venv/bin/kakashi --version
 # Compile librosa's numba functions once now (~20 s), so parallel jobs only load the cache.
 .venv/bin/python -c "from kakashi.features import warm_up; warm_up()"
