@@ -226,7 +226,7 @@ def retarget(dance: Dance, character: Character | None = None) -> CharacterMotio
 
     posed = heads()
     for (hip, knee, ankle), (thigh, shin, foot) in _LEGS:
-        _two_bone_ik(character, rotations, posed, world, hip, knee, ankle, thigh, shin)
+        _two_bone_ik(character, rotations, posed, world, (hip, knee, ankle), (thigh, shin, foot))
         # Feet flat, pointing where the shin's frame points (a turned-out knee turns the foot).
         shin_rot = rotations[:, character.index(shin)]
         forward = shin_rot @ np.array([0.0, 0.0, 1.0]) + 0.5 * (
@@ -246,16 +246,13 @@ def _two_bone_ik(
     rotations: np.ndarray,
     posed: np.ndarray,
     world: np.ndarray,
-    hip: str,
-    knee: str,
-    ankle: str,
-    thigh: str,
-    shin: str,
+    joints: tuple[str, str, str],
+    bones: tuple[str, str, str],
 ) -> None:
-    """Turn ``thigh`` and ``shin`` (in place) so the ankle reaches the scaled dance's ankle,
-    the knee bending in the plane of the dance's hip, knee and ankle."""
-    t, s = character.index(thigh), character.index(shin)
-    foot = character.bones.index(character.bones[s].replace("Leg", "Foot"))
+    """Turn the thigh and shin ``bones`` (in place) so the foot's head reaches the scaled
+    dance's ankle, the knee bending in the plane of the dance's hip, knee and ankle."""
+    hip, knee, ankle = joints
+    t, s, foot = (character.index(name) for name in bones)
     upper = np.linalg.norm(character.heads[s] - character.heads[t])
     lower = np.linalg.norm(character.heads[foot] - character.heads[s])
     hip_at = posed[:, t]
