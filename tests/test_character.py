@@ -182,3 +182,18 @@ def test_glb_round_trip_and_khronos_validator(chacha, tmp_path):
     assert report["numErrors"] == 0 and result.returncode == 0, report["messages"]
     assert report["info"]["hasSkins"] and report["info"]["animationCount"] == 1
     assert report["info"]["totalVertexCount"] == 13380 and report["info"]["maxInfluences"] == 4
+
+
+def test_export_glb_bad_inputs_are_clear_errors(tmp_path, capsys):
+    from kakashi.cli import main
+
+    out = tmp_path / "out" / "dance.glb"
+    assert main(["export-glb", str(tmp_path / "missing.npz"), "-o", str(out)]) == 1
+    assert "missing.npz does not exist" in capsys.readouterr().err
+    bad = tmp_path / "nan.npz"
+    pose = np.zeros((10, 17, 3), np.float32)
+    pose[4] = np.nan
+    np.savez(bad, pose=pose, root=np.zeros((10, 3), np.float32), fps=30.0)
+    assert main(["export-glb", str(bad), "-o", str(out)]) == 1
+    assert "nan.npz: 1 frame(s) contain NaN" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing half-written
