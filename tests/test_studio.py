@@ -99,7 +99,7 @@ class Studio:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = requests.get(f"{self.url}/api/dances/{dance_id}", timeout=10).json()
-            assert 0 <= status["progress"] <= 1
+            assert 0 <= status.get("progress", -1) <= 1, (dance_id, status)
             if status["status"] in ("done", "failed"):
                 return status
             time.sleep(0.2)
@@ -241,6 +241,10 @@ def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Pa
     assert studio.board.runs == runs
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, int, str]]:
     """name -> (request, expected status, words the message must contain)."""
     sr = 22050
@@ -279,7 +283,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, int, str]]:
 def test_bad_inputs_get_clear_4xx_json_and_the_server_keeps_serving(
     studio: Studio, tmp_path: Path
 ) -> None:
-    songs_before = sorted(p.name for p in (studio.work_dir / "songs").iterdir())
+    songs_before = _names(studio.work_dir / "songs")
     failures = []
     for name, (request, status, words) in bad_inputs(tmp_path).items():
         answer = studio.post(**request)
@@ -293,7 +297,7 @@ def test_bad_inputs_get_clear_4xx_json_and_the_server_keeps_serving(
         assert alive.status_code == 200, f"after {name}"
     assert not failures, failures
     # Nothing refused was stored, and no temporary file stays behind.
-    assert sorted(p.name for p in (studio.work_dir / "songs").iterdir()) == songs_before
+    assert _names(studio.work_dir / "songs") == songs_before
     assert not list(studio.work_dir.rglob(".*.part*"))
     assert not Path("/tmp/evil.mp3").exists()
 
@@ -462,7 +466,7 @@ def test_only_the_studios_own_page_drives_it(studio: Studio, tmp_path: Path) -> 
     song = clip(tmp_path, 2.0, start_s=3.0)
     body, content_type = _multipart(song, seed="123")
     url = f"{studio.url}/api/dances"
-    runs, songs = studio.board.runs, sorted((studio.work_dir / "songs").iterdir())
+    runs, songs = studio.board.runs, _names(studio.work_dir / "songs")
     port = studio.url.rsplit(":", 1)[1]
     hostile = {
         "cross-site form": {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
@@ -480,7 +484,7 @@ def test_only_the_studios_own_page_drives_it(studio: Studio, tmp_path: Path) -> 
         assert answer.status_code == 403, (name, answer.status_code, answer.text)
         assert "error" in answer.json(), name
     assert studio.board.runs == runs  # nothing was created
-    assert sorted((studio.work_dir / "songs").iterdir()) == songs
+    assert _names(studio.work_dir / "songs") == songs
     foreign = requests.get(f"{studio.url}/api/models", headers={"Host": "evil.example"})
     assert foreign.status_code == 403 and "does not answer to the host" in foreign.json()["error"]
     assert requests.get(studio.url, headers={"Host": "evil.example"}).status_code == 403
@@ -555,7 +559,9 @@ def test_slow_clients_are_cut_and_huge_bodies_refused_unread(studio: Studio, cap
             b"POST /api/dances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
         )
-        answer = sock.recv(65536)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after it
+            answer += chunk
         assert answer.startswith(b"HTTP/1.1 413") and b"larger than the limit" in answer
         assert time.monotonic() - started < 2
     # A client that goes away mid-upload: one line in the log, no traceback.
@@ -614,16 +620,14 @@ def test_the_work_dir_stays_under_its_limit_and_statuses_survive_a_restart(
     largest = 0.0
     with serve(model_dir, work, max_work_mb=limit_mb) as studio:
         ids = []
-        for batch in range(0, 60, 4):
-            with ThreadPoolExecutor(4) as pool:
+        for batch in range(0, 60, 2):  # two at a time, one per worker
+            with ThreadPoolExecutor(2) as pool:
                 answers = list(
-                    pool.map(
-                        lambda seed: studio.post(song, seed=str(seed)), range(batch, batch + 4)
-                    )
+                    pool.map(lambda seed: studio.post(song, seed=str(seed)), (batch, batch + 1))
                 )
             assert all(answer.status_code == 202 for answer in answers)
             ids += [answer.json()["id"] for answer in answers]
-            for dance_id in ids[-4:]:
+            for dance_id in ids[-2:]:
                 assert studio.wait(dance_id)["status"] == "done"
             largest = max(largest, _folder_mb(work))
         assert len(set(ids)) == 60
@@ -697,7 +701,13 @@ def chromium():
         driver.quit()
 
 
-def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_path: Path) -> None:
+def test_page_uploads_a_song_and_plays_the_dance(model_dir: Path, chromium, tmp_path: Path) -> None:
+    """On a studio of its own (an empty work folder: the page starts with its hint)."""
+    with serve(model_dir, tmp_path / "work") as studio:
+        _page_flow(studio, chromium, tmp_path)
+
+
+def _page_flow(studio: Studio, chromium, tmp_path: Path) -> None:
     page = requests.get(studio.url, timeout=10).text
     assert "http://" not in page and "https://" not in page  # offline: nothing external
 
@@ -711,6 +721,7 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     assert metrics.text == "in style, close to real dancing, on the beat"
     assert "fid_k 3.00" in metrics.get_attribute("title")
     # A hint where the dance will play, until there is one.
+    wait_for(chromium, "return window.kakashiStudio.loaded")
     assert chromium.find_element("id", "empty").is_displayed()
     # The header keeps its height whatever model is chosen.
     height = "return document.querySelector('header').getBoundingClientRect().height"
@@ -789,6 +800,9 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     wait_for(chromium, "return document.querySelectorAll('.take').length === 2", 30)
     wait_for(chromium, "return document.querySelectorAll('.take a').length === 8", 30)
     assert not chromium.find_element("id", "empty").is_displayed()
+    chromium.switch_to.frame(chromium.find_element("id", "viewer"))  # the newest take shown
+    wait_for(chromium, "return window.kakashiViewer && window.kakashiViewer.renders > 2", 60)
+    chromium.switch_to.default_content()
 
     shot = tmp_path / "studio.png"
     chromium.save_screenshot(str(shot))

@@ -6,6 +6,7 @@ Only parsing and starting the server here; the application is :mod:`kakashi.stud
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import math
@@ -123,7 +124,11 @@ def _cmd_studio(args: argparse.Namespace) -> None:
         behind_proxy=args.behind_proxy is not None,
         forwarded_allow_ips=args.behind_proxy or "127.0.0.1",
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        server.run()
+    if not server.started:
+        raise KakashiError("the studio did not start; see the messages above")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
