@@ -192,6 +192,11 @@ class Job:
     def active(self) -> bool:
         return self.status in ("queued", "running")
 
+    @property
+    def needs_song(self) -> bool:
+        """Whether its song must stay: it runs, or it is a dance whose page plays it."""
+        return self.active or (self.kind == "dance" and self.status == "done")
+
     def public(self) -> dict:
         now = self.finished or time.time()
         elapsed = now - (self.started or now)
@@ -504,11 +509,7 @@ class JobBoard:
             if total <= self.max_work_bytes:
                 return
             busy_folders = {job.folder for job in self._jobs.values() if job.active}
-            busy_songs = {
-                job.request.get("song")
-                for job in self._jobs.values()
-                if job.active or job.kind == "dance"
-            }
+            busy_songs = {job.request.get("song") for job in self._jobs.values() if job.needs_song}
             items = []  # (last use, folder or song, jobs to forget)
             for job in self._jobs.values():
                 if job.kind == "dance" and job.status == "done" and job.folder not in busy_folders:
@@ -532,7 +533,9 @@ class JobBoard:
                     del self._jobs[other.id]
                 # Its song goes with its last result.
                 song = self.songs_dir / job.request.get("song", "")
-                still_used = any(j.request.get("song") == song.name for j in self._jobs.values())
+                still_used = any(
+                    j.request.get("song") == song.name for j in self._jobs.values() if j.needs_song
+                )
                 if song.is_file() and not still_used:
                     total -= song.stat().st_size
                     song.unlink()
