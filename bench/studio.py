@@ -10,7 +10,9 @@ Measures, for 3-minute songs (the demo's two songs joined and cut, and shifted v
 - upload to done and upload to viewer page downloaded (what the page shows as "playing"),
   cold (the first job: worker start, model load, numba's compile) and warm;
 - 8 simultaneous requests (4 distinct songs, each sent twice): time until all are done, jobs
-  actually run (4 expected: identical requests are one job), minutes of music per minute.
+  actually run (4 expected: identical requests are one job), minutes of music per minute;
+- the disk a 3-minute song's results take (the viewer page refers to the song instead of
+  holding a copy), with and without its MP4.
 
 Results and how to read them: docs/benchmarks.md.
 """
@@ -125,6 +127,14 @@ def main() -> None:
                 ids = list(pool.map(lambda song: post(url, song), batch))
                 list(pool.map(lambda dance_id: wait(url, dance_id), ids))
             elapsed = time.perf_counter() - start
+            folder = Path(work) / "dances" / ids[0]
+            sizes = {p.name: round(p.stat().st_size / 1e6, 2) for p in folder.iterdir()}
+            mp4 = requests.get(f"{url}/api/dances/{ids[0]}/dance.mp4", timeout=60)
+            while mp4.status_code == 202:
+                time.sleep(1)
+                mp4 = requests.get(f"{url}/api/dances/{ids[0]}/dance.mp4", timeout=60)
+            mp4.raise_for_status()
+            figures["result_mb"] = {**sizes, "dance.mp4": round(len(mp4.content) / 1e6, 2)}
             figures["batch"] = {
                 "requests": len(batch),
                 "jobs": len(set(ids)),

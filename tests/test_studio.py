@@ -3,6 +3,7 @@ trained on the demo shards, driven through its JSON API and by headless Chromium
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from conftest import DEMO, REPO, headless_chromium
 from kakashi.cli import main
 from kakashi.cli.studio import is_loopback
 from kakashi.dance import Dance
+from kakashi.studio.jobs import job_id
 from test_viewer import wait_for
 
 SONG = DEMO / "music" / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"  # 61.5 s
@@ -40,6 +42,7 @@ def model_dir(demo_shards: Path, tmp_path_factory) -> Path:
     assert main([*command, "--out", str(out), "--no-progress"]) == 0
     shutil.copy(out, models / "copy.pt")
     (models / "broken.pt").write_text("not a checkpoint")
+    write_malicious_checkpoints(models)
     (root / "eval").mkdir()
     rows = [
         {"name": "ground_truth", "kind": "ground_truth", "fid_k": 0.5},
@@ -48,6 +51,29 @@ def model_dir(demo_shards: Path, tmp_path_factory) -> Path:
     ]
     (root / "eval" / "metrics.json").write_text(json.dumps({"rows": rows}))
     return models
+
+
+class _RunsCode:
+    """What a hostile checkpoint pickles: unpickling it would run a shell command."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {PWNED}",))
+
+
+PWNED = Path("/tmp/kakashi-studio-pwned")
+
+
+def write_malicious_checkpoints(models: Path) -> None:
+    """evil.pt: a real torch.save archive whose pickle calls os.system; bomb.pt: a zip
+    whose member unpacks to 60 MB from a few kB."""
+    import zipfile
+
+    import torch
+
+    torch.save({"format": "kakashi-dance-model", "payload": _RunsCode()}, models / "evil.pt")
+    with zipfile.ZipFile(models / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("bomb/data/0", bytes(60_000_000))
 
 
 def free_port() -> int:
@@ -73,38 +99,59 @@ class Studio:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = requests.get(f"{self.url}/api/dances/{dance_id}", timeout=10).json()
-            assert 0 <= status["progress"] <= 1
+            assert 0 <= status.get("progress", -1) <= 1, (dance_id, status)
             if status["status"] in ("done", "failed"):
                 return status
             time.sleep(0.2)
         raise AssertionError(f"dance {dance_id} not finished after {timeout} s: {status}")
 
 
-@pytest.fixture(scope="module")
-def studio(model_dir: Path, tmp_path_factory):
-    """The studio's real app under a real uvicorn, in a thread, with 2 worker processes."""
+HEADER_TIMEOUT_S = 2.0
+BODY_TIMEOUT_S = 4.0
+
+
+@contextlib.contextmanager
+def serve(model_dir: Path, work_dir: Path, **options):
+    """The studio's real app under a real uvicorn (the command's configuration: timeouts,
+    no proxy headers), in a thread, with 2 worker processes."""
     import uvicorn
 
     from kakashi.studio.app import StudioSettings, create_app
+    from kakashi.studio.server import server_config
 
-    work_dir = tmp_path_factory.mktemp("studio_work")
     settings = StudioSettings(
-        models=[str(model_dir)], work_dir=work_dir, workers=2, max_upload_mb=MAX_UPLOAD_MB
+        models=[str(model_dir)],
+        work_dir=work_dir,
+        workers=2,
+        max_upload_mb=MAX_UPLOAD_MB,
+        body_timeout_s=BODY_TIMEOUT_S,
+        **options,
     )
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = server_config(
+        app, "127.0.0.1", port, header_timeout_s=HEADER_TIMEOUT_S, log_level="warning"
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield Studio(f"http://127.0.0.1:{port}", app, work_dir)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield Studio(f"http://127.0.0.1:{port}", app, work_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
     # Shutdown removes every temporary file: only finished results and songs remain.
     assert not list(work_dir.rglob(".*.part*"))
+
+
+@pytest.fixture(scope="module")
+def studio(model_dir: Path, tmp_path_factory):
+    with serve(model_dir, tmp_path_factory.mktemp("studio_work")) as running:
+        yield running
 
 
 def clip(tmp_path: Path, seconds: float, start_s: float = 20.0, song: Path = SONG) -> Path:
@@ -120,10 +167,19 @@ def clip(tmp_path: Path, seconds: float, start_s: float = 20.0, song: Path = SON
 def test_models_listed_with_metrics_best_preselected(studio: Studio) -> None:
     listing = requests.get(f"{studio.url}/api/models", timeout=10).json()
     models = {model["id"]: model for model in listing["models"]}
-    assert set(models) == {"motiongraph", "copy", "broken"}  # *.last.pt files are not models
+    # *.last.pt files are not models
+    assert set(models) == {"motiongraph", "copy", "broken", "evil", "bomb"}
     assert listing["best"] == "motiongraph" and models["motiongraph"]["best"]
     assert models["motiongraph"]["metrics"] == {"fid_k": 3.0, "fid_g": 2.0, "bas": 0.25}
+    assert models["motiongraph"]["quality"] == "in style, close to real dancing, on the beat"
+    assert models["motiongraph"]["usable"] and models["copy"]["usable"]
     assert not models["broken"]["usable"] and "damaged" in models["broken"]["problem"]
+    # Read as data, never loaded: code in a pickle and a zip bomb are refused, unrun.
+    assert not models["evil"]["usable"] and "posix.system" in models["evil"]["problem"]
+    assert not models["bomb"]["usable"] and "zip bomb" in models["bomb"]["problem"]
+    assert not PWNED.exists()
+    # No message shows where the server keeps its files.
+    assert str(Path.home()) not in json.dumps(listing) and "/tmp/" not in json.dumps(listing)
     # The framework documents the API.
     schema = requests.get(f"{studio.url}/openapi.json", timeout=10).json()
     assert {"/api/models", "/api/dances", "/api/dances/{dance_id}"} <= set(schema["paths"])
@@ -131,6 +187,8 @@ def test_models_listed_with_metrics_best_preselected(studio: Studio) -> None:
     assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn" not in docs  # offline
     asset = requests.get(f"{studio.url}/docs-assets/swagger-ui-bundle.js", timeout=10)
     assert asset.status_code == 200 and len(asset.content) > 100_000
+    # Swagger UI 5 reads the OpenAPI 3.1 FastAPI writes (4.x showed a blank page).
+    assert schema["openapi"].startswith("3.1") and b"OpenAPI31" in asset.content
 
 
 def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Path) -> None:
@@ -152,13 +210,40 @@ def test_a_song_becomes_a_dance_as_long_as_the_song(studio: Studio, tmp_path: Pa
     assert dance.meta["model"] == "motiongraph" and dance.meta["seed"] == 0
     assert files["dance.bvh"].startswith(b"HIERARCHY")
     assert files["dance.glb"][:4] == b"glTF"  # the character, as the studio's download
-    assert b"data:audio/ogg;base64," in files["dance.html"]
+    # The viewer refers to the song instead of holding a copy of it; the page's download
+    # of it has the song inside (it plays from disk).
+    assert b"data:audio/" not in files["dance.html"] and b'src="song"' in files["dance.html"]
+    song = requests.get(f"{studio.url}/api/dances/{dance_id}/song", timeout=60)
+    assert song.status_code == 200 and song.content == SONG.read_bytes()
+    assert song.headers["content-type"] == "audio/ogg"
+    standalone = requests.get(f"{studio.url}/api/dances/{dance_id}/dance.html?download=1")
+    assert b"data:audio/ogg;base64," in standalone.content
+    # Downloads are named after the song, the model and the seed.
+    for name in ("dance.npz", "dance.bvh"):
+        got = requests.get(f"{studio.url}/api/dances/{dance_id}/{name}", timeout=60)
+        expected = f"Kevin_MacLeod_-_Vibe_Ace.hq-motiongraph-seed0{Path(name).suffix}"
+        assert f'filename="{expected}"' in got.headers["content-disposition"]
+    assert "seed0.html" in standalone.headers["content-disposition"]
+    # HEAD answers like GET, without the body.
+    head = requests.head(f"{studio.url}/api/dances/{dance_id}/dance.npz", timeout=10)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(
+        files["dance.npz"]
+    )
+    head = requests.head(f"{studio.url}/api/dances/{dance_id}/dance.mp4", timeout=10)
+    assert head.status_code == 409 and studio.board.get(job_id("render", dance_id)) is None
+    # The page lists the takes again after a reload.
+    listed = requests.get(f"{studio.url}/api/dances", timeout=10).json()["dances"]
+    assert dance_id in [status["id"] for status in listed]
 
     # The same request again is the same job, answered from the cache.
     runs = studio.board.runs
     again = studio.post(SONG, name="renamed.ogg")
     assert again.json()["id"] == dance_id and again.json()["status"] == "done"
     assert studio.board.runs == runs
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, int, str]]:
@@ -186,6 +271,12 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, int, str]]:
         "unknown model": ({"path": song, "model": "nope"}, 404, "unknown model 'nope'"),
         "damaged checkpoint": ({"path": song, "model": "broken"}, 409, "damaged"),
         "bad seed": ({"path": song, "seed": "-1"}, 422, "seed"),
+        "superscript seed": ({"path": song, "seed": "²"}, 422, "seed must be a whole number"),
+        "Arabic-Indic seed": ({"path": song, "seed": "٣٤"}, 422, "digits 0-9"),
+        "5000-digit seed": ({"path": song, "seed": "9" * 5000}, 422, "seed must be"),
+        "seed 2**31": ({"path": song, "seed": str(2**31)}, 422, "2147483647"),
+        "code in checkpoint": ({"path": song, "model": "evil"}, 409, "holds code"),
+        "zip bomb checkpoint": ({"path": song, "model": "bomb"}, 409, "zip bomb"),
         "start pose path": ({"path": song, "start": "/etc/passwd"}, 422, "start pose"),
     }  # fmt: skip
 
@@ -193,18 +284,21 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, int, str]]:
 def test_bad_inputs_get_clear_4xx_json_and_the_server_keeps_serving(
     studio: Studio, tmp_path: Path
 ) -> None:
-    songs_before = sorted(p.name for p in (studio.work_dir / "songs").iterdir())
+    songs_before = _names(studio.work_dir / "songs")
     failures = []
     for name, (request, status, words) in bad_inputs(tmp_path).items():
         answer = studio.post(**request)
         body = answer.json()
-        if answer.status_code != status or words not in body.get("error", ""):
+        error = body.get("error", "")
+        if answer.status_code != status or words not in error:
             failures.append((name, answer.status_code, body))
+        # Never the server's folders, never torch's advice to load with weights_only=False.
+        assert "/tmp/" not in error and "weights_only" not in error, (name, error)
         alive = requests.get(f"{studio.url}/api/models", timeout=10)
         assert alive.status_code == 200, f"after {name}"
     assert not failures, failures
     # Nothing refused was stored, and no temporary file stays behind.
-    assert sorted(p.name for p in (studio.work_dir / "songs").iterdir()) == songs_before
+    assert _names(studio.work_dir / "songs") == songs_before
     assert not list(studio.work_dir.rglob(".*.part*"))
     assert not Path("/tmp/evil.mp3").exists()
 
@@ -287,22 +381,35 @@ def _workers(pid: int) -> list[int]:
     ]
 
 
-def test_a_killed_worker_fails_its_job_and_the_next_one_runs(
-    studio: Studio, tmp_path: Path
-) -> None:
+def _running_on_a_worker(studio: Studio, dance_id: str) -> int:
+    """The pid of the worker running ``dance_id``, once it runs."""
+    deadline = time.monotonic() + 120
+    while True:
+        job = studio.board.get(dance_id)
+        if job.status == "running" and job.worker_pid:
+            return job.worker_pid
+        assert time.monotonic() < deadline and job.active, job.public()
+        time.sleep(0.05)
+
+
+def test_a_killed_worker_fails_only_its_own_job(studio: Studio, tmp_path: Path) -> None:
+    """kill -9 of one of two workers running a job each: exactly that job fails, the other
+    finishes, a new worker replaces the dead one, and the failed job left nothing."""
     import signal
 
-    dance_id = studio.post(SONG, seed="77").json()["id"]
-    while requests.get(f"{studio.url}/api/dances/{dance_id}", timeout=10).json()["status"] != (
-        "running"
-    ):
-        time.sleep(0.05)
-    for pid in _workers(os.getpid()):  # as the kernel's out-of-memory killer would
-        os.kill(pid, signal.SIGKILL)
-    status = studio.wait(dance_id)
+    first = studio.post(SONG, seed="77").json()["id"]
+    second = studio.post(SONG, seed="78").json()["id"]
+    victim = _running_on_a_worker(studio, first)
+    assert _running_on_a_worker(studio, second) != victim
+    os.kill(victim, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    status = studio.wait(first)
     assert status["status"] == "failed" and "worker process died" in status["error"]
-    again = studio.post(clip(tmp_path, 3.0, start_s=33.0), seed="77").json()["id"]
-    assert studio.wait(again)["status"] == "done"
+    assert studio.wait(second)["status"] == "done"
+    assert not (studio.work_dir / "dances" / first).exists()  # a failed job leaves nothing
+    assert victim not in studio.board.worker_pids()
+    # The failed request runs again when asked again.
+    again = studio.post(SONG, seed="77").json()
+    assert again["id"] == first and studio.wait(first)["status"] == "done"
 
 
 def test_mp4_is_rendered_on_demand(studio: Studio, tmp_path: Path) -> None:
@@ -317,6 +424,262 @@ def test_mp4_is_rendered_on_demand(studio: Studio, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the MP4 did not render"
         time.sleep(0.5)
     assert got.status_code == 200 and got.content[4:8] == b"ftyp"
+    assert 'seed2.mp4"' in got.headers["content-disposition"]
+
+
+def test_a_failed_render_leaves_no_part_file_and_runs_on_the_next_request(
+    studio: Studio, tmp_path: Path
+) -> None:
+    import signal
+
+    dance_id = studio.post(clip(tmp_path, 20.0, start_s=30.0), seed="4").json()["id"]
+    assert studio.wait(dance_id)["status"] == "done"
+    url = f"{studio.url}/api/dances/{dance_id}/dance.mp4"
+    render = requests.get(url, timeout=30).json()["id"]
+    folder = studio.work_dir / "dances" / dance_id
+    pid = _running_on_a_worker(studio, render)
+    deadline = time.monotonic() + 120  # kill it while it writes the video
+    while not list(folder.glob(".dance.*.part.mp4")):
+        assert time.monotonic() < deadline, "the render wrote no partial file"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    status = studio.wait(render)
+    assert status["status"] == "failed" and "worker process died" in status["error"]
+    assert not list(folder.glob(".*.part*")) and not (folder / "dance.mp4").exists()
+    # The next request renders it.
+    assert requests.get(url, timeout=30).status_code == 202
+    assert studio.wait(render)["status"] == "done"
+    got = requests.get(url, timeout=30)
+    assert got.status_code == 200 and got.content[4:8] == b"ftyp"
+
+
+def _multipart(song: Path, **fields: str) -> tuple[bytes, str]:
+    """A multipart body as a browser's form would send it, and its Content-Type."""
+    prepared = requests.Request(
+        "POST", "http://x/", files={"song": ("a.wav", song.read_bytes())}, data=fields
+    ).prepare()
+    return prepared.body, prepared.headers["Content-Type"]
+
+
+def test_only_the_studios_own_page_drives_it(studio: Studio, tmp_path: Path) -> None:
+    """CSRF and DNS rebinding: a cross-site form or fetch and a foreign Host get 403 JSON
+    and create nothing; the page's own requests (same origin) and curl pass."""
+    song = clip(tmp_path, 2.0, start_s=3.0)
+    body, content_type = _multipart(song, seed="123")
+    url = f"{studio.url}/api/dances"
+    runs, songs = studio.board.runs, _names(studio.work_dir / "songs")
+    port = studio.url.rsplit(":", 1)[1]
+    hostile = {
+        "cross-site form": {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        "no-cors fetch, old browser": {"Origin": "http://evil.example"},
+        "sandboxed page": {"Origin": "null"},
+        "another port of this machine": {
+            "Origin": "http://127.0.0.1:9", "Sec-Fetch-Site": "same-site"},
+        "DNS rebinding": {"Host": f"evil.example:{port}"},
+        "rebinding, same origin": {"Host": "evil.example", "Origin": "http://evil.example"},
+    }  # fmt: skip
+    for name, headers in hostile.items():
+        answer = requests.post(
+            url, data=body, headers={"Content-Type": content_type, **headers}, timeout=30
+        )
+        assert answer.status_code == 403, (name, answer.status_code, answer.text)
+        assert "error" in answer.json(), name
+    assert studio.board.runs == runs  # nothing was created
+    assert _names(studio.work_dir / "songs") == songs
+    foreign = requests.get(f"{studio.url}/api/models", headers={"Host": "evil.example"})
+    assert foreign.status_code == 403 and "does not answer to the host" in foreign.json()["error"]
+    assert requests.get(studio.url, headers={"Host": "evil.example"}).status_code == 403
+    # The page's own requests pass (a browser sends these), and so do scripts (curl).
+    own = {
+        "Origin": studio.url, "Sec-Fetch-Site": "same-origin", "Host": f"localhost:{port}"
+    }  # fmt: skip
+    own["Origin"] = f"http://localhost:{port}"
+    answer = requests.post(url, data=body, headers={"Content-Type": content_type, **own})
+    assert answer.status_code == 202, answer.text
+    assert studio.board.runs == runs + 1
+    # No redirect is built from the client's Host: a wrong URL is a 404, not a 307.
+    slash = requests.get(f"{studio.url}/api/models/", allow_redirects=False, timeout=10)
+    assert slash.status_code == 404 and "location" not in slash.headers
+    assert studio.wait(answer.json()["id"])["status"] == "done"
+
+
+def test_forwarded_headers_are_ignored_unless_behind_a_proxy() -> None:
+    from kakashi.studio.server import server_config
+
+    plain = server_config(None, "127.0.0.1", 8000, header_timeout_s=10)
+    assert plain.proxy_headers is False
+    proxied = server_config(
+        None, "127.0.0.1", 8000, header_timeout_s=10, behind_proxy=True,
+        forwarded_allow_ips="10.0.0.2",
+    )  # fmt: skip
+    assert proxied.proxy_headers is True and proxied.forwarded_allow_ips == "10.0.0.2"
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _closed_after(sock: socket.socket, trickle: bytes, every_s: float, limit_s: float) -> float:
+    """Send ``trickle`` one byte every ``every_s``; the seconds until the server closes
+    the connection (what it answered, if anything, is read and dropped)."""
+    started = time.monotonic()
+    sock.settimeout(every_s)
+    for byte in trickle:
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(65536) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - started
+        assert time.monotonic() - started < limit_s, "the server kept the connection open"
+    raise AssertionError("the trickle ended before the server closed the connection")
+
+
+def test_slow_clients_are_cut_and_huge_bodies_refused_unread(studio: Studio, caplog) -> None:
+    caplog.set_level("INFO", logger="kakashi.studio")
+    # Slow headers (slow-loris): one byte every 0.3 s.
+    head = b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Padding: " + b"a" * 500
+    with _connect(studio.url) as sock:
+        took = _closed_after(sock, head, 0.3, HEADER_TIMEOUT_S + 5)
+    assert HEADER_TIMEOUT_S - 0.5 <= took <= HEADER_TIMEOUT_S + 2, took
+    # A slow body: the headers at once, then 1 byte every 0.3 s.
+    with _connect(studio.url) as sock:
+        sock.sendall(
+            b"POST /api/dances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
+        took = _closed_after(sock, b"--b\r\n" + b"x" * 5000, 0.3, BODY_TIMEOUT_S + 5)
+    assert took <= BODY_TIMEOUT_S + 2, took
+    # 10 GB declared, nothing sent: 413 at once.
+    with _connect(studio.url) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            b"POST /api/dances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after it
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413") and b"larger than the limit" in answer
+        assert time.monotonic() - started < 2
+    # A client that goes away mid-upload: one line in the log, no traceback.
+    with _connect(studio.url) as sock:
+        sock.sendall(
+            b"POST /api/dances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n" + b"x" * 1000
+        )
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not any("went away during its upload" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.1)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert requests.get(f"{studio.url}/api/models", timeout=10).status_code == 200
+
+
+def test_an_m4a_song_round_trips_through_the_bundled_ffmpeg(studio: Studio, tmp_path: Path) -> None:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    wav = clip(tmp_path, 4.0, start_s=15.0)
+    m4a = tmp_path / "phone song.m4a"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i"]
+    subprocess.run([*command, str(wav), "-c:a", "aac", "-b:a", "96k", str(m4a)], check=True)
+    assert m4a.read_bytes()[4:8] == b"ftyp"  # an MPEG-4 file: libsndfile cannot read it
+    answer = studio.post(m4a, name=m4a.name, seed="6")
+    assert answer.status_code == 202, answer.text
+    request = answer.json()["request"]
+    assert request["song"].endswith(".ogg") and abs(request["duration_s"] - 4.0) < 0.1
+    status = studio.wait(answer.json()["id"])
+    assert status["status"] == "done", status
+    assert status["result"]["frames"] == round(4.0 * status["result"]["fps"])
+    song = requests.get(f"{studio.url}/api/dances/{status['id']}/song", timeout=30)
+    (tmp_path / "back.ogg").write_bytes(song.content)
+    assert abs(soundfile.info(tmp_path / "back.ogg").duration - 4.0) < 0.1
+    npz = requests.get(f"{studio.url}/api/dances/{status['id']}/dance.npz", timeout=30)
+    assert 'filename="phone_song-motiongraph-seed6.npz"' in npz.headers["content-disposition"]
+    # The same M4A again is the same song and the same dance.
+    assert studio.post(m4a, name="again.m4a", seed="6").json()["id"] == status["id"]
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def test_the_work_dir_stays_under_its_limit_and_statuses_survive_a_restart(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """60 requests with distinct seeds under a 4-MB limit (a 2-s song's results are
+    ~0.9 MB, most of it the viewer's three.js): the least recently used go."""
+    limit_mb = 4.0
+    work = tmp_path / "work"
+    song = clip(tmp_path, 2.0, start_s=8.0)
+    largest = 0.0
+    with serve(model_dir, work, max_work_mb=limit_mb) as studio:
+        ids = []
+        for batch in range(0, 60, 2):  # two at a time, one per worker
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(
+                    pool.map(lambda seed: studio.post(song, seed=str(seed)), (batch, batch + 1))
+                )
+            assert all(answer.status_code == 202 for answer in answers)
+            ids += [answer.json()["id"] for answer in answers]
+            for dance_id in ids[-2:]:
+                assert studio.wait(dance_id)["status"] == "done"
+            largest = max(largest, _folder_mb(work))
+        assert len(set(ids)) == 60
+        assert studio.board.evicted >= 50
+        kept = [i for i in ids if (work / "dances" / i).is_dir()]
+        assert ids[-1] in kept and len(kept) >= 2
+        last = studio.wait(ids[-1])
+    assert largest <= limit_mb, largest
+    assert _folder_mb(work) <= limit_mb
+    # After a restart the finished dances answer with their status and their results.
+    with serve(model_dir, work, max_work_mb=limit_mb) as studio:
+        again = requests.get(f"{studio.url}/api/dances/{ids[-1]}", timeout=10).json()
+        assert again["status"] == "done" and again["result"] == last["result"]
+        assert again["request"] == last["request"]
+        npz = requests.get(f"{studio.url}/api/dances/{ids[-1]}/dance.npz", timeout=10)
+        assert npz.status_code == 200
+        evicted = requests.get(f"{studio.url}/api/dances/{ids[0]}", timeout=10)
+        assert evicted.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--port", "99999"], "--port must be a whole number from 1 to 65535, not 99999"),
+        (["--max-upload-mb", "-1"], "--max-upload-mb must be a number above 0, not -1.0"),
+        (["--max-upload-mb", "nan"], "--max-upload-mb must be a number above 0, not nan"),
+        (["--max-minutes", "0"], "--max-minutes must be a number above 0, not 0.0"),
+        (["--max-work-mb", "inf"], "--max-work-mb must be a number above 0, not inf"),
+        (["--models", "/nonexistent"], "--models /nonexistent: no such file or folder"),
+        (["--allow-host", "evil.example/x"], "--allow-host 'evil.example/x': give a host"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    flags: list[str], words: str, model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    command = ["studio", "--models", str(model_dir), "--work-dir", str(tmp_path / "w")]
+    assert main([*command, *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"kakashi: error: {err.removeprefix('kakashi: error: ')}" and "\n" not in err
+    assert words in err, err
+
+
+def test_a_port_in_use_is_a_one_line_error(model_dir: Path, tmp_path: Path, capsys) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = ["studio", "--models", str(model_dir), "--port", str(port)]
+        assert main([*command, "--work-dir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"kakashi: error: cannot listen on 127.0.0.1:{port}") and "\n" not in err
 
 
 def test_non_loopback_hosts_are_warned_about(tmp_path: Path, capsys) -> None:
@@ -339,7 +702,13 @@ def chromium():
         driver.quit()
 
 
-def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_path: Path) -> None:
+def test_page_uploads_a_song_and_plays_the_dance(model_dir: Path, chromium, tmp_path: Path) -> None:
+    """On a studio of its own (an empty work folder: the page starts with its hint)."""
+    with serve(model_dir, tmp_path / "work") as studio:
+        _page_flow(studio, chromium, tmp_path)
+
+
+def _page_flow(studio: Studio, chromium, tmp_path: Path) -> None:
     page = requests.get(studio.url, timeout=10).text
     assert "http://" not in page and "https://" not in page  # offline: nothing external
 
@@ -348,7 +717,25 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     assert chromium.execute_script("return document.getElementById('model').value") == (
         "motiongraph"
     )
-    assert "fid_k 3.00" in chromium.find_element("id", "metrics").text
+    # The model's quality in words, its numbers on hover.
+    metrics = chromium.find_element("id", "metrics")
+    assert metrics.text == "in style, close to real dancing, on the beat"
+    assert "fid_k 3.00" in metrics.get_attribute("title")
+    # A hint where the dance will play, until there is one.
+    wait_for(chromium, "return window.kakashiStudio.loaded")
+    assert chromium.find_element("id", "empty").is_displayed()
+    # The header keeps its height whatever model is chosen.
+    height = "return document.querySelector('header').getBoundingClientRect().height"
+    before = chromium.execute_script(height)
+    chromium.execute_script(
+        "const s = document.getElementById('model'); s.value = 'copy';"
+        "s.dispatchEvent(new Event('change'))"
+    )
+    assert chromium.execute_script(height) == before
+    chromium.execute_script(
+        "const s = document.getElementById('model'); s.value = 'motiongraph';"
+        "s.dispatchEvent(new Event('change'))"
+    )
     # A bad file: the server's message in the page, and the page still works after it.
     bad = tmp_path / "bad.mp3"
     bad.write_text("not a song\n" * 50)
@@ -376,14 +763,18 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     assert chromium.execute_script("return document.getElementById('progress').value") == 1
     assert "100 %" in chromium.find_element("id", "stage").text
 
-    # The viewer plays in the iframe.
+    assert not chromium.find_element("id", "empty").is_displayed()
+    # The dance starts by itself with its music (the click on Dance allows sound).
+    assert wait_for(chromium, "return window.kakashiStudio.autoplay", 60) == "playing"
     frame = chromium.find_element("id", "viewer")
     chromium.switch_to.frame(frame)
-    wait_for(chromium, "return window.kakashiViewer && window.kakashiViewer.renders > 2", 60)
-    chromium.find_element("id", "play").click()
-    wait_for(chromium, "return window.kakashiViewer.time > 0.5", 30)
+    wait_for(chromium, "return window.kakashiViewer.playing && window.kakashiViewer.time > 0.5")
+    assert chromium.execute_script("return window.kakashiViewer.clock") == "audio"
     assert chromium.execute_script("return window.kakashiViewer.drawnJoints") == 17
     chromium.switch_to.default_content()
+    # The beat marker pulses as the dance plays.
+    assert chromium.execute_script("return window.kakashiStudio.beats.length") > 5
+    wait_for(chromium, "return window.kakashiStudio.pulses >= 2", 30)
 
     # Another take: a new seed, listed beside the first.
     chromium.find_element("id", "another").click()
@@ -405,12 +796,34 @@ def test_page_uploads_a_song_and_plays_the_dance(studio: Studio, chromium, tmp_p
     note = "return document.querySelectorAll('.take .render')[1].textContent"
     wait_for(chromium, note + ".includes('MP4 ready')", 300)
 
+    # A reload lists the takes again (the server keeps them).
+    chromium.refresh()
+    wait_for(chromium, "return document.querySelectorAll('.take').length === 2", 30)
+    wait_for(chromium, "return document.querySelectorAll('.take a').length === 8", 30)
+    assert not chromium.find_element("id", "empty").is_displayed()
+    chromium.switch_to.frame(chromium.find_element("id", "viewer"))  # the newest take shown
+    wait_for(chromium, "return window.kakashiViewer && window.kakashiViewer.renders > 2", 60)
+    chromium.switch_to.default_content()
+
     shot = tmp_path / "studio.png"
     chromium.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     # The README's screenshot is refreshed on request only: tests do not write the repo.
     if os.environ.get("KAKASHI_UPDATE_SCREENSHOT"):
         shutil.copy(shot, REPO / "docs" / "studio.png")
+
+
+def test_docs_list_the_operations_in_a_browser(studio: Studio, chromium, tmp_path: Path) -> None:
+    """/docs in headless Chromium: Swagger UI renders the OpenAPI 3.1 schema (offline)."""
+    chromium.get(f"{studio.url}/docs")
+    wait_for(chromium, "return document.querySelectorAll('.opblock').length >= 5", 60)
+    paths = chromium.execute_script(
+        "return [...document.querySelectorAll('.opblock-summary-path')]"
+        ".map((e) => e.textContent.replace(/\\u200b/g, ''))"
+    )
+    assert {"/api/models", "/api/dances", "/api/dances/{dance_id}"} <= set(paths), paths
+    chromium.save_screenshot(str(tmp_path / "docs.png"))
+    assert (tmp_path / "docs.png").stat().st_size > 10_000
 
 
 def _children(pid: int) -> set[int]:

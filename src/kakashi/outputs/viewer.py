@@ -69,8 +69,11 @@ def _gltf_loader() -> bytes:
     )
 
 
-def viewer_html(dance: Dance, audio: bytes, audio_type: str, frames: int, title: str) -> str:
-    """The page's text for ``dance`` (shown for ``frames`` frames) and the song's bytes."""
+def viewer_html(
+    dance: Dance, audio: bytes, audio_type: str, frames: int, title: str, audio_url: str = ""
+) -> str:
+    """The page's text for ``dance`` (shown for ``frames`` frames) and the song's bytes, or
+    a page that refers to the song at ``audio_url`` (the studio: no copy per dance)."""
     # Only the dance's own frames are embedded; the page holds the last one to the end.
     world = stage_positions(dance).astype("<f4")
     character = load_character()
@@ -109,13 +112,17 @@ def viewer_html(dance: Dance, audio: bytes, audio_type: str, frames: int, title:
     page = page.replace("@TITLE@", html.escape(title))
     page = page.replace("@IMPORTMAP@", import_map)
     page = page.replace("@DANCE@", dance_json)
-    page = page.replace("@AUDIO@", _data_url(audio_type, audio))
+    page = page.replace("@AUDIO@", html.escape(audio_url) or _data_url(audio_type, audio))
     page = page.replace("@SCRIPT@", _SCRIPT)
     return page
 
 
 def write_viewer(
-    dance_path: str | Path, audio_path: str | Path, output: str | Path, title: str | None = None
+    dance_path: str | Path,
+    audio_path: str | Path,
+    output: str | Path,
+    title: str | None = None,
+    audio_url: str = "",
 ) -> int:
     """Write the viewer page for a dance file and its song; return the page's size in bytes."""
     dance = Dance.load(dance_path)
@@ -127,8 +134,9 @@ def write_viewer(
             f"{audio_path}: browsers play {', '.join(sorted(_AUDIO_TYPES))} files; "
             "convert the song to one of them (e.g. OGG or MP3)"
         )
+    audio = b"" if audio_url else audio_path.read_bytes()
     page = viewer_html(
-        dance, audio_path.read_bytes(), audio_type, frames, title or Path(dance_path).stem
+        dance, audio, audio_type, frames, title or Path(dance_path).stem, audio_url
     ).encode("utf-8")
     with atomic_output(output) as temporary:
         temporary.write_bytes(page)

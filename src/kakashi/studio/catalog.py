@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickletools
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,13 @@ log = logging.getLogger("kakashi.studio")
 # torch.save writes a zip archive: a cheap check that catches empty and foreign files
 # without loading torch in the server process.
 _ZIP_MAGIC = b"PK\x03\x04"
+# torch.save stores its members uncompressed: a checkpoint that unpacks to much more than
+# its own size is a zip bomb.
+_UNPACKED_RATIO = 4
+_UNPACKED_SLACK = 1 << 20
+# What a weights-only checkpoint's pickle may name (torch's tensor rebuilders and storage
+# types, OrderedDict); anything else (os.system, builtins.eval, ...) is code.
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
 # The metrics shown beside a model, in the order of the evaluation table.
 SHOWN_METRICS = (
     "fid_k",
@@ -58,11 +67,37 @@ class Model:
             "id": self.id,
             "file": self.path.name,
             "metrics": self.metrics,
-            "metrics_file": self.metrics_file,
+            "quality": quality_words(self.metrics),
+            "metrics_file": Path(self.metrics_file).name if self.metrics_file else None,
             "best": self.id == best,
             "usable": self.problem is None,
             "problem": self.problem,
         }
+
+
+# Plain words for the metrics (docs/evaluation.md): (metric, [(upper bound, words), ...]),
+# the first band the value falls below. The FID bands are what the demo and m2d models
+# span (a random-retrieval baseline of real dancing scores FID_k ~30 on m2d).
+_WORDS = (
+    ("liveliness", [(0.6, "sluggish"), (0.8, "a little calm"), (1.25, "lively"),
+                    (1.6, "a little restless"), (float("inf"), "jittery")]),
+    ("fid_g", [(30, "in style"), (80, "partly in style"), (float("inf"), "off style")]),
+    ("fid_k", [(40, "close to real dancing"), (90, "somewhat like real dancing"),
+               (float("inf"), "far from real dancing")]),
+)  # fmt: skip
+
+
+def quality_words(metrics: dict) -> str:
+    """The evaluation in plain words, e.g. "lively, in style, close to real dancing"."""
+    words = []
+    for name, bands in _WORDS:
+        if name in metrics:
+            words.append(next(text for bound, text in bands if metrics[name] < bound))
+    if metrics.get("freeze_max_s", 0) > FREEZE_MAX_S:
+        words.append("freezes at times")
+    if metrics.get("bas", 0) >= 0.25:
+        words.append("on the beat")
+    return ", ".join(words) if words else "not evaluated yet"
 
 
 def _checkpoints(spec: Path) -> list[Path]:
@@ -90,12 +125,47 @@ def _metrics_for(checkpoint: Path) -> tuple[dict, str | None]:
     return {}, None
 
 
+def _globals_in(pickle: bytes) -> set[str]:
+    """The ``module.name`` globals a pickle would import, read without running it."""
+    names, strings = set(), []
+    for opcode, argument, _ in pickletools.genops(pickle):
+        if opcode.name in ("GLOBAL", "INST"):
+            names.add(str(argument).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL":
+            names.add(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+        elif isinstance(argument, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+            strings.append(str(argument))
+    return names
+
+
 def _problem(path: Path) -> str | None:
+    """Why the checkpoint cannot be served, or None: read as data, never loaded here."""
+    name = path.name  # messages name the file, not the server's folders
+    damaged = f"{name} is damaged or not a Kakashi checkpoint; retrain with `kakashi train`"
     if not path.is_file():
-        return f"checkpoint {path} does not exist; train one with `kakashi train`"
+        return f"checkpoint {name} does not exist; train one with `kakashi train`"
     with open(path, "rb") as handle:
         if handle.read(4) != _ZIP_MAGIC:
-            return f"{path} is damaged or not a Kakashi checkpoint; retrain with `kakashi train`"
+            return damaged
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            unpacked = sum(member.file_size for member in members)
+            if unpacked > _UNPACKED_RATIO * path.stat().st_size + _UNPACKED_SLACK:
+                return f"{name} unpacks to {unpacked / 1e6:.0f} MB (a zip bomb?); not used"
+            pickles = [m for m in members if m.filename.endswith("data.pkl")]
+            if len(pickles) != 1:
+                return damaged
+            unsafe = sorted(
+                g for g in _globals_in(archive.read(pickles[0])) if not g.startswith(_SAFE_GLOBALS)
+            )
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError):
+        return damaged
+    if unsafe:
+        return (
+            f"{name} holds code or foreign objects ({', '.join(unsafe[:3])}), not only "
+            "weights: never load it; retrain with `kakashi train`"
+        )
     return None
 
 

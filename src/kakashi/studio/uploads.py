@@ -2,16 +2,24 @@
 
 - The size limit holds while the body streams in (:class:`LimitedReceive`), so an oversize
   upload is refused after ``limit`` bytes, not after it has filled the disk.
+- Slow clients are cut: the body must arrive within ``body_timeout_s`` and never stall
+  for a tenth of it (:class:`SlowUpload`, a 408), so a trickle cannot hold a connection.
 - Whether a file is audio is decided by decoding it (libsndfile: WAV, OGG Vorbis/Opus,
-  FLAC, MP3, ...), never by its name; the decoder also gives its length, checked against
-  the limits, and whether anything is audible.
+  FLAC, MP3, ...), never by its name; what libsndfile does not read (M4A/AAC, WebM/Opus,
+  WMA, the audio of a video) is converted to OGG Vorbis by the ffmpeg of imageio-ffmpeg.
+  The decoder also gives its length, checked against the limits, and whether anything is
+  audible.
 - The stored file is ``SONGS/<sha256>.<format>``: the client's file name is never part of a
   path. The copy is written to a hidden temporary file first and removed on any failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,9 @@ from kakashi.errors import MediaError
 
 # libsndfile's container names -> the suffix the viewer and ffmpeg recognise.
 _SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "OGG": ".ogg", "FLAC": ".flac", "MP3": ".mp3"}
+_ACCEPTED = "WAV, OGG, FLAC, MP3, M4A/AAC or Opus"
+# Seconds ffmpeg may take to convert a song libsndfile cannot read (a 15-min M4A: ~10 s).
+_CONVERT_TIMEOUT_S = 180
 # Peak amplitude below which a song is taken for silence (-60 dBFS).
 _SILENCE_PEAK = 1e-3
 
@@ -31,18 +42,36 @@ class UploadTooLarge(MediaError):
     """The request body grew past the upload limit."""
 
 
+class SlowUpload(MediaError):
+    """The request body came too slowly (a stalled or trickling client)."""
+
+
 class LimitedReceive:
     """An ASGI ``receive`` that raises :class:`UploadTooLarge` once the body passes
-    ``limit`` bytes, so the multipart parser never spools more than that."""
+    ``limit`` bytes, so the multipart parser never spools more than that, and
+    :class:`SlowUpload` when the body takes longer than ``timeout_s`` in all or stalls for
+    a tenth of it."""
 
-    def __init__(self, receive, limit: int) -> None:
+    def __init__(self, receive, limit: int, timeout_s: float = 300.0) -> None:
         self.receive = receive
         self.limit = limit
         self.received = 0
         self.more_body = True
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
 
     async def __call__(self):
-        message = await self.receive()
+        left = self.deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(self.receive(), min(left, self.timeout_s / 10))
+        except TimeoutError:
+            raise SlowUpload(
+                f"the upload came too slowly ({self.received} bytes; the studio waits "
+                f"{self.timeout_s:g} s for a whole song and {self.timeout_s / 10:g} s for "
+                "each part of it); try again on a faster connection"
+            ) from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             self.more_body = message.get("more_body", False)
@@ -54,12 +83,20 @@ class LimitedReceive:
                 )
         return message
 
-    async def discard_rest(self, cap: int) -> None:
-        """Read and drop what the client still sends (up to ``cap`` bytes), so it can read
-        the error answer instead of seeing its connection reset mid-upload."""
+    async def discard_rest(self, cap: int, seconds: float = 5.0) -> None:
+        """Read and drop what the client still sends (up to ``cap`` bytes, for at most
+        ``seconds``), so it can read the error answer instead of seeing its connection
+        reset mid-upload; a client that stalls gets the answer after ``seconds``."""
         dropped = 0
+        deadline = time.monotonic() + seconds
         while self.more_body and dropped < cap:
-            message = await self.receive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(self.receive(), left)
+            except TimeoutError:
+                return
             if message["type"] != "http.request":
                 return
             dropped += len(message.get("body", b""))
@@ -75,23 +112,54 @@ class Song:
     duration_s: float
 
 
-def _check_audio(path: Path, min_s: float, max_s: float) -> tuple[str, float]:
-    """(suffix, duration) of an audio file, or a MediaError saying what is wrong with it."""
+def _undecodable() -> MediaError:
+    return MediaError(
+        f"the file cannot be decoded as audio (not a song, or damaged); send a {_ACCEPTED} song"
+    )
+
+
+def _convert(path: Path, max_s: float) -> Path:
+    """``path`` converted to OGG Vorbis beside it by the bundled ffmpeg (M4A/AAC, WebM,
+    ...): at most ``max_s`` + 1 s of it, so an over-long song costs little to refuse."""
+    import imageio_ffmpeg
+
+    output = path.with_name(path.name + ".ogg")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-xerror", "-y", "-i", str(path), "-vn", "-map", "0:a:0", "-t", f"{max_s + 1:.3f}",
+        "-c:a", "libvorbis", "-q:a", "5", "-f", "ogg", str(output),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=_CONVERT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        output.unlink(missing_ok=True)
+        raise MediaError(
+            f"converting the song took over {_CONVERT_TIMEOUT_S} s; send a {_ACCEPTED} song"
+        ) from None
+    if done.returncode != 0 or not output.is_file() or output.stat().st_size == 0:
+        output.unlink(missing_ok=True)
+        raise _undecodable()
+    return output
+
+
+def _check_audio(path: Path, min_s: float, max_s: float) -> tuple[Path, str, float]:
+    """(the file to keep, its suffix, duration) of an audio file (``path`` itself, or its
+    OGG conversion), or a MediaError saying what is wrong with it."""
     import soundfile
 
     try:
         info = soundfile.info(str(path))
+        if _SUFFIXES.get(info.format) is None:
+            raise ValueError(info.format)
     except Exception:  # libsndfile says "format not recognised" in several ways
-        raise MediaError(
-            "the file cannot be decoded as audio (not a song, or damaged); send a WAV, OGG, "
-            "FLAC or MP3 song"
-        ) from None
+        path = _convert(path, max_s)
+        try:
+            info = soundfile.info(str(path))
+        except Exception:
+            raise _undecodable() from None
     suffix = _SUFFIXES.get(info.format)
     if suffix is None or info.frames <= 0 or info.samplerate <= 0:
-        raise MediaError(
-            f"the file is {info.format_info or info.format} audio, which the studio does not "
-            "take; send a WAV, OGG, FLAC or MP3 song"
-        )
+        raise _undecodable()
     duration = info.frames / info.samplerate
     if duration < min_s:
         raise MediaError(
@@ -113,7 +181,7 @@ def _check_audio(path: Path, min_s: float, max_s: float) -> tuple[str, float]:
         raise MediaError(f"the song is damaged: decoding stopped with {exc}") from None
     if peak < _SILENCE_PEAK:
         raise MediaError("the song is silent (nothing above -60 dBFS): nothing to dance to")
-    return suffix, duration
+    return path, suffix, duration
 
 
 def store_song(
@@ -122,6 +190,7 @@ def store_song(
     """Copy an upload into ``folder`` under its content hash after checking it is a song."""
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".upload-{uuid.uuid4().hex}.part"
+    converted = temporary.with_name(temporary.name + ".ogg")  # where _convert writes
     digest = hashlib.sha256()
     size = 0
     try:
@@ -136,16 +205,17 @@ def store_song(
                 out.write(chunk)
         if size == 0:
             raise MediaError("the uploaded file is empty; choose a song")
-        suffix, duration = _check_audio(temporary, min_s, max_s)
-        sha = digest.hexdigest()
+        kept, suffix, duration = _check_audio(temporary, min_s, max_s)
+        sha = digest.hexdigest()  # of the upload: the same M4A twice is one song
         target = folder / f"{sha}{suffix}"
-        if target.exists():  # the same song again: keep the first copy
-            temporary.unlink()
+        if target.exists():  # the same song again: keep the first copy, now in use
+            os.utime(target)
         else:
-            temporary.replace(target)
+            kept.replace(target)
         return Song(target, sha, duration)
     finally:
         temporary.unlink(missing_ok=True)
+        converted.unlink(missing_ok=True)
 
 
 def remove_partials(folder: Path) -> None:
