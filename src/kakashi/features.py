@@ -322,6 +322,36 @@ def _lock(lock, lock_path: Path) -> None:
             time.sleep(0.2)
 
 
+def _import_librosa() -> None:
+    """Import librosa, with the one numba function it compiles afresh in every process cached
+    on disk like all its others.
+
+    librosa 0.11 declares ``beat.__beat_local_score`` with ``cache=False``, and numba compiles
+    a ``guvectorize`` function with signatures when its module is imported: 1.5 CPU s of every
+    cold process (3.5 -> 2.0 CPU s for librosa's import and the warm-up, bench/cold_start.py),
+    half a 3-minute song's features. Cached, it is loaded like the others (numba keys the
+    cache on the source file, so a new librosa compiles anew). The cache is written under
+    the lock of :func:`warm_up`, which keeps two processes from writing it at once.
+    """
+    import sys
+
+    if "librosa.beat" not in sys.modules:
+        import numba
+
+        original = numba.guvectorize
+
+        def cached(*args, **options):
+            options["cache"] = True
+            return original(*args, **options)
+
+        numba.guvectorize = cached
+        try:
+            import librosa.beat
+        finally:
+            numba.guvectorize = original
+    import librosa  # noqa: F401
+
+
 def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
     """Compile (or load from cache) librosa's numba functions, one process at a time.
 
@@ -351,7 +381,7 @@ def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
         try:
             # Importing librosa compiles some of its cached numba ufuncs too, so the
             # import happens under the lock as well.
-            import librosa  # noqa: F401
+            _import_librosa()
 
             from kakashi.settings import default
 
