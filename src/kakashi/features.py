@@ -435,6 +435,68 @@ def audio_features(
     )
 
 
+# Songs whose features stay in the cache (newest kept): ~0.75 MB each for 3 minutes.
+FEATURE_CACHE_SONGS = 64
+
+
+def remembered_audio_features(
+    audio_path: str | Path,
+    *,
+    fps: float,
+    hop_length: int,
+    feature_set: tuple[str, ...] | list[str],
+    n_mfcc: int,
+) -> AudioFeatures:
+    """:func:`audio_features`, remembered across runs in the user's cache folder.
+
+    A cold `kakashi generate` spends half its time importing librosa and computing the
+    features (bench/cold_start.py); the workflow and the studio dance one song with several
+    models, and each run would compute them again. The key is the song's bytes (SHA-256)
+    with every setting and the versions of Kakashi and librosa, so an edited song or a new
+    librosa computes afresh; a damaged or unwritable cache only costs the computation.
+    """
+    import hashlib
+    import json
+    import logging
+    from importlib.metadata import version
+
+    from kakashi import __version__
+
+    require(audio_path, "audio file", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
+    digest = hashlib.sha256()
+    with open(audio_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    settings = [float(fps), int(hop_length), list(feature_set), int(n_mfcc)]
+    settings += [__version__, version("librosa")]
+    digest.update(json.dumps(settings).encode())
+    log = logging.getLogger("kakashi")
+    try:
+        folder = cache_dir() / "features"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{digest.hexdigest()}.npz"
+        if path.is_file():
+            try:
+                return AudioFeatures.load(path)
+            except MediaError as exc:  # damaged: compute afresh, and replace it
+                log.debug("feature cache: %s", exc)
+    except OSError as exc:
+        log.debug("feature cache unusable (%s): computing the features", exc)
+        path = None
+    features = audio_features(
+        audio_path, fps=fps, hop_length=hop_length, feature_set=feature_set, n_mfcc=n_mfcc
+    )
+    if path is not None:
+        try:
+            features.save(path)
+            kept = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[FEATURE_CACHE_SONGS:]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("feature cache not written (%s)", exc)
+    return features
+
+
 def _one_hot(indices: np.ndarray, length: int) -> np.ndarray:
     column = np.zeros((length, 1), dtype=np.float32)
     indices = indices[(indices >= 0) & (indices < length)]

@@ -60,13 +60,13 @@ def generate(
     only: str | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
-    from kakashi.features import audio_features, settings_of
+    from kakashi.features import remembered_audio_features, settings_of
 
     song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
     stats = model.stats
     kinds, n_mfcc = settings_of(stats.feature_names)
-    features = audio_features(
+    features = remembered_audio_features(
         song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
     )
     if features.names != stats.feature_names:
