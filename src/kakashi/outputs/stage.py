@@ -44,10 +44,11 @@ def audio_duration(path: str | Path) -> float:
 
 
 # How much shorter than its song a dance may be, its last pose held: the shard stage trims
-# a clip's pose or audio by up to align.tolerance_frames (2 by default) and two decoders
-# round a song's length to frames differently. A 1-frame dance with a 4-s song rendered a
-# frozen MP4.
-MAX_SHORTFALL_S = 0.5
+# a clip's pose or audio by up to align.tolerance_frames (2 by default), two decoders round
+# a song's length to frames differently, and a song may end in a moment of silence. A
+# 1-frame dance with a 4-s song rendered a frozen MP4; a dance made for another song is no
+# dance for this one.
+MAX_SHORTFALL_S = 1.0
 
 
 def song_frames(audio_path: str | Path, dance: Dance, dance_path: str | Path) -> int:
