@@ -8,7 +8,10 @@ output's name or beside it.
 3. ordinary mistakes that used to end in a traceback;
 4. partial files: SIGTERM / SIGINT mid-write, a failing cut;
 5. silent acceptance: truncated or random-bytes media, --end past the end, mixed fps,
-   malformed sheets.
+   malformed sheets;
+6. round 3 (issue 29): symbolic link loops, named pipes, devices and kernel files; absurd
+   magnitudes and sizes in dance, BVH and checkpoint files, refused by declared size before
+   decoding; a huge seed; the numba warm-up lock; misleading audio messages.
 
 Every command runs as a real subprocess on real files (the demo's shards, clips and song, a
 seed RNN trained for two epochs); a subprocess that times out fails the test.
@@ -472,6 +475,278 @@ def test_class5_trailing_tabs_are_not_extra_fields(work: Path):
 
     (work / "sheet.tsv").write_text("id\tsource\na\tsource.avi\t\t\n")
     assert list(read_sheet(work / "sheet.tsv").index) == ["a"]
+
+
+# ------------------------------------------------------------------ 6. round 3 (issue 29)
+
+
+def save_dance(folder: Path, name: str, **changes) -> None:
+    """The real dance with some arrays replaced, written as a user's tool would."""
+    with np.load(folder / "dance.npz") as data:
+        arrays = dict(data)
+    arrays.update(changes)
+    np.savez(folder / name, **arrays)
+
+
+def write_zip_of_zeros(path: Path, members: dict[str, tuple[bytes, int]]) -> None:
+    """A deflated zip whose members are ``header`` then ``size`` zero bytes: megabytes on
+    disk, gigabytes inflated (written in chunks: the test never holds them)."""
+    import zipfile
+
+    chunk = bytes(1 << 24)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, (header, size) in members.items():
+            with archive.open(name, "w", force_zip64=True) as member:
+                member.write(header)
+                for start in range(0, size, len(chunk)):
+                    member.write(chunk[: min(len(chunk), size - start)])
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+def make_round3(folder: Path) -> None:
+    """Issue 29's hostile inputs, beside the real ones."""
+    from kakashi.outputs.bvh import export_bvh
+
+    for name in ("loop.npz", "loop.wav", "loop.pt"):
+        (folder / name).symlink_to(name)
+    (folder / "loop-a.npz").symlink_to("loop-b.npz")
+    (folder / "loop-b.npz").symlink_to("loop-a.npz")
+    os.mkfifo(folder / "fifo.bvh")
+    os.mkfifo(folder / "fifo.wav")
+    (folder / "folder.avi").mkdir()
+    with np.load(folder / "dance.npz") as data:
+        pose, root = data["pose"], data["root"]
+    frames = len(pose)
+
+    def at(array, frame, value):
+        array = array.copy()
+        array[frame:] = value
+        return array
+
+    save_dance(folder, "root1e30.npz", root=at(root, 5, 1e30))
+    save_dance(folder, "root3e38.npz", root=at(root, 5, 3e38))
+    save_dance(folder, "pose1e30.npz", pose=at(pose, 7, 1e30))
+    save_dance(folder, "jump1e6.npz", root=root + at(np.zeros_like(root), 100, 1e6))
+    save_dance(folder, "jump50.npz", root=root + at(np.zeros_like(root), 100, 50.0))
+    save_dance(folder, "millimetres.npz", pose=(pose * 1000).astype(np.int64))
+    save_dance(folder, "nanroot.npz", root=at(root, frames - 3, np.nan))
+    save_dance(folder, "oneframe.npz", pose=pose[:1], root=root[:1], conf=np.ones(1))
+    # 10 million frames: 9.4 MB compressed, 2.2 GB decoded.
+    huge = 10_000_000
+    write_zip_of_zeros(
+        folder / "huge.npz",
+        {
+            "pose.npy": (npy_header((huge, 17, 3)), huge * 17 * 3 * 4),
+            "root.npy": (npy_header((huge, 3)), huge * 3 * 4),
+        },
+    )
+    import zipfile
+
+    with zipfile.ZipFile(folder / "huge.npz", "a") as archive, archive.open("fps.npy", "w") as fps:
+        np.lib.format.write_array(fps, np.float64(30))
+    # A 2-MB "checkpoint" that inflates to 2.3 GB.
+    write_zip_of_zeros(folder / "bomb.pt", {"archive/data.pkl": (b"", 2_300_000_000)})
+    export_bvh(folder / "dance.npz", folder / "good.bvh")
+    text = (folder / "good.bvh").read_text()
+    frame_time = next(line for line in text.splitlines() if line.startswith("Frame Time"))
+    for name, value in (("nan", "nan"), ("tiny", "1e-300")):
+        (folder / f"frametime-{name}.bvh").write_text(
+            text.replace(frame_time, f"Frame Time: {value}")
+        )
+    joints = "".join(f"JOINT j{i}\n{{\nOFFSET 0 1 0\nCHANNELS 0\n}}\n" for i in range(10_000))
+    (folder / "joints.bvh").write_text(
+        "HIERARCHY\nROOT hips\n{\nOFFSET 0 0 0\nCHANNELS 3 Xposition Yposition Zposition\n"
+        f"{joints}}}\nMOTION\nFrames: 2\nFrame Time: 0.0333333\n0 0 0\n0 0 0\n"
+    )
+    (folder / "random.mp3").write_bytes(np.random.default_rng(29).bytes(100_000))
+    # An ID3 tag declaring 200 MB, in a 5-KB file.
+    size = 200_000_000
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    (folder / "id3.mp3").write_bytes(b"ID3\x03\x00\x00" + syncsafe + bytes(5000))
+    (folder / "sheet-proc.tsv").write_text("id\tsource\nenv\t/proc/self/environ\n")
+    (folder / "sheet-nul.tsv").write_text("id\tsource\na\x00b\tsource.avi\n")
+    (folder / "sheet-fifo.tsv").write_text("id\tsource\npipe\tfifo.bvh\n")
+
+
+GEN = ["generate", "song.wav", "--checkpoint", "model.pt"]
+MOTION = ["--audio", "song.wav", "-o", "p.npz", "--audio-output", "a.wav"]
+ROUND3 = {
+    # symbolic link loops: input, output, song, checkpoint
+    "a dance that is a link loop": (["export-bvh", "loop.npz", "-o", "d.bvh"],
+                                    "symbolic link loop"),
+    "a two-link loop": (["viewer", "loop-a.npz", "--audio", "song.wav", "-o", "v.html"],
+                        "symbolic link loop"),
+    "-o a link loop": (["export-bvh", "dance.npz", "-o", "loop.npz"], "symbolic link loop"),
+    "a song that is a link loop": (["generate", "loop.wav", "--checkpoint", "model.pt", "-o",
+                                    "g.npz"], "loop.wav"),
+    "a checkpoint that is a link loop": (["generate", "song.wav", "--checkpoint", "loop.pt",
+                                          "-o", "g.npz"], "loop.pt"),
+    # pipes, devices, folders, kernel files: told before anything opens them
+    "motion from a named pipe": (["motion", "fifo.bvh", *MOTION], "named pipe"),
+    "features from a named pipe": (["features", "fifo.wav", "-o", "f.npz"], "named pipe"),
+    "features from /dev/zero": (["features", "/dev/zero", "-o", "f.npz"], "is a device"),
+    "render with /proc/self/environ": (["render", "dance.npz", "--audio", "/proc/self/environ",
+                                        "-o", "r.mp4"], "kernel file"),
+    "-o /dev/null": (["export-bvh", "dance.npz", "-o", "/dev/null"], "/dev"),
+    "cut a folder named .avi": (["cut", "folder.avi", "-o", "c.mp4", "--audio-output",
+                                 "c.wav"], "is a folder, not a file"),
+    "pose a folder named .avi": (["pose", "folder.avi", "-o", "p.npz"],
+                                 "is a folder, not a file"),
+    "render --video a folder named .avi": (["render", "dance.npz", "--audio", "song.wav",
+                                            "--video", "folder.avi", "-o", "r.mp4"],
+                                           "is a folder, not a file"),
+    "a sheet row of /proc/self/environ": (["dataset", "info", "shards", "--sheet",
+                                           "sheet-proc.tsv"], "kernel file under /proc"),
+    "a sheet row of a named pipe": (["dataset", "info", "shards", "--sheet",
+                                     "sheet-fifo.tsv"], "named pipe"),
+    "a sheet with a NUL byte": (["dataset", "info", "shards", "--sheet", "sheet-nul.tsv"],
+                                "line 2: holds a NUL byte"),
+    # absurd magnitudes: every reader of dances goes through Dance.load
+    "render a root of 1e30 m": (["render", "root1e30.npz", "--audio", "song.wav", "-o",
+                                 "r.mp4"], "10000 m bound"),
+    "viewer a root of 3e38 m": (["viewer", "root3e38.npz", "--audio", "song.wav", "-o",
+                                 "v.html"], "10000 m bound"),
+    "export-bvh a pose of 1e30 m": (["export-bvh", "pose1e30.npz", "-o", "d.bvh"],
+                                    "5 m bound"),
+    "export-bvh a 1e6-m root jump": (["export-bvh", "jump1e6.npz", "-o", "d.bvh"],
+                                     "at frame 100"),
+    "render a 50-m root jump in one frame": (["render", "jump50.npz", "--audio", "song.wav",
+                                              "-o", "r.mp4"], "moves 50 m in one frame"),
+    "viewer an int64 pose in millimetres": (["viewer", "millimetres.npz", "--audio",
+                                             "song.wav", "-o", "v.html"], "int64"),
+    "export-bvh a NaN root": (["export-bvh", "nanroot.npz", "-o", "d.bvh"], "3 frame(s)"),
+    "render a 1-frame dance with a longer song": (["render", "oneframe.npz", "--audio",
+                                                   "song.wav", "-o", "r.mp4"], "lasts 0.03 s"),
+    "viewer a 1-frame dance with a longer song": (["viewer", "oneframe.npz", "--audio",
+                                                   "song.wav", "-o", "v.html"], "lasts 0.03 s"),
+    # BVH timing and size
+    "motion a BVH of Frame Time nan": (["motion", "frametime-nan.bvh", *MOTION],
+                                       "Frame Time is nan"),
+    "motion a BVH of Frame Time 1e-300": (["motion", "frametime-tiny.bvh", *MOTION],
+                                          "Frame Time is 1e-300"),
+    "motion a BVH of 10,000 joints": (["motion", "joints.bvh", *MOTION], "more than 1000"),
+    # memory: refused by declared size, before decoding
+    "export-bvh a 10-million-frame dance": (["export-bvh", "huge.npz", "-o", "d.bvh"],
+                                            "10000000 frames"),
+    "--start-pose a 10-million-frame dance": ([*GEN, "--start-pose", "huge.npz", "-o",
+                                               "g.npz"], "10000000 frames"),
+    "a zip-bomb checkpoint": (["generate", "song.wav", "--checkpoint", "bomb.pt", "-o",
+                               "g.npz"], "declares 2300 MB"),
+    # numbers
+    "a seed past 2**32": ([*GEN, "--seed", "1180591620717411303424", "-o", "g.npz"],
+                          "--seed"),
+    # audio messages that say what is wrong
+    "random bytes named .mp3": (["features", "random.mp3", "-o", "f.npz"],
+                                "no audio stream found"),
+    "an MP3 whose ID3 tag runs past its end": (["generate", "id3.mp3", "--checkpoint",
+                                                "model.pt", "-o", "g.npz"], "ID3 tag declares"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def round3(base: Path, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("round3")
+    for path in base.iterdir():
+        if path.is_file():
+            shutil.copy2(path, folder / path.name)
+    make_round3(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", ROUND3, ids=str)
+def test_class6_round3_inputs_are_one_line(case: str, round3: Path, demo_shards: Path):
+    import resource
+
+    argv, named = ROUND3[case]
+    if not (round3 / "shards").exists():
+        (round3 / "shards").symlink_to(demo_shards)
+    before = snapshot(round3)
+    result = kakashi(round3, *argv, timeout=60)  # a pipe opened would block: it times out
+    line = assert_refused(round3, before, result, named)
+    assert len(line) < 400, line  # short: no list of 10,000 joints
+    # Bounded memory: no command ever held the 2.2-GB dance or the 2.3-GB bomb.
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1_500_000  # KB
+
+
+def test_class6_a_seed_past_2_32_fails_before_the_model_loads(round3: Path):
+    # bomb.pt is refused when loaded: the seed's error coming instead shows it came first.
+    result = kakashi(round3, "generate", "song.wav", "--checkpoint", "bomb.pt", "--seed",
+                     str(2**70), "-o", "g.npz")  # fmt: skip
+    assert "maximum of 4294967295" in error_line(result)
+
+
+def test_class6_start_pose_reads_one_pose(round3: Path):
+    from kakashi.dance import Dance
+
+    whole = Dance.load(round3 / "dance.npz")
+    first = Dance.load(round3 / "dance.npz", frames=1)
+    assert len(first) == 1 and len(whole) > 1
+    np.testing.assert_array_equal(first.pose[0], whole.pose[0])
+    np.testing.assert_array_equal(first.root[0], whole.root[0])
+
+
+def test_class6_a_dance_shorter_than_its_song_by_a_few_frames_still_renders(
+    round3: Path, tmp_path: Path
+):
+    # The shard stage trims up to align.tolerance_frames: those dances are the songs' own.
+    with np.load(round3 / "dance.npz") as data:
+        arrays = dict(data)
+    for key in ("pose", "root", "conf"):
+        arrays[key] = arrays[key][:-3]
+    np.savez(tmp_path / "short.npz", **arrays)
+    shutil.copyfile(round3 / "song.wav", tmp_path / "song.wav")
+    result = kakashi(tmp_path, "viewer", "short.npz", "--audio", "song.wav", "-o", "v.html")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "v.html").is_file()
+
+
+def test_class6_the_numba_lock_wait_says_what_it_waits_for(round3: Path, tmp_path: Path):
+    """Another process holds the warm-up lock: `features` says so within seconds, in the
+    user's own cache folder (not a predictable name in /tmp), and gives up after a bound."""
+    import fcntl
+
+    from kakashi import features
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    lock_path = tmp_path / "cache" / "kakashi" / "numba-warm-up.lock"
+    lock_path.parent.mkdir(parents=True)
+    with open(lock_path, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kakashi", "features", "song.wav", "-o", "f.npz"],
+            cwd=round3, env=env, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(8)
+        process.kill()
+        _, stderr = process.communicate(timeout=30)
+    assert "waiting for the numba warm-up lock" in stderr and str(lock_path) in stderr
+    assert "giving up after 600 s" in stderr
+    # The bound, in-process (600 s would be a long test): the error names the lock.
+    with open(lock_path, "a") as held, open(lock_path, "a") as mine:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        original, features.WARM_UP_WAIT_S = features.WARM_UP_WAIT_S, 0.5
+        try:
+            with pytest.raises(features.MediaError, match="fuser"):
+                features._lock(mine, lock_path)
+        finally:
+            features.WARM_UP_WAIT_S = original
+
+
+def test_class6_a_folder_at_the_numba_lock_is_one_line(round3: Path, tmp_path: Path):
+    (tmp_path / "cache" / "kakashi" / "numba-warm-up.lock").mkdir(parents=True)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    before = snapshot(round3)
+    result = kakashi(round3, "features", "song.wav", "-o", "f.npz", env=env)
+    assert_refused(round3, before, result, "numba-warm-up.lock", "XDG_CACHE_HOME")
 
 
 # ------------------------------------------------------------------ every command is guarded

@@ -97,3 +97,34 @@ def test_shared_stft_gives_librosas_own_values() -> None:
     np.testing.assert_allclose(ours[:, :20], mfcc, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(ours[:, 20:32], chroma, atol=1e-6)
     np.testing.assert_allclose(ours[:, 32], onset, rtol=1e-5, atol=1e-5)
+
+
+def test_features_are_remembered_across_runs(tmp_path, monkeypatch) -> None:
+    """A song's features come from the user's cache the second time, bit-identical; a
+    damaged cache file or a changed song computes afresh."""
+    import shutil
+
+    from kakashi import features as module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    song = tmp_path / "song.ogg"
+    shutil.copyfile(DEMO_SONG, song)
+    first = module.remembered_audio_features(song, **DEFAULTS)
+    np.testing.assert_array_equal(first.values, audio_features(song, **DEFAULTS).values)
+    (cached,) = (tmp_path / "cache" / "kakashi" / "features").glob("*.npz")
+
+    computed = []
+    real = module.audio_features
+    monkeypatch.setattr(
+        module, "audio_features", lambda *a, **k: computed.append(1) or real(*a, **k)
+    )
+    again = module.remembered_audio_features(song, **DEFAULTS)
+    np.testing.assert_array_equal(again.values, first.values)
+    assert again.names == first.names and computed == []
+
+    cached.write_bytes(b"damaged")
+    assert module.remembered_audio_features(song, **DEFAULTS).values.shape == first.values.shape
+    assert computed == [1] and AudioFeatures.load(cached).values.shape == first.values.shape
+
+    other = module.remembered_audio_features(song, **{**DEFAULTS, "n_mfcc": 13})
+    assert other.values.shape[1] == first.values.shape[1] - 7 and computed == [1, 1]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kakashi.dance import MAX_FPS, MIN_FPS, Dance
+from kakashi.dance import MAX_FPS, MAX_POSE_M, MAX_ROOT_M, MIN_FPS, Dance
 from kakashi.errors import KakashiError
 from kakashi.features import AudioFeatures, feature_names
 
@@ -121,6 +121,7 @@ def test_dance_reader_loads_or_raises_its_own_error(fields):
         assert frames > 0 and dance.pose.shape == (frames, 17, 3)
         assert dance.root.shape == (frames, 3) and dance.conf.shape == (frames,)
         assert np.isfinite(dance.pose).all() and np.isfinite(dance.root).all()
+        assert np.abs(dance.pose).max() <= MAX_POSE_M and np.abs(dance.root).max() <= MAX_ROOT_M
         assert MIN_FPS <= dance.fps <= MAX_FPS
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kakashi.atomic import atomic_output, scratch_file
 from kakashi.errors import MediaError, tool_reason
+from kakashi.inputs import require
 
 log = logging.getLogger("kakashi.cut")
 
@@ -66,7 +67,7 @@ def cut_video(
     audio_sr = audio_sr or default("cut.audio_sr")
     from moviepy import VideoFileClip
 
-    source = Path(source)
+    source = require(source, "video", MediaError, "give a video file (MP4, AVI, MKV, ...)")
     out_video, out_audio = Path(out_video), Path(out_audio)
     try:
         clip = VideoFileClip(str(source))

@@ -29,6 +29,10 @@ class KakashiError(Exception):
     """An error caused by the user's input, with a message that says what to do."""
 
 
+class InputError(KakashiError):
+    """An input path is no readable file: a link loop, a named pipe, a device, a kernel file."""
+
+
 class SheetError(KakashiError):
     """The sources sheet or the config is invalid."""
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from kakashi.atomic import atomic_savez
 from kakashi.errors import MediaError, tool_reason
+from kakashi.inputs import require
 
 FEATURE_KINDS = ("mfcc", "chroma", "onset", "beat", "peak")
 CHROMA_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -61,9 +62,7 @@ class AudioFeatures:
     @classmethod
     def load(cls, path: str | Path) -> AudioFeatures:
         """Read and validate a features file; errors name the file and say what is wrong."""
-        path = Path(path)
-        if not path.is_file():
-            raise MediaError(f"features file {path} does not exist; run `kakashi features`")
+        path = require(path, "features file", MediaError, "run `kakashi features`")
         try:
             # Too large for float32 becomes inf, which validate() reports.
             with np.load(path) as data, np.errstate(over="ignore"):
@@ -160,8 +159,7 @@ def load_audio(path: str | Path, sr: int) -> np.ndarray:
 
     import librosa
 
-    if not Path(path).is_file():
-        raise MediaError(f"audio file {path} does not exist")
+    require(path, "audio file", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     try:
         with warnings.catch_warnings():
             # librosa warns (FutureWarning) when libsndfile fails and audioread takes over;
@@ -171,6 +169,10 @@ def load_audio(path: str | Path, sr: int) -> np.ndarray:
     except Exception as exc:  # soundfile, audioread and ffmpeg raise many kinds
         # audioread's NoBackendError has no message: libsndfile's, before it, says why.
         reason = str(exc).strip() or str(exc.__context__ or "").strip() or type(exc).__name__
+        if "not a regular file" in reason:
+            # libsndfile's one message for every file it cannot open, and this one is a
+            # regular file (checked above): say what is wrong with it instead.
+            reason = _undecodable(Path(path))
         raise MediaError(
             f"cannot decode audio file {path}: {tool_reason(reason)}; check that it is a "
             "readable audio file"
@@ -178,6 +180,21 @@ def load_audio(path: str | Path, sr: int) -> np.ndarray:
     if samples.size == 0:
         raise MediaError(f"audio file {path} is empty")
     return samples
+
+
+def _undecodable(path: Path) -> str:
+    """Why a regular file holds no audio libsndfile reads: a truncated ID3 tag, or none."""
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+    size = path.stat().st_size
+    if head[:3] == b"ID3" and len(head) == 10:
+        declared = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:]))
+        if declared > size:
+            return (
+                f"its ID3 tag declares {declared:,} bytes, past the end of the {size:,}-byte "
+                "file: the file is truncated or damaged"
+            )
+    return f"no audio stream found in its {size:,} bytes: the file is damaged or not audio"
 
 
 def compute_features(
@@ -255,6 +272,84 @@ def compute_features(
 
 
 _NUMBA_READY = False
+# How long a process waits for another's warm-up before giving up: a cold compile takes
+# 20-60 s on 2 busy cores, so 10 minutes means the holder is stuck, not slow.
+WARM_UP_WAIT_S = 600.0
+
+
+def cache_dir() -> Path:
+    """Kakashi's per-user cache folder (``$XDG_CACHE_HOME/kakashi``, else
+    ``~/.cache/kakashi``), created private: a fixed name in a shared folder such as /tmp
+    could be taken, or held, by another user."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    folder = Path(base) / "kakashi"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def _lock(lock, lock_path: Path) -> None:
+    """Take the exclusive warm-up lock, waiting at most :data:`WARM_UP_WAIT_S` and saying
+    what for once the wait is noticeable."""
+    import fcntl
+    import logging
+    import time
+
+    started = time.monotonic()
+    told = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            waited = time.monotonic() - started
+            if waited > WARM_UP_WAIT_S:
+                raise MediaError(
+                    f"waited {waited:.0f} s for the numba warm-up lock {lock_path}, held by "
+                    "another kakashi process compiling librosa's functions; stop that "
+                    f"process (`fuser {lock_path}` names it) or run again when it is done"
+                ) from None
+            if not told and waited > 2:
+                logging.getLogger("kakashi").info(
+                    "waiting for the numba warm-up lock %s: another kakashi process is "
+                    "compiling librosa's functions (once per install; up to a minute), "
+                    "giving up after %.0f s",
+                    lock_path,
+                    WARM_UP_WAIT_S,
+                )
+                told = True
+            time.sleep(0.2)
+
+
+def _import_librosa() -> None:
+    """Import librosa, with the one numba function it compiles afresh in every process cached
+    on disk like all its others.
+
+    librosa 0.11 declares ``beat.__beat_local_score`` with ``cache=False``, and numba compiles
+    a ``guvectorize`` function with signatures when its module is imported: 1.5 CPU s of every
+    cold process (3.5 -> 2.0 CPU s for librosa's import and the warm-up, bench/cold_start.py),
+    half a 3-minute song's features. Cached, it is loaded like the others (numba keys the
+    cache on the source file, so a new librosa compiles anew). The cache is written under
+    the lock of :func:`warm_up`, which keeps two processes from writing it at once.
+    """
+    import sys
+
+    if "librosa.beat" not in sys.modules:
+        import numba
+
+        original = numba.guvectorize
+
+        def cached(*args, **options):
+            options["cache"] = True
+            return original(*args, **options)
+
+        numba.guvectorize = cached
+        try:
+            import librosa.beat
+        finally:
+            numba.guvectorize = original
+    import librosa  # noqa: F401
 
 
 def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
@@ -270,17 +365,23 @@ def warm_up(fps: float | None = None, hop_length: int | None = None) -> None:
     if _NUMBA_READY:
         return
     import fcntl
-    import os
-    import tempfile
     import warnings
 
-    lock_path = Path(tempfile.gettempdir()) / f"kakashi-numba-{os.getuid()}.lock"
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        lock_path = cache_dir() / "numba-warm-up.lock"
+        lock = open(lock_path, "a")  # noqa: SIM115 (closed below, after the unlock)
+    except OSError as exc:
+        raise MediaError(
+            f"cannot open the numba warm-up lock in {exc.filename or 'the cache folder'} "
+            f"({exc.strerror}); remove what is there or set XDG_CACHE_HOME to a writable "
+            "folder"
+        ) from None
+    with lock:
+        _lock(lock, lock_path)
         try:
             # Importing librosa compiles some of its cached numba ufuncs too, so the
             # import happens under the lock as well.
-            import librosa  # noqa: F401
+            _import_librosa()
 
             from kakashi.settings import default
 
@@ -332,6 +433,68 @@ def audio_features(
     return AudioFeatures(
         values, feature_names(feature_set, n_mfcc), float(fps), duration, int(hop_length)
     )
+
+
+# Songs whose features stay in the cache (newest kept): ~0.75 MB each for 3 minutes.
+FEATURE_CACHE_SONGS = 64
+
+
+def remembered_audio_features(
+    audio_path: str | Path,
+    *,
+    fps: float,
+    hop_length: int,
+    feature_set: tuple[str, ...] | list[str],
+    n_mfcc: int,
+) -> AudioFeatures:
+    """:func:`audio_features`, remembered across runs in the user's cache folder.
+
+    A cold `kakashi generate` spends half its time importing librosa and computing the
+    features (bench/cold_start.py); the workflow and the studio dance one song with several
+    models, and each run would compute them again. The key is the song's bytes (SHA-256)
+    with every setting and the versions of Kakashi and librosa, so an edited song or a new
+    librosa computes afresh; a damaged or unwritable cache only costs the computation.
+    """
+    import hashlib
+    import json
+    import logging
+    from importlib.metadata import version
+
+    from kakashi import __version__
+
+    require(audio_path, "audio file", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
+    digest = hashlib.sha256()
+    with open(audio_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    settings = [float(fps), int(hop_length), list(feature_set), int(n_mfcc)]
+    settings += [__version__, version("librosa")]
+    digest.update(json.dumps(settings).encode())
+    log = logging.getLogger("kakashi")
+    try:
+        folder = cache_dir() / "features"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{digest.hexdigest()}.npz"
+        if path.is_file():
+            try:
+                return AudioFeatures.load(path)
+            except MediaError as exc:  # damaged: compute afresh, and replace it
+                log.debug("feature cache: %s", exc)
+    except OSError as exc:
+        log.debug("feature cache unusable (%s): computing the features", exc)
+        path = None
+    features = audio_features(
+        audio_path, fps=fps, hop_length=hop_length, feature_set=feature_set, n_mfcc=n_mfcc
+    )
+    if path is not None:
+        try:
+            features.save(path)
+            kept = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[FEATURE_CACHE_SONGS:]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("feature cache not written (%s)", exc)
+    return features
 
 
 def _one_hot(indices: np.ndarray, length: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from kakashi.atomic import atomic_output, atomic_write_text
 from kakashi.dance import Dance
 from kakashi.errors import AlignError, ShardError
 from kakashi.features import AudioFeatures
+from kakashi.inputs import require
 
 log = logging.getLogger("kakashi.shards")
 
@@ -239,8 +240,7 @@ def _column(table: pa.Table, name: str, width: int) -> np.ndarray:
 
 def read_dance(path: str | Path) -> Dance:
     """The ground-truth dance stored in one shard (pose, root, conf, fps)."""
-    if not Path(path).is_file():
-        raise ShardError(f"shard {path} does not exist; list shards with `kakashi dataset info`")
+    require(path, "shard", ShardError, "list shards with `kakashi dataset info`")
     return _dance(path, *read_shard(path, ["pose", "root", "conf"]))
 
 

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 
 from kakashi.errors import SheetError
+from kakashi.inputs import problem
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 SHEET_SCHEMA = SCHEMA_DIR / "sources.schema.yaml"
@@ -97,9 +98,10 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
 
     validator = _row_validator()
     sheet = Path(path)
-    if not sheet.is_file():
+    found = problem(sheet)
+    if found is not None:
         raise SheetError(
-            f"sources sheet {sheet} does not exist; create it or point config 'sources' at one"
+            f"sources sheet {sheet} {found}; create it or point config 'sources' at one"
         )
     _check_layout(sheet)
     try:
@@ -169,10 +171,11 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
             if row.get("kind") == "playlist":
                 raise SheetError(f"{label}: kind 'playlist' needs a URL, got {source!r}")
             local = _local_path(sheet, source)
-            if not local.exists():
+            found = problem(local, "either")
+            if found is not None:
                 raise SheetError(
-                    f"{label}: source file {str(local)!r} does not exist; fix the path "
-                    "(relative paths are relative to the sheet's folder)"
+                    f"{label}: source {str(local)!r} {found}; fix the path (relative paths "
+                    "are relative to the sheet's folder)"
                 )
             is_motion = local.is_dir() or local.suffix.lower() in MOTION_EXTENSIONS
             row.setdefault("kind", "motion" if is_motion else "video")
@@ -186,8 +189,9 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
                     "learns dance from music"
                 )
             audio = _local_path(sheet, row["audio"])
-            if not audio.is_file():
-                raise SheetError(f"{label}: audio file {str(audio)!r} does not exist")
+            found = problem(audio)
+            if found is not None:
+                raise SheetError(f"{label}: audio file {str(audio)!r} {found}; fix the path")
             row["audio"] = str(audio.resolve())
         else:
             given = [column for column in MOTION_ONLY_COLUMNS if column in row]
@@ -226,6 +230,13 @@ def _check_layout(sheet: Path) -> None:
         text = sheet.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SheetError(f"sources sheet {sheet} cannot be read as UTF-8 text: {exc}") from exc
+    if "\0" in text:
+        # pandas ends a field at a NUL: "a<NUL>b" became the id "a".
+        line = text[: text.index("\0")].count("\n") + 1
+        raise SheetError(
+            f"sources sheet {sheet}, line {line}: holds a NUL byte (\\0), which no field may "
+            "hold; the file is damaged or not text: remove the NUL bytes"
+        )
     rows = [
         (number, fields)
         for number, fields in enumerate(csv.reader(text.splitlines(), delimiter="\t"), start=1)

@@ -11,7 +11,11 @@ only at the final rename, after a whole training run. So before a command starts
   symbolic and hard links count), or another of its outputs;
 - an existing folder where a file is written, an existing file where a folder is written;
 - an output whose folder cannot be created or written;
-- an existing read-only (protected) file.
+- an existing read-only (protected) file;
+- an input or output that is a symbolic link loop, and an input that is a named pipe, a
+  device, a socket or a kernel file (``/proc``, ``/sys``, ``/dev``): told from ``os.stat``
+  before anything opens it, since opening a pipe blocks and ``/dev/zero`` never ends
+  (:mod:`kakashi.inputs`).
 
 Each command declares what it reads and writes with :func:`declare` (or a function of its
 own for outputs that depend on the flags), as ``set_defaults(paths=...)``; ``kakashi.cli.main``
@@ -26,7 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kakashi.errors import OutputError
+from kakashi.errors import InputError, OutputError
+from kakashi.inputs import LOOP, is_loop, kernel_folder, special
 
 
 @dataclass
@@ -73,10 +78,22 @@ def declare(
 
 
 def check_outputs(paths: CommandPaths) -> None:
-    """Raise :class:`OutputError` unless every output can be written without harm."""
+    """Raise :class:`OutputError` unless every output can be written without harm, and
+    :class:`InputError` for an input no command can read (see the module doc)."""
+    for flag, path in paths.inputs:
+        found = special(path)
+        if found is not None:
+            raise InputError(f"{flag} {path} {found}; give a regular file or folder")
     outputs = [(flag, path, "file") for flag, path in paths.files]
     outputs += [(flag, path, "folder") for flag, path in paths.folders]
     for index, (flag, path, kind) in enumerate(outputs):
+        if is_loop(path):
+            raise OutputError(f"{flag} {path} {LOOP}; delete the link or choose another {flag}")
+        kernel = kernel_folder(path)
+        if kernel is not None:
+            raise OutputError(
+                f"{flag} {path} is under {kernel}, the kernel's files; choose another {flag}"
+            )
         for other_flag, other in paths.inputs:
             if _same(path, other):
                 raise OutputError(
@@ -97,7 +114,7 @@ def check_outputs(paths: CommandPaths) -> None:
 
 def _same(a: Path, b: Path) -> bool:
     """One file under two names: the same resolved path, or the same inode (hard link)."""
-    if a.resolve() == b.resolve():
+    if os.path.realpath(a) == os.path.realpath(b):  # realpath, unlike resolve, takes loops
         return True
     try:
         return os.path.samefile(a, b)

@@ -27,6 +27,7 @@ import torch
 from kakashi import __version__
 from kakashi.atomic import atomic_output
 from kakashi.errors import CheckpointError, ModelError, tool_reason
+from kakashi.inputs import require
 from kakashi.models import registry
 from kakashi.models.data import Stats
 
@@ -67,9 +68,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely (``weights_only``); errors name the file and what to do."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with `kakashi train`")
+    path = require(path, "checkpoint", CheckpointError, "train one with `kakashi train`")
+    _check_declared_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, unpickling and truncation errors
@@ -82,6 +82,33 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path} is not a Kakashi dance-model checkpoint; train one with `kakashi train`"
         )
     return payload
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a zip whose members declare far more than the file holds, before inflating.
+
+    ``torch.save`` stores its members uncompressed, so a checkpoint's contents are as large
+    as the file; a 1-MB zip bomb declaring 2.3 GB was inflated in full before it was refused.
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # torch.load says what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({tool_reason(str(exc))}); the file is damaged, "
+            "retrain with `kakashi train`"
+        ) from exc
+    size = path.stat().st_size
+    if declared > 2 * size + (1 << 20):
+        raise CheckpointError(
+            f"checkpoint {path} declares {declared / 1e6:.0f} MB of contents in a "
+            f"{size / 1e6:.1f}-MB file (torch stores checkpoints uncompressed): it is no "
+            "Kakashi checkpoint, retrain with `kakashi train`"
+        )
 
 
 @dataclass

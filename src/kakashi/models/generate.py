@@ -19,6 +19,7 @@ import numpy as np
 
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, ModelError
+from kakashi.inputs import require
 from kakashi.models.checkpoint import LoadedModel, load_model
 from kakashi.models.data import Stats
 
@@ -29,7 +30,7 @@ def start_pose(spec: str, stats: Stats) -> np.ndarray:
     """``mean`` -> training mean pose; a path -> the first pose of that dance file."""
     if spec == "mean":
         return stats.mean_pose()
-    return Dance.load(spec).pose[0]
+    return Dance.load(spec, frames=1).pose[0]  # one pose: never the whole file
 
 
 def dance_for_audio(
@@ -59,15 +60,13 @@ def generate(
     only: str | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
-    from kakashi.features import audio_features, settings_of
+    from kakashi.features import remembered_audio_features, settings_of
 
-    song = Path(song)
-    if not song.is_file():
-        raise MediaError(f"song {song} does not exist; give an audio file librosa can read")
+    song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
     stats = model.stats
     kinds, n_mfcc = settings_of(stats.feature_names)
-    features = audio_features(
+    features = remembered_audio_features(
         song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
     )
     if features.names != stats.feature_names:

@@ -24,6 +24,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import MotionError
+from kakashi.inputs import require
 from kakashi.motion import orient
 from kakashi.motion.resample import resample
 
@@ -70,9 +71,9 @@ def read_motion(
     ``skeleton_layout`` names an array layout (h36m17, coco17, tang23) for ``.npy``/``.npz``;
     ``source_fps`` overrides or supplies the file's frame rate.
     """
-    path = Path(path)
-    if not path.exists():
-        raise MotionError(f"{path} does not exist; check the source column of the sheet")
+    path = require(
+        path, "motion file", MotionError, "check the source column of the sheet", "either"
+    )
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".json":
         from kakashi.motion.tang import read_tang

@@ -21,6 +21,16 @@ from kakashi.motion import RawMotion
 from kakashi.motion.layouts import BVH_NAMES, BVH_TOES, bvh_key
 from kakashi.skeleton import BVH_NAMES as KAKASHI_NAMES
 
+# A rig has tens of joints (CMU 31, Mixamo 65 with fingers); thousands mean a damaged or
+# generated file, whose forward kinematics would take minutes and whose joint list made a
+# 69-KB error line.
+MAX_JOINTS = 1000
+# Frame rates a motion file may claim (mocap records at 24-480 fps): "Frame Time 1e-300"
+# collapsed 1,844 frames into one.
+MIN_SOURCE_FPS, MAX_SOURCE_FPS = 1.0, 1000.0
+# Joint names listed in an error, at most.
+_LISTED = 30
+
 
 @dataclass
 class _Joint:
@@ -61,6 +71,11 @@ def _parse(path: Path) -> tuple[list[_Joint], float, np.ndarray]:
                 if pending is None:
                     raise MotionError(f"{path}: unexpected '{{' in the hierarchy")
                 joints.append(pending)
+                if len(joints) > MAX_JOINTS:
+                    raise MotionError(
+                        f"{path}: more than {MAX_JOINTS} joints in the BVH hierarchy; a dancer's "
+                        "rig has tens: the file is damaged or not a body, export it again"
+                    )
                 stack.append(len(joints) - 1)
                 pending = None
                 i += 1
@@ -102,12 +117,24 @@ def _parse(path: Path) -> tuple[list[_Joint], float, np.ndarray]:
             f"{path}: frames must hold {channel_count} channel values, found rows of "
             f"{sorted(widths)}; the BVH file is truncated or damaged"
         )
-    if frame_time <= 0:
-        raise MotionError(f"{path}: Frame Time must be positive, got {frame_time}")
+    return joints, frame_time, np.array(values.tolist(), dtype=np.float64)
+
+
+def _frame_rate(path: Path, frame_time: float) -> float:
+    """1 / Frame Time, refused outside the rates motion files have."""
+    if not (np.isfinite(frame_time) and frame_time > 0) or not (
+        MIN_SOURCE_FPS <= 1.0 / frame_time <= MAX_SOURCE_FPS
+    ):
+        raise MotionError(
+            f"{path}: Frame Time is {frame_time} s, and a motion file's must be "
+            f"{1 / MAX_SOURCE_FPS:g}-{1 / MIN_SOURCE_FPS:g} s ({MIN_SOURCE_FPS:g}-"
+            f"{MAX_SOURCE_FPS:g} fps); fix the header, or give the rate in the sheet's fps "
+            "column"
+        )
     fps = 1.0 / frame_time
     if abs(fps - round(fps)) < 1e-3 * fps:  # "0.0333333" and ".0083333" mean 30 and 120
         fps = float(round(fps))
-    return joints, fps, np.array(values.tolist(), dtype=np.float64)
+    return fps
 
 
 def _axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
@@ -153,7 +180,13 @@ def forward_kinematics(joints: list[_Joint], values: np.ndarray) -> np.ndarray:
 
 def read_bvh(path: Path, source_fps: float | None = None) -> RawMotion:
     """Canonical joints of a BVH file (see the module doc)."""
-    joints, file_fps, values = _parse(path)
+    joints, frame_time, values = _parse(path)
+    try:
+        file_fps = _frame_rate(path, frame_time)
+    except MotionError:
+        if not source_fps:  # the sheet's fps column overrides a damaged header
+            raise
+        file_fps = None
     if len(values) < 2:
         raise MotionError(f"{path}: the BVH file holds fewer than 2 frames")
     world = forward_kinematics(joints, values)
@@ -179,7 +212,10 @@ def read_bvh(path: Path, source_fps: float | None = None) -> RawMotion:
             canonical[:, skeleton.INDEX[joint]] = world[:, found]
             mapping[joint] = joints[found].name
     if missing:
-        names = ", ".join(joint.name for joint in joints if not joint.name.endswith("_end"))
+        named = [joint.name for joint in joints if not joint.name.endswith("_end")]
+        names = ", ".join(named[:_LISTED])
+        if len(named) > _LISTED:
+            names += f", ... ({len(named) - _LISTED} more)"
         raise MotionError(
             f"{path}: no BVH joint for {', '.join(missing)} among [{names}]; Kakashi knows "
             "the CMU, Bandai Namco and Mixamo joint names (docs/motion_formats.md)"
@@ -208,7 +244,7 @@ def read_bvh(path: Path, source_fps: float | None = None) -> RawMotion:
             "format": "bvh",
             "layout": "bvh:" + ",".join(f"{k}={v}" for k, v in mapping.items()),
             "frames_in_file": len(values),
-            "file_fps": round(file_fps, 4),
+            "file_fps": None if file_fps is None else round(file_fps, 4),
         },
         toes=toes,
     )

@@ -27,6 +27,7 @@ from kakashi import skeleton
 from kakashi.atomic import atomic_output
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, OutputError, tool_reason
+from kakashi.inputs import require
 from kakashi.outputs.stage import smooth, song_frames, stage_positions
 
 # Joints on the dancer's left are drawn blue, right orange, the trunk light grey (BGR).
@@ -186,10 +187,8 @@ class VideoPanel:
     def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
         import cv2
 
-        self.path = Path(path)
+        self.path = require(path, "video", MediaError, "give the source video (MP4, AVI)")
         self.width = width
-        if not self.path.is_file():
-            raise MediaError(f"video {self.path} does not exist")
         self.capture = cv2.VideoCapture(str(self.path))
         source_fps = self.capture.get(cv2.CAP_PROP_FPS)
         ok, first = self.capture.read()

@@ -11,15 +11,14 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, tool_reason
+from kakashi.inputs import require
 
 _ANKLE_HEIGHT = 0.05  # metres from the floor to the ankle joint
 
 
 def audio_duration(path: str | Path) -> float:
     """Duration of a song in seconds (libsndfile first, then ffmpeg for other formats)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"audio file {path} does not exist")
+    path = require(path, "audio file", MediaError, "give a WAV, OGG, FLAC, MP3 or M4A song")
     try:
         import soundfile
 
@@ -44,15 +43,24 @@ def audio_duration(path: str | Path) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+# How much shorter than its song a dance may be, its last pose held: the shard stage trims
+# a clip's pose or audio by up to align.tolerance_frames (2 by default), two decoders round
+# a song's length to frames differently, and a song may end in a moment of silence. A
+# 1-frame dance with a 4-s song rendered a frozen MP4; a dance made for another song is no
+# dance for this one.
+MAX_SHORTFALL_S = 1.0
+
+
 def song_frames(audio_path: str | Path, dance: Dance, dance_path: str | Path) -> int:
     """Frames to show: the song's length, ``round(song_s * fps)``, never fewer than the dance.
 
     A song shorter than the dance is an error, except by one frame: two decoders can round a
-    song's length to frames differently, and 1/fps of silence does no harm.
+    song's length to frames differently, and 1/fps of silence does no harm. A dance shorter
+    than its song by more than :data:`MAX_SHORTFALL_S` is an error too.
     """
     song_s = audio_duration(audio_path)
     frames = round(song_s * dance.fps)
-    if frames < len(dance) - 1:
+    if frames < len(dance) - 1 or len(dance) < frames - MAX_SHORTFALL_S * dance.fps:
         raise MediaError(
             f"audio {audio_path} lasts {song_s:.2f} s but the dance {dance_path} lasts "
             f"{dance.duration_s:.2f} s: give the song the dance was made for"

@@ -137,7 +137,11 @@ def estimate_pose(
     if root == "estimate":
         focal_length_px(1, 1, root_fov_deg)  # a bad field of view fails before the video
         options = {**options, "root_fov_deg": root_fov_deg}
-    sequence = get_backend(backend, **options).estimate(Path(video))
+    from kakashi.errors import MediaError
+    from kakashi.inputs import require
+
+    video = require(video, "video", MediaError, "give a video file (MP4, AVI, MKV, ...)")
+    sequence = get_backend(backend, **options).estimate(video)
     sequence = apply_people_policy(sequence, source, max_people, multi_person)
     sequence = fill_missing(sequence, source, min_person_fraction)
     sequence = smooth_dance(sequence, smoothing)
