@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from kakashi.dance import Dance  # noqa: E402
 from kakashi.models import motif, motif_train  # noqa: E402
+from kakashi.models.config import resolve  # noqa: E402
 from kakashi.models.data import Stats, load_training_data, read_shard  # noqa: E402
 
 FREEZE_SPEED = 0.1  # m/s: a frame whose mean joint speed is below this is frozen
@@ -97,7 +98,8 @@ def train_or_load(args, settings: dict) -> tuple[torch.nn.Module, Stats, dict]:
         frames = sum(len(s.audio) for s in train)
         print(f"train: {len(train)} sequences (mirrors included), {frames} frames; val: {len(val)}")
         started = time.perf_counter()
-        result = motif_train.fit(settings, train, val, stats, torch.device("cpu"))
+        config = resolve("motif", {}, settings)  # the schema's defaults, then these
+        result = motif_train.fit(config, train, val, stats, torch.device("cpu"))
         seconds = time.perf_counter() - started
         print(f"TRAINING TIME {seconds:.0f} s ({seconds / 60:.1f} min)")
         payload = {

@@ -20,7 +20,7 @@ import numpy as np
 from kakashi.dance import Dance
 from kakashi.errors import MediaError, ModelError
 from kakashi.models.checkpoint import LoadedModel, load_model
-from kakashi.models.data import Stats
+from kakashi.models.stats import Stats
 
 log = logging.getLogger("kakashi.models.generate")
 
@@ -50,6 +50,25 @@ def dance_for_audio(
     return Dance(pose, root, model.stats.fps, meta=meta)
 
 
+def song_features(song: str | Path, stats: Stats, checkpoint: str | Path):
+    """The features of ``song`` the way the model of ``checkpoint`` (whose ``stats`` these
+    are) expects them: the training shards' fps, hop, feature set and MFCC count. Errors
+    name ``checkpoint`` (the studio passes the file's name only)."""
+    from kakashi.features import audio_features, settings_of
+
+    kinds, n_mfcc = settings_of(stats.feature_names)
+    features = audio_features(
+        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
+    )
+    if features.names != stats.feature_names:
+        raise ModelError(
+            f"{checkpoint}: the features of {Path(song).name} do not match the training features"
+        )
+    if len(features.values) < 2:
+        raise MediaError(f"the song lasts {features.duration_s:.3f} s, less than two frames")
+    return features
+
+
 def generate(
     song: str | Path,
     checkpoint: str | Path,
@@ -59,19 +78,12 @@ def generate(
     only: str | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
-    from kakashi.features import audio_features, settings_of
-
     song = Path(song)
     if not song.is_file():
         raise MediaError(f"song {song} does not exist; give an audio file librosa can read")
     model = load_model(checkpoint)
     stats = model.stats
-    kinds, n_mfcc = settings_of(stats.feature_names)
-    features = audio_features(
-        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
-    )
-    if features.names != stats.feature_names:
-        raise ModelError(f"{checkpoint}: features of {song} do not match the training features")
+    features = song_features(song, stats, checkpoint)
     dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, only)
     dance.save(output)
     log.info(

@@ -46,13 +46,13 @@ from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
 from kakashi import skeleton
-from kakashi.models.data import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
-from kakashi.models.kinematics import (
+from kakashi.kinematics import (
     ROOT_LEAK_S,
     leaky_integral,
     project_bones,
     settle_own_feet,
 )
+from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
 
 # Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]

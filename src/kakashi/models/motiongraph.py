@@ -48,8 +48,8 @@ from torch import nn
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
-from kakashi.models.data import Stats
-from kakashi.models.kinematics import ANKLES, project_bones, settle_planted_feet
+from kakashi.kinematics import ANKLES, project_bones, settle_planted_feet
+from kakashi.models.stats import Stats
 
 BEAT_COLUMN = "beat"
 # Spans solved at once, and spans of lookahead, when the repetition penalty is on.

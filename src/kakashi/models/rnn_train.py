@@ -1,9 +1,12 @@
-"""The training loop of the recurrent models: the seed RNN and the C-RNN-GAN.
+"""Training of the seed RNN, and what the C-RNN-GAN's trainer shares with it.
 
-One flat loop (:func:`run`) for both: windows of normalised audio and motion, Adam, the
-checkpoint files of :mod:`kakashi.models.checkpoint` every epoch, early stopping on the
-val loss. Started by :func:`kakashi.models.distributed.train`, as one process or as one
-rank of a DistributedDataParallel group.
+:func:`run` is the seed RNN's flat loop; ``crnngan_train.run`` is the GAN's. Both go
+through a :class:`Loop`: windows of normalised audio and motion, the shuffled batches (each
+rank its share), the optimiser step, the per-epoch row with the val figures
+(:func:`evaluate`), early stopping on the val loss, and the checkpoint files of
+:mod:`kakashi.models.checkpoint` every epoch (``.last.pt`` to resume). Started by
+:func:`kakashi.models.distributed.train`, as one process or as one rank of a
+DistributedDataParallel group.
 
 Determinism: each epoch reseeds torch from ``seed + epoch`` and shuffles with its own
 generator, so a run resumed from ``.last.pt`` gives the same weights as one that never
@@ -14,15 +17,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from kakashi.errors import ModelError
 from kakashi.models import rnn
 from kakashi.models.checkpoint import (
     load_checkpoint,
@@ -32,41 +32,16 @@ from kakashi.models.checkpoint import (
     write_history,
 )
 from kakashi.models.config import TrainConfig
-from kakashi.models.crnngan import (
-    Discriminator,
-    discriminator_loss,
-    fake_motion,
-    generator_loss,
-    init_generator_from_rnn,
-)
-from kakashi.models.data import (
-    MOTION_DIM,
-    POSE_DIM,
-    Stats,
-    Windows,
-    load_training_data,
-    make_windows,
-)
-from kakashi.models.distributed import DUMP_ENV, RANK_SEED, rank_share
-from kakashi.models.rnn import DanceRNN
-from kakashi.shards import check_audio_settings
+from kakashi.models.data import Sequence, Windows, load_training_data, make_windows
+from kakashi.models.distributed import RANK_SEED, Trained, rank_share
+from kakashi.models.rnn import DanceRNN, masked_loss
+from kakashi.models.stats import MOTION_DIM, POSE_DIM, Stats
 
 log = logging.getLogger("kakashi.models.train")
 
 # The seed RNN's output settings (``train.rnn``), kept in ``arch``; the values here are
 # what a checkpoint from before these settings means (a plain MSE output), not defaults.
 OUTPUT_KEYS = {"mixtures": 0, "temperature": 1.0, "sample_smooth": 0.0, "smooth": 0.0}
-
-
-def masked_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str
-) -> torch.Tensor:
-    if kind == "huber":
-        error = F.smooth_l1_loss(pred, target, reduction="none")
-    else:
-        error = (pred - target) ** 2
-    weights = mask[..., None]
-    return (error * weights).sum() / (weights.sum() * pred.shape[-1]).clamp(min=1)
 
 
 def frame_loss(
@@ -172,13 +147,18 @@ def _windows_for(config: TrainConfig, fps: float) -> tuple[int | None, int]:
     return max(1, round(config.window_s * fps)), max(1, round(config.stride_s * fps))
 
 
-def init_checkpoint(config: TrainConfig) -> Path:
-    """The checkpoint a model starts from: ``init`` as a path, or a model name, which means
-    that model's checkpoint beside ``out`` (``init: rnn`` -> ``models/rnn.pt``)."""
-    path = Path(config.init)
-    if not path.is_file() and "/" not in config.init and not path.suffix:
-        path = Path(config.out).parent / f"{config.init}.pt"
-    return path
+def recurrent_arch(config: TrainConfig, stats: Stats, noise_dim: int) -> dict:
+    """The ``arch`` of a DanceRNN trained as ``config`` says (``noise_dim`` > 0: a GAN's)."""
+    return {
+        "kind": config.model,
+        "audio_dim": len(stats.feature_names),
+        "motion_dim": MOTION_DIM,
+        "hidden": config.hidden,
+        "layers": config.layers,
+        "dropout": config.dropout,
+        "noise_dim": noise_dim,
+        **{key: getattr(config, key) for key in OUTPUT_KEYS},
+    }
 
 
 def _same_run(saved: dict, config: TrainConfig) -> bool:
@@ -189,252 +169,264 @@ def _same_run(saved: dict, config: TrainConfig) -> bool:
     return all(saved.get(k) == v for k, v in now.items() if k not in ignore)
 
 
-def run(config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    """The training loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
-    from tqdm import tqdm
+def optimise(optimizer, loss, module, clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimizer.step()
 
-    distributed = world > 1
-    if distributed:
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-    files = paths_for(config.out)
-    torch.manual_seed(config.seed)  # same on every rank: identical initial weights
 
-    train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
-    init_state = None
-    if config.model == "crnngan":
-        # The generator continues the seed RNN, so it must see the data exactly as the
-        # RNN did: same normalisation, same architecture, same loss.
-        init_path = init_checkpoint(config)
-        seed_rnn = load_checkpoint(init_path)
-        if seed_rnn["arch"]["kind"] != "rnn":
-            raise ModelError(
-                f"--init {init_path} is a {seed_rnn['arch']['kind']} checkpoint; give a seed RNN"
+def _state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+class Loop:
+    """What the recurrent models' loops share: the windows, the networks on ``device``
+    (``forward`` / ``d_forward``: wrapped for DDP with several ranks), their optimisers,
+    resuming from ``.last.pt``, the batches of an epoch, and the epoch's bookkeeping.
+
+    ``disc``: the C-RNN-GAN's discriminator, or None (the seed RNN).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        stats: Stats,
+        data: tuple[list[Sequence], list[Sequence]],
+        arch: dict,
+        model: DanceRNN,
+        disc: torch.nn.Module | None,
+        rank: int,
+        world: int,
+        device: torch.device,
+    ) -> None:
+        self.config, self.stats, self.arch = config, stats, arch
+        self.rank, self.world, self.device = rank, world, device
+        self.files = paths_for(config.out)
+        window, stride = _windows_for(config, stats.fps)
+        train_seqs, val_seqs = data
+        self.train_sets = make_windows(train_seqs, stats, window, stride)
+        self.val_sets = make_windows(val_seqs, stats, window, window or 1) if val_seqs else []
+        self.model, self.disc = model.to(device), disc
+        optim_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
+        extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
+        self.optimizer = optim_class(model.parameters(), lr=config.lr, **extra)
+        self.d_optimizer = None
+        if disc is not None:
+            disc.to(device)
+            self.d_optimizer = torch.optim.Adam(
+                disc.parameters(), lr=config.d_lr, betas=(0.5, 0.999)
             )
-        stats = Stats.from_dict(seed_rnn["stats"])
-        for key in ("hidden", "layers", "dropout", "loss"):
-            setattr(config, key, seed_rnn["config"][key])
-        # The output head and its sampling (older seed RNNs: plain MSE output).
-        for key, old in OUTPUT_KEYS.items():
-            setattr(config, key, seed_rnn["arch"].get(key, old))
-        init_state = seed_rnn["model"]
-        check_audio_settings(
-            {
-                "fps": train_seqs[0].fps,
-                "hop_length": train_seqs[0].hop_length,
-                "feature_names": train_seqs[0].feature_names,
-            },
-            stats.audio_settings(),
-            f"the shards under {config.shards}",
-            f"--init {init_path}",
-        )
-    window, stride = _windows_for(config, stats.fps)
-    train_sets = make_windows(train_seqs, stats, window, stride)
-    val_sets = make_windows(val_seqs, stats, window, window or 1) if val_seqs else []
-    arch = {
-        "kind": config.model,
-        "audio_dim": len(stats.feature_names),
-        "motion_dim": MOTION_DIM,
-        "hidden": config.hidden,
-        "layers": config.layers,
-        "dropout": config.dropout,
-        "noise_dim": config.noise_dim if config.model == "crnngan" else 0,
-        **{key: getattr(config, key) for key in OUTPUT_KEYS},
-    }
-    model = rnn.build(arch)
-    disc = (
-        Discriminator(arch["audio_dim"], MOTION_DIM, config.d_hidden)
-        if arch["kind"] == "crnngan"
-        else None
-    )
-    if init_state is not None:
-        init_generator_from_rnn(model, init_state)
-    model.to(device)
-    optim_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
-    extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
-    optimizer = optim_class(model.parameters(), lr=config.lr, **extra)
-    d_optimizer = None
-    if disc is not None:
-        disc.to(device)
-        d_optimizer = torch.optim.Adam(disc.parameters(), lr=config.d_lr, betas=(0.5, 0.999))
+        self.step, self.best, self.bad_epochs, self.history = 0, math.inf, 0, []
+        self.start_epoch = self._resume()
+        self._log_sizes()
+        # The modules the loop calls: DDP wrappers all-reduce gradients in backward. Resume
+        # state is loaded into the plain modules first, and checkpoints are saved from them,
+        # so no ``module.`` prefixes.
+        self.forward, self.d_forward = model, disc
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    start_epoch, step, best, bad_epochs, history = 0, 0, math.inf, 0, []
-    if files["last"].is_file():
-        saved = load_checkpoint(files["last"])
-        if _same_run(saved["config"], config):
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = DistributedDataParallel(model, device_ids=ids)
             if disc is not None:
-                disc.load_state_dict(saved["discriminator"])
-                d_optimizer.load_state_dict(saved["d_optimizer"])
-            start_epoch, step = saved["epoch"], saved["step"]
-            best, bad_epochs, history = saved["best_val"], saved["bad_epochs"], saved["history"]
-            log.info("resuming %s at epoch %d, step %d", files["last"], start_epoch, step)
-        else:
-            log.warning("%s was trained with other settings: starting afresh", files["last"])
+                self.d_forward = DistributedDataParallel(disc, device_ids=ids)
+        model.train()
+        self.stop = bool(config.max_steps and self.step >= config.max_steps)
 
-    def payload(epoch: int) -> dict:
-        out = new_payload(
-            config,
-            arch,
-            stats,
-            {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            history,
-            optimizer=optimizer.state_dict(),
-            epoch=epoch,
-            step=step,
-            best_val=best,
-            bad_epochs=bad_epochs,
+    def _resume(self) -> int:
+        if not self.files["last"].is_file():
+            return 0
+        saved = load_checkpoint(self.files["last"])
+        if not _same_run(saved["config"], self.config):
+            log.warning("%s was trained with other settings: starting afresh", self.files["last"])
+            return 0
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.disc is not None:
+            self.disc.load_state_dict(saved["discriminator"])
+            self.d_optimizer.load_state_dict(saved["d_optimizer"])
+        self.step, self.best = saved["step"], saved["best_val"]
+        self.bad_epochs, self.history = saved["bad_epochs"], saved["history"]
+        log.info("resuming %s at epoch %d, step %d", self.files["last"], saved["epoch"], self.step)
+        return saved["epoch"]
+
+    def _log_sizes(self) -> None:
+        n_frames = sum(len(w) * (w.audio.shape[1] - 1) for w in self.train_sets)
+        log.info(
+            "%s: %d train windows (%d frames incl. mirrors), %d val windows, %d parameters, %s",
+            self.config.model,
+            sum(len(w) for w in self.train_sets),
+            n_frames,
+            sum(len(w) for w in self.val_sets),
+            sum(p.numel() for p in self.model.parameters()),
+            self.device,
         )
-        if disc is not None:
-            out["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
-            out["d_optimizer"] = d_optimizer.state_dict()
-        return out
 
-    n_frames = sum(len(w) * (w.audio.shape[1] - 1) for w in train_sets)
-    log.info(
-        "%s: %d train windows (%d frames incl. mirrors), %d val windows, %d parameters, %s",
-        config.model,
-        sum(len(w) for w in train_sets),
-        n_frames,
-        sum(len(w) for w in val_sets),
-        sum(p.numel() for p in model.parameters()),
-        device,
-    )
-    # The modules the loop calls: DDP wrappers all-reduce gradients in backward. Resume
-    # state is loaded into the plain modules first, and checkpoints are saved from them, so
-    # no ``module.`` prefixes.
-    forward, d_forward = model, disc
-    if distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        forward = DistributedDataParallel(model, device_ids=ids)
-        if disc is not None:
-            d_forward = DistributedDataParallel(disc, device_ids=ids)
-    model.train()
-    stop = config.max_steps and step >= config.max_steps
-    for epoch in range(start_epoch, config.epochs):
-        if stop or (config.patience and val_sets and bad_epochs >= config.patience):
-            break
+    def epochs(self) -> Iterator[int]:
+        """The epochs still to run, until max_steps or early stopping (patience)."""
+        config = self.config
+        for epoch in range(self.start_epoch, config.epochs):
+            if self.stop or (
+                config.patience and self.val_sets and self.bad_epochs >= config.patience
+            ):
+                return
+            yield epoch
+
+    def batches(self, epoch: int, progress: bool) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(audio, motion, mask) of this rank's batches of ``epoch``; seeds ``self.shuffle``
+        (the batch plan's generator) and ``self.rng`` (noise, sampling) first. The caller
+        adds each batch's losses with :meth:`record`."""
+        from tqdm import tqdm
+
+        config, rank = self.config, self.rank
         # Dropout and noise differ per rank (each sees other windows); rank 0's seeds are
         # the single-process ones. Resumable runs stay identical.
         torch.manual_seed(config.seed + epoch + RANK_SEED * rank)
-        shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        rng = torch.Generator(device=device).manual_seed(
+        self.shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        self.rng = torch.Generator(device=self.device).manual_seed(
             config.seed * 7919 + epoch + RANK_SEED * rank
         )
-        # Auto-conditioning replaces scheduled sampling's random choice (tf is then unused).
-        tf = (
-            teacher_prob(config, epoch)
-            if config.model == "rnn" and not config.autocond_free
-            else 0.0
-        )
-        sums: dict[str, float] = {}
-        count, frames, started = 0, 0, time.perf_counter()
-        plan = batches(train_sets, config.batch_size, shuffle)
-        if distributed:
+        self.sums: dict[str, float] = {}
+        self.count, self.frames, self.started = 0, 0, time.perf_counter()
+        plan = batches(self.train_sets, config.batch_size, self.shuffle)
+        if self.world > 1:
             # Same shuffle seed on every rank (like DistributedSampler.set_epoch): one plan,
             # and each rank takes its own disjoint share of it.
-            plan = rank_share(plan, rank, world)
+            plan = rank_share(plan, rank, self.world)
         for k, index in tqdm(
             plan,
             desc=f"{config.model} epoch {epoch + 1}/{config.epochs}",
             disable=not progress or rank != 0,
             leave=False,
         ):
-            audio, motion, mask = to_tensors(train_sets[k], index, device)
-            if disc is None:
-                feed_truth = None
-                if config.autocond_free:
-                    feed_truth = rnn.autocond_schedule(
-                        audio.shape[1] - 1, config.autocond_true, config.autocond_free, shuffle
-                    )
-                pred = forward(
-                    audio,
-                    motion,
-                    teacher_prob=tf,
-                    input_noise=config.input_noise,
-                    generator=rng,
-                    feed_truth=feed_truth,
-                )
-                loss = frame_loss(model, pred, motion[:, 1:], mask[:, 1:], config.loss)
-                _optimise(optimizer, loss, model, config.grad_clip)
-                parts = {"train_loss": loss.item()}
-            else:
-                fake, out = fake_motion(forward, audio, motion, rng)
-                d_loss = discriminator_loss(d_forward, audio, motion, fake)
-                _optimise(d_optimizer, d_loss, disc, config.grad_clip)
-                # The plain discriminator: its gradients from this loss are never used (the
-                # next D step clears them), so all-reducing them would be wasted traffic.
-                g_loss, recon = generator_loss(
-                    disc, audio, motion, mask, fake, config.adv_weight, config.recon_weight,
-                    out, model.mixtures,
-                )  # fmt: skip
-                _optimise(optimizer, g_loss, model, config.grad_clip)
-                parts = {
-                    "d_loss": d_loss.item(),
-                    "g_loss": g_loss.item(),
-                    "train_loss": recon.item(),
-                }
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
-            count += 1
-            frames += audio.shape[0] * (audio.shape[1] - 1)
-            step += 1
-            if config.max_steps and step >= config.max_steps:
-                stop = True
-                break
-        if distributed:
+            audio, motion, mask = to_tensors(self.train_sets[k], index, self.device)
+            yield audio, motion, mask
+            self.count += 1
+            self.frames += audio.shape[0] * (audio.shape[1] - 1)
+            self.step += 1
+            if config.max_steps and self.step >= config.max_steps:
+                self.stop = True
+                return
+
+    def record(self, **losses: float) -> None:
+        """A batch's losses, averaged into the epoch's row."""
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+
+    def end_epoch(self, epoch: int, teacher: float) -> None:
+        """The epoch's row (train losses over all ranks, rank 0's val figures), best and
+        patience bookkeeping, and the checkpoint files (rank 0)."""
+        sums, count, frames = self.sums, self.count, self.frames
+        if self.world > 1:
+            import torch.distributed as dist
+
             # Train losses and frames over all ranks; every rank has the same keys.
             keys = sorted(sums)
             total = torch.tensor([sums[k] for k in keys] + [count, frames], dtype=torch.float64)
-            total = total.to(device)
+            total = total.to(self.device)
             dist.all_reduce(total)
             sums = dict(zip(keys, total[: len(keys)].tolist(), strict=True))
             count, frames = int(total[-2]), int(total[-1])
-        seconds = time.perf_counter() - started
-        row = {"epoch": epoch + 1, "step": step, "teacher_prob": tf}
+        seconds = time.perf_counter() - self.started
+        row = {"epoch": epoch + 1, "step": self.step, "teacher_prob": teacher}
         row.update({k: v / max(count, 1) for k, v in sums.items()})
-        if rank == 0:  # the weights are the same on every rank: one evaluation is enough
-            row.update(evaluate(model, val_sets, stats, config, device))
+        if self.rank == 0:  # the weights are the same on every rank: one evaluation is enough
+            row.update(evaluate(self.model, self.val_sets, self.stats, self.config, self.device))
         row.update({"seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)})
-        if distributed:
+        if self.world > 1:
+            import torch.distributed as dist
+
             # Rank 0's row (val loss included) to all: the best/patience bookkeeping below,
             # hence the early-stopping decision, is then the same on every rank.
             shared = [row]
             dist.broadcast_object_list(shared, src=0)
             row = shared[0]
-        history.append(row)
+        self.history.append(row)
         score = row.get("val_loss", row["train_loss"])
-        if score < best:
-            best, bad_epochs = score, 0
-            if rank == 0:
-                save_checkpoint(files["best"], payload(epoch + 1))
+        if score < self.best:
+            self.best, self.bad_epochs = score, 0
+            if self.rank == 0:
+                save_checkpoint(self.files["best"], self._payload(epoch + 1))
         else:
-            bad_epochs += 1
-        if rank == 0:
-            save_checkpoint(files["last"], payload(epoch + 1))
-            write_history(history, files["csv"], files["png"])
+            self.bad_epochs += 1
+        if self.rank == 0:
+            save_checkpoint(self.files["last"], self._payload(epoch + 1))
+            write_history(self.history, self.files["csv"], self.files["png"])
         log.info(
             "epoch %d: %s",
             epoch + 1,
             ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",)),
         )
-    if rank == 0 and not files["best"].is_file():  # e.g. resumed a run whose best was deleted
-        save_checkpoint(files["best"], payload(len(history)))
-    if distributed:
-        if os.environ.get(DUMP_ENV):
-            # Test hook: each rank's final weights, to check DDP kept them identical.
-            dump = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-            if disc is not None:
-                dump["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
-            save_checkpoint(Path(os.environ[DUMP_ENV]) / f"rank{rank}.pt", dump)
-        dist.barrier()  # every rank returns only once rank 0's files are complete
-    return history[-1] if history else {}
+
+    def _resume_state(self, epoch: int) -> dict:
+        extra = {
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "step": self.step,
+            "best_val": self.best,
+            "bad_epochs": self.bad_epochs,
+        }
+        if self.disc is not None:
+            extra["discriminator"] = _state(self.disc)
+            extra["d_optimizer"] = self.d_optimizer.state_dict()
+        return extra
+
+    def _payload(self, epoch: int) -> dict:
+        return new_payload(
+            self.config,
+            self.arch,
+            self.stats,
+            _state(self.model),
+            self.history,
+            **self._resume_state(epoch),
+        )
+
+    def trained(self) -> Trained:
+        """What the loop trained; the best checkpoint is already written (every epoch)."""
+        others = {} if self.disc is None else {"discriminator": _state(self.disc)}
+        return Trained(
+            self.arch,
+            self.stats,
+            _state(self.model),
+            self.history,
+            extra=self._resume_state(len(self.history)),
+            others=others,
+            saved=True,
+        )
 
 
-def _optimise(optimizer, loss, module, clip: float) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-    optimizer.step()
+def run(
+    config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
+) -> Trained:
+    """The seed RNN's loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
+    torch.manual_seed(config.seed)  # same on every rank: identical initial weights
+    train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
+    arch = recurrent_arch(config, stats, noise_dim=0)
+    loop = Loop(
+        config, stats, (train_seqs, val_seqs), arch, rnn.build(arch), None, rank, world, device
+    )
+    model = loop.model
+    for epoch in loop.epochs():
+        # Auto-conditioning replaces scheduled sampling's random choice (tf is then unused).
+        tf = teacher_prob(config, epoch) if not config.autocond_free else 0.0
+        for audio, motion, mask in loop.batches(epoch, progress):
+            feed_truth = None
+            if config.autocond_free:
+                feed_truth = rnn.autocond_schedule(
+                    audio.shape[1] - 1, config.autocond_true, config.autocond_free, loop.shuffle
+                )
+            pred = loop.forward(
+                audio,
+                motion,
+                teacher_prob=tf,
+                input_noise=config.input_noise,
+                generator=loop.rng,
+                feed_truth=feed_truth,
+            )
+            loss = frame_loss(model, pred, motion[:, 1:], mask[:, 1:], config.loss)
+            optimise(loop.optimizer, loss, model, config.grad_clip)
+            loop.record(train_loss=loss.item())
+        loop.end_epoch(epoch, tf)
+    return loop.trained()

@@ -25,7 +25,7 @@ measured against real motion capture plus noise with the videos' own spectrum
 
 Filtering moves joints independently, which can stretch a bone; the sequence is then put
 back on constant bone lengths, the median of its frames with a person, with
-:func:`kakashi.models.kinematics.project_bones_np` (each bone keeps its filtered direction).
+:func:`kakashi.kinematics.project_bones_np` (each bone keeps its filtered direction).
 
 Motion capture is never filtered: only the video pose stage calls :func:`smooth_dance`.
 """
@@ -40,7 +40,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
-from kakashi.models.kinematics import project_bones_np
+from kakashi.kinematics import project_bones_np
 
 log = logging.getLogger("kakashi.pose.smoothing")
 
