@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from kakashi.cli import setting_flag
 from kakashi.cli.guard import declare
 from kakashi.errors import KakashiError
+from kakashi.settings import default, help_text
 
 log = logging.getLogger("kakashi")
 
@@ -32,8 +34,7 @@ def _cmd_studio(args: argparse.Namespace) -> None:
 
     from kakashi.studio.app import StudioSettings, create_app
 
-    if args.workers < 1:
-        raise KakashiError(f"--workers must be at least 1, got {args.workers}")
+    workers = args.workers or os.cpu_count() or 1  # studio.workers 0: one per core
     if not is_loopback(args.host):
         print(
             f"kakashi: warning: the studio on {args.host} has no login: anyone who can "
@@ -43,7 +44,7 @@ def _cmd_studio(args: argparse.Namespace) -> None:
     settings = StudioSettings(
         models=args.models,
         work_dir=Path(args.work_dir),
-        workers=args.workers,
+        workers=workers,
         max_upload_mb=args.max_upload_mb,
         max_minutes=args.max_minutes,
     )
@@ -64,31 +65,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     studio = subparsers.add_parser(
         "studio", help="a local web page: drop a song, watch the dance, download BVH/MP4"
     )
+    # Defaults from the schema's `studio` section (the one home of these values).
     studio.add_argument(
         "--models",
         nargs="+",
-        default=["results/models"],
+        default=default("studio.models"),
         metavar="DIR_OR_CKPT",
-        help="checkpoints or folders of them (default: results/models)",
+        help=help_text("studio.models"),
     )
-    studio.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    studio.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    studio.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes that generate and render (default: one per core)",
-    )
-    studio.add_argument(
-        "--work-dir",
-        default="results/studio",
-        help="where uploaded songs and results are kept (default results/studio)",
-    )
-    studio.add_argument(
-        "--max-upload-mb", type=float, default=50.0, help="largest song upload (default 50)"
-    )
-    studio.add_argument(
-        "--max-minutes", type=float, default=15.0, help="longest song in minutes (default 15)"
-    )
+    setting_flag(studio, "--host", "studio.host")
+    setting_flag(studio, "--port", "studio.port", type=int)
+    setting_flag(studio, "--workers", "studio.workers", type=int)
+    setting_flag(studio, "--work-dir", "studio.work_dir")
+    setting_flag(studio, "--max-upload-mb", "studio.max_upload_mb", type=float)
+    setting_flag(studio, "--max-minutes", "studio.max_minutes", type=float)
     # The work folder is the one output; checkpoints are read-only inputs it never writes.
     studio.set_defaults(func=_cmd_studio, paths=declare(folders=["--work-dir"]))

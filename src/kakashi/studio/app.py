@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from kakashi.errors import CheckpointError, KakashiError, UnknownModelError
+from kakashi.settings import default
 from kakashi.studio.catalog import Catalog, find_models
 from kakashi.studio.jobs import (
     DANCE_FILES,
@@ -52,12 +54,14 @@ _MEDIA_TYPES = {
 
 @dataclass
 class StudioSettings:
-    models: list[str] = field(default_factory=lambda: ["results/models"])
-    work_dir: Path = Path("results/studio")
-    workers: int = 1
-    max_upload_mb: float = 50.0
-    max_minutes: float = 15.0
-    min_seconds: float = 1.0
+    """The studio's settings; defaults from the schema's ``studio`` section."""
+
+    models: list[str] = field(default_factory=lambda: default("studio.models"))
+    work_dir: Path = field(default_factory=lambda: Path(default("studio.work_dir")))
+    workers: int = field(default_factory=lambda: default("studio.workers") or os.cpu_count() or 1)
+    max_upload_mb: float = field(default_factory=lambda: default("studio.max_upload_mb"))
+    max_minutes: float = field(default_factory=lambda: default("studio.max_minutes"))
+    min_seconds: float = field(default_factory=lambda: default("studio.min_seconds"))
 
     @property
     def max_upload_bytes(self) -> int:
