@@ -19,21 +19,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.models.stats import STD_FLOOR, Stats
-from kakashi.shards import list_shards, read_shard
-
-
-@dataclass
-class Sequence:
-    """One shard in memory: audio (T, F), pose (T, 17, 3), root (T, 3), conf (T,)."""
-
-    name: str
-    audio: np.ndarray
-    pose: np.ndarray
-    root: np.ndarray
-    conf: np.ndarray
-    fps: float
-    feature_names: list[str]
-    hop_length: int
+from kakashi.shards import Sequence, list_shards, read_shard
 
 
 def read_split(shards: str | Path, split: str) -> list[Sequence]:
