@@ -90,9 +90,9 @@ def coerce(key: str, value: Any, entry: dict) -> Any:
 
 
 def _dotted(model: str, key: str) -> str:
-    """Where the schema documents ``key`` of ``model``: its own section, else ``train``."""
-    own = _train_schema()["properties"][model]["properties"]
-    return f"train.{model}.{key}" if key in own else f"train.{key}"
+    """Where the schema documents ``key`` of ``model``: ``train`` for a shared setting (a
+    model section may re-declare it), else the model's own section."""
+    return f"train.{key}" if key in shared_keys() else f"train.{model}.{key}"
 
 
 def resolve(

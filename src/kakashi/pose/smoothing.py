@@ -4,7 +4,7 @@ adaptive one-euro filter), then the bone-length projection the models use.
 Video pose estimators answer frame by frame, so their joints tremble: on the demo video the
 ratio of mean jerk to mean joint speed is ten times that of motion capture. Two filters,
 measured against real motion capture plus noise with the videos' own spectrum
-(bench/smoothing.py, docs/benchmarks.md):
+(studies/smoothing.py, docs/benchmarks.md):
 
 - ``local_polynomial`` (the default): at every frame, each joint's track is fitted by a
   polynomial of ``degree`` over the ``window`` frames centred there, by weighted least

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/motif.py --shards results/m2d/shards -o /tmp/motif-run
+    .venv/bin/python studies/motif.py --shards results/m2d/shards -o /tmp/motif-run
         [--set vq_steps=800 --set top_k=32 | --settings '{"parts": 1}']
         [--checkpoint /tmp/motif-run/motif.pt]  # skip training, reuse a checkpoint
 
