@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))  # this checkout's kakashi, installed or not
-sys.path.insert(0, str(REPO / "tests"))  # the known answers the tests assert
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]  # kakashi, the known answers
 
 from kakashi import settings  # noqa: E402
 from kakashi.dance import Dance  # noqa: E402

@@ -33,24 +33,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))  # this checkout's kakashi, installed or not
-sys.path.insert(0, str(REPO / "tests"))  # the known answers the tests assert
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]  # kakashi, the known answers
 
 from kakashi.dance import Dance  # noqa: E402
 from kakashi.pose import smoothing  # noqa: E402
-from known_answers.smoothing import (  # noqa: E402
-    FPS,
-    NOISE_FILE,
-    default_settings,
-    filter_pose,
-    jerk_speed_ratio,
-    load_noise,
-    mean_speed,
-    noisy_mocap,
-    score,
-)
+from known_answers import smoothing as answers  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
+FPS, NOISE_FILE = answers.FPS, answers.NOISE_FILE
 # Residual fit: the window the issue measured with (0.5 s at 30 fps).
 SG_WINDOW, SG_ORDER = 15, 3
 WELCH_FRAMES = 64
@@ -177,7 +167,7 @@ def video_pose(video: Path, cache: Path) -> tuple[Dance, float]:
 def bench_settings() -> list[tuple[str, dict]]:
     """The rows of the known-answer table: unfiltered, the default and its neighbours,
     Savitzky-Golay as the issue measured it, and the one-euro filter around its best."""
-    base = default_settings()
+    base = answers.default_settings()
     unfiltered = {**base, "method": "none", "project_bones": False}
     rows: list[tuple[str, dict]] = [("unfiltered (clean + noise)", unfiltered)]
     polynomial = {**base, "method": "local_polynomial"}
@@ -215,13 +205,13 @@ def known_answers(noisy, rows) -> dict[str, dict]:
     for label, setting in rows:
         totals: dict[str, float] = {}
         for _, clean, observed in noisy:
-            for key, value in score(clean, observed, setting).items():
+            for key, value in answers.score(clean, observed, setting).items():
                 totals[key] = totals.get(key, 0.0) + value * len(clean)
         results[label] = {key: value / frames for key, value in totals.items()}
     results["clean mocap (reference)"] = {
         "error_mm": 0.0,
-        "ratio": sum(jerk_speed_ratio(c, FPS) * len(c) for _, c, _ in noisy) / frames,
-        "speed": sum(mean_speed(c, FPS) * len(c) for _, c, _ in noisy) / frames,
+        "ratio": sum(answers.jerk_speed_ratio(c, FPS) * len(c) for _, c, _ in noisy) / frames,
+        "speed": sum(answers.mean_speed(c, FPS) * len(c) for _, c, _ in noisy) / frames,
         "lag": 0.0, "peak": 1.0, "accent": 1.0, "accent_clean": 1.0,
     }  # fmt: skip
     return results
@@ -290,7 +280,7 @@ def main() -> None:
 
     videos = [(name, *video_pose(path, args.cache)) for name, path in VIDEOS if path.exists()]
     if args.keep_noise and NOISE_FILE.exists():
-        noise = load_noise()
+        noise = answers.load_noise()
     else:
         noise = measure_noise([dance.pose for _, dance, _ in videos])
         NOISE_FILE.write_text(json.dumps(noise) + "\n")
@@ -310,13 +300,15 @@ def main() -> None:
     frames = sum(len(p) for _, p in mocap)
     print(f"\n## Known answers: {len(mocap)} mocap sequences, {frames / FPS / 60:.1f} min + noise")
     rows = bench_settings()
-    noisy = noisy_mocap(mocap, noise)
+    noisy = answers.noisy_mocap(mocap, noise)
     results = known_answers(noisy, rows)
     # The same settings on the real videos (no known answer there: their shake only).
     for label, setting in rows:
         results[label]["videos"] = [
-            jerk_speed_ratio(
-                filter_pose(dance.pose.astype(np.float64), setting, dance.conf, dance.joint_conf),
+            answers.jerk_speed_ratio(
+                answers.filter_pose(
+                    dance.pose.astype(np.float64), setting, dance.conf, dance.joint_conf
+                ),
                 FPS,
             )
             for _, dance, _ in videos
@@ -336,26 +328,28 @@ def main() -> None:
             + " / ".join(f"{v:.0f}" for v in r["videos"])
             + " |"
         )
-    gaps = gap_answers(noisy, default_settings())
+    gaps = gap_answers(noisy, answers.default_settings())
     print("\nDefault with 5 % of frames lost in gaps of 3-10 frames (interpolated, conf 0):")
     print("\n| weighting | joint error in gaps mm | elsewhere mm |\n|---|---|---|")
     for label, errors in gaps.items():
         print(f"| {label} | {errors['gap']:.1f} | {errors['other']:.1f} |")
 
-    base = default_settings()
+    base = answers.default_settings()
     print(f"\n## Real videos, default filter {base}")
     print("\n| video | frames | jerk/speed before | after | mean speed before m/s | after |")
     print("|---|---|---|---|---|---|")
     video_rows = []
     for name, dance, _ in videos:
-        after = filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
+        after = answers.filter_pose(
+            dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf
+        )
         row = {
             "video": name,
             "frames": len(dance),
-            "ratio_before": jerk_speed_ratio(dance.pose, FPS),
-            "ratio_after": jerk_speed_ratio(after, FPS),
-            "speed_before": mean_speed(dance.pose, FPS),
-            "speed_after": mean_speed(after, FPS),
+            "ratio_before": answers.jerk_speed_ratio(dance.pose, FPS),
+            "ratio_after": answers.jerk_speed_ratio(after, FPS),
+            "speed_before": answers.mean_speed(dance.pose, FPS),
+            "speed_after": answers.mean_speed(after, FPS),
         }
         video_rows.append(row)
         print(
@@ -386,7 +380,7 @@ def main() -> None:
     for name, dance, pose_s in videos:
         started = time.perf_counter()
         for _ in range(5):
-            filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
+            answers.filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
         filter_s = (time.perf_counter() - started) / 5
         cost_rows.append({"video": name, "pose_s": pose_s, "filter_s": filter_s})
         print(
