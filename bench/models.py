@@ -36,9 +36,9 @@ from kakashi import skeleton  # noqa: E402
 from kakashi.features import audio_features, settings_of  # noqa: E402
 from kakashi.models.checkpoint import load_model  # noqa: E402
 from kakashi.models.config import resolve  # noqa: E402
-from kakashi.models.data import MOTION_DIM  # noqa: E402
 from kakashi.models.distributed import train  # noqa: E402
 from kakashi.models.rnn import DanceRNN  # noqa: E402
+from kakashi.models.stats import MOTION_DIM  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -31,12 +31,13 @@ sys.path.insert(0, str(REPO / "src"))
 from kakashi.evaluate.quality import frozen_frames, joint_speed, longest_run  # noqa: E402
 from kakashi.features import audio_features, settings_of  # noqa: E402
 from kakashi.models import motiongraph as mg  # noqa: E402
+from kakashi.models.config import resolve  # noqa: E402
 from kakashi.models.data import (  # noqa: E402
     Sequence,
     compute_stats,
     load_training_data,
 )
-from kakashi.models.motiongraph_build import build_library  # noqa: E402
+from kakashi.models.motiongraph_train import build_library  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -86,7 +87,7 @@ def main() -> None:
         seqs = sized(train, hours)
         started = time.perf_counter()
         biggest_stats = compute_stats(seqs)
-        result = build_library(seqs, biggest_stats, {})
+        result = build_library(seqs, biggest_stats, resolve("motiongraph"))
         seconds = time.perf_counter() - started
         biggest = mg.build(result["arch"])
         biggest.load_state_dict(result["model"])
@@ -95,7 +96,7 @@ def main() -> None:
             f"{seconds:6.1f} s, peak RSS so far {peak_mb():6.0f} MB"
         )
 
-    result = build_library(train, stats, {})
+    result = build_library(train, stats, resolve("motiongraph"))
     net = mg.build(result["arch"])
     net.load_state_dict(result["model"])
     kinds, n_mfcc = settings_of(stats.feature_names)

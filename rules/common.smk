@@ -13,6 +13,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from kakashi.errors import KakashiError, SheetError
+from kakashi.models.config import init_path
 from kakashi.models.config import resolve as resolve_train
 from kakashi.fetch import read_playlist_tsv
 from kakashi.sources import SAFE_ID, config_hash, is_url, read_sheet
@@ -260,7 +261,7 @@ MODELS = config["train"]["models"]
 # dance to every test shard (`generate_test`), playlist entries included.
 TEST_SEQS = [seq for seq, row in SINGLE_ROWS.items() if row["split"] == "test"]
 # Ranks of `kakashi train --devices N` (DistributedDataParallel).
-TRAIN_DEVICES = int(config["train"].get("devices", 1))
+TRAIN_DEVICES = config["train"]["devices"]
 # One thread per rank at least when the ranks are CPU processes.
 TRAIN_THREADS = max(config["train"]["threads"], TRAIN_DEVICES)
 TRAIN_RUNTIME = config["train"]["runtime"]
@@ -284,12 +285,10 @@ except KakashiError as error:
 
 def init_checkpoint(wildcards):
     """The checkpoint a model starts from (its `init` setting), if any."""
-    init = MODEL_SETTINGS[wildcards.model].get("init")
+    init = MODEL_SETTINGS[wildcards.model].get("init")  # only some models have one
     if not init:
         return []
-    if init in MODELS:
-        return results(f"models/{init}.pt")
-    return init
+    return str(init_path(init, results(f"models/{wildcards.model}.pt")))
 
 
 def train_flags(wildcards, input):

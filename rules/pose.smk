@@ -22,8 +22,8 @@ rule pose:
         flags=cli_flags(
             backend=config["pose"]["backend"],
             min_person_fraction=config["pose"]["min_person_fraction"],
-            max_people=config["pose"].get("max_people", 1),
-            multi_person=config["pose"].get("multi_person", "keep"),
+            max_people=config["pose"]["max_people"],
+            multi_person=config["pose"]["multi_person"],
             root=config["pose"]["root"],
             root_fov_deg=config["pose"]["root_fov_deg"],
             **{
@@ -32,7 +32,7 @@ rule pose:
             },
             **{
                 f"mmpose_{key}": value
-                for key, value in (config["pose"].get("mmpose") or {}).items()
+                for key, value in config["pose"]["mmpose"].items()
             },
         ),
     shell:

@@ -52,16 +52,6 @@ def headless_chromium(*flags: str, size: str = "1280,800"):
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
-def bench_module(name: str):
-    """``bench/NAME.py`` as a module: tests reuse a benchmark's real-data helpers."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def shared_file(relative: str) -> Path:
     """A file from the shared test data; skips the test (with the reason) when absent."""
     path = SHARED / relative

@@ -14,10 +14,10 @@ from conftest import shared_file
 from kakashi import skeleton
 from kakashi.cli import main
 from kakashi.errors import CheckpointError, MediaError, ModelError
+from kakashi.kinematics import project_bones
 from kakashi.models.checkpoint import load_checkpoint, load_model, paths_for, save_checkpoint
 from kakashi.models.config import TrainConfig, config_from, resolve
 from kakashi.models.data import (
-    POSE_DIM,
     load_training_data,
     make_windows,
     mirror_sequence,
@@ -26,9 +26,8 @@ from kakashi.models.data import (
 )
 from kakashi.models.distributed import train
 from kakashi.models.generate import generate, generate_split
-from kakashi.models.kinematics import project_bones
-from kakashi.models.rnn import generate_motion
-from kakashi.models.train import masked_loss
+from kakashi.models.rnn import generate_motion, masked_loss
+from kakashi.models.stats import POSE_DIM
 
 SONG = "music_librosa/sorohanro_-_solo-trumpet-06.hq.ogg"  # 5.3 s: fast to generate for
 
@@ -189,8 +188,16 @@ def test_config_layers_yaml_model_section_and_flags(tmp_path: Path) -> None:
         config_from(str(config), {})
     with pytest.raises(ModelError, match="--noise-dim is not a setting of model rnn"):
         config_from(None, {"model": "rnn", "noise_dim": 4})
-    with pytest.raises(ModelError, match="lr=-1.0: must be > 0"):
+    # Ranges and choices are checked by jsonschema against the schema, as the workflow's are.
+    with pytest.raises(
+        ModelError, match=r"lr=-1.0: -1.0 is less than or equal to the minimum of 0 \(see train.lr"
+    ):
         config_from(None, {"model": "rnn", "lr": -1.0})
+    with pytest.raises(ModelError, match=r"loss='l1': 'l1' is not one of .*see train.rnn.loss"):
+        config_from(None, {"model": "rnn", "loss": "l1"})
+    assert config_from(None, {"model": "rnn", "mirror": "off"}).mirror is False
+    with pytest.raises(ModelError, match="mirror='maybe': expected true or false"):
+        config_from(None, {"model": "rnn", "mirror": "maybe"})
 
 
 # ------------------------------------------------------------------ C-RNN-GAN
@@ -461,7 +468,7 @@ def test_numpy_generation_step_matches_the_torch_model(rnn_checkpoint: Path) -> 
 
 def test_leaky_root_bounds_a_constant_drift_but_keeps_steps() -> None:
     """A biased root velocity no longer walks the dancer off stage; a quick step survives."""
-    from kakashi.models.kinematics import leaky_integral
+    from kakashi.kinematics import leaky_integral
 
     fps, tau = 30, 4.0 * 30
     drift = np.tile([0.01, 0.0, 0.0], (fps * 600, 1))  # 0.3 m/s for 10 minutes
@@ -495,22 +502,78 @@ def test_shards_of_other_audio_settings_are_refused(
             generate_split(folder, "test", rnn_checkpoint, tmp_path / f"out-{key}")
 
 
-def test_generation_needs_no_training_code(rnn_checkpoint: Path, tmp_path: Path) -> None:
-    """Loading a checkpoint and generating imports the network module, never the trainers."""
+@pytest.fixture(scope="module")
+def every_model(rnn_checkpoint: Path, demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
+    """A tiny checkpoint of every registered model, each trained by `kakashi train`'s path
+    (kakashi.models.distributed.train) on the demo shards (seconds)."""
+    from kakashi.models.registry import MODELS
+
+    folder = tmp_path_factory.mktemp("every")
+    small = {
+        "crnngan": dict(init=str(rnn_checkpoint), epochs=1, window_s=0.5, batch_size=32),
+        "motif": dict(vq_steps=5, gpt_steps=5, log_every=5, vq_window=16, vq_batch=4,
+                      gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
+                      layers=1, context=8),
+        "motiongraph": {},
+    }  # fmt: skip
+    paths = {"rnn": rnn_checkpoint}
+    for name in MODELS:
+        if name == "rnn":
+            continue
+        out = folder / f"{name}.pt"
+        settings = {**small[name], "shards": str(demo_shards), "out": str(out)}
+        train(resolve(name, {}, settings), progress=False)
+        paths[name] = out
+    return paths
+
+
+def test_registry_schema_enum_and_sections_agree() -> None:
+    """The registry is the one list of models: the schema's enum of train.models and its
+    per-model sections name the same models, and each has its two modules."""
+    from kakashi.models import registry
+    from kakashi.models.config import model_keys
+    from kakashi.settings import node
+
+    train_schema = node("train")["properties"]
+    assert train_schema["models"]["items"]["enum"] == list(registry.MODELS)
+    sections = [key for key, value in train_schema.items() if value.get("type") == "object"]
+    assert sections == list(registry.MODELS)
+    for name in registry.MODELS:
+        network, trainer = registry.network(name), registry.trainer(name)
+        assert (network.__name__, trainer.__name__) == (
+            f"kakashi.models.{name}",
+            f"kakashi.models.{name}_train",
+        )
+        assert callable(network.build) and callable(network.generate_motion)
+        assert callable(trainer.run)
+        assert "seed" in model_keys(name)
+    with pytest.raises(ModelError, match="unknown model 'nope'; known: rnn, crnngan"):
+        registry.trainer("nope")
+
+
+def test_generation_needs_no_training_code(every_model: dict[str, Path]) -> None:
+    """Loading any registered model's checkpoint and generating imports its network module,
+    never a trainer, the training data or settings code, or the DDP launcher."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, numpy as np\n"
-        "from kakashi.models.checkpoint import load_model\n"
-        f"model = load_model({str(rnn_checkpoint)!r})\n"
-        "audio = np.zeros((20, len(model.stats.feature_names)), np.float32)\n"
-        "pose, root = model.generate_motion(audio, model.stats.mean_pose(), 0)\n"
-        "assert pose.shape == (20, 17, 3) and root.shape == (20, 3)\n"
-        "loaded = [m for m in sys.modules if m.startswith('kakashi.models.')]\n"
-        "print(sorted(loaded))\n"
-        "assert not {'kakashi.models.train', 'kakashi.models.distributed'} & set(loaded)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "kakashi.models.rnn" in result.stdout
+    for name, checkpoint in every_model.items():
+        code = (
+            "import sys, numpy as np\n"
+            "from kakashi.models.checkpoint import load_model\n"
+            f"model = load_model({str(checkpoint)!r})\n"
+            "names = model.stats.feature_names\n"
+            "audio = np.zeros((60, len(names)), np.float32)\n"
+            "if 'beat' in names:\n"
+            "    audio[::15, names.index('beat')] = 1\n"
+            "pose, root = model.generate_motion(audio, model.stats.mean_pose(), 0)\n"
+            "assert pose.shape == (60, 17, 3) and root.shape == (60, 3)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('kakashi.models.')))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+        loaded = set(eval(result.stdout.strip().splitlines()[-1]))
+        assert f"kakashi.models.{name}" in loaded, name
+        training = {f"kakashi.models.{other}_train" for other in every_model}
+        training |= {"kakashi.models.distributed", "kakashi.models.data", "kakashi.models.config"}
+        assert not training & loaded, (name, training & loaded)

@@ -16,6 +16,7 @@ from conftest import shared_file
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.models import motif, motif_train
+from kakashi.models.config import TrainConfig, resolve
 from kakashi.models.data import Sequence, compute_stats, motion_of
 
 TINY = {
@@ -47,8 +48,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def tiny(**changes) -> TrainConfig:
+    """motif's settings as every trainer gets them: the schema's defaults, then these."""
+    return resolve("motif", {}, {**TINY, **changes})
+
+
 def tiny_arch(**changes) -> dict:
-    arch = {key: TINY.get(key, motif_train.motif_settings()[key]) for key in motif_train.ARCH_KEYS}
+    settings = tiny()
+    arch = {key: getattr(settings, key) for key in motif_train.ARCH_KEYS}
     arch["audio_dim"] = FEATURES
     arch.update(changes)
     return arch
@@ -85,7 +92,7 @@ def sequences() -> list[Sequence]:
 def trained(sequences):
     torch.manual_seed(0)
     stats = compute_stats(sequences)
-    result = motif_train.fit(TINY, sequences[:2], sequences[2:], stats, torch.device("cpu"))
+    result = motif_train.fit(tiny(), sequences[:2], sequences[2:], stats, torch.device("cpu"))
     return result, stats
 
 
@@ -211,22 +218,22 @@ def test_fit_history_and_checkpoint_round_trip(trained, sequences):
 
 def test_fit_is_deterministic(sequences):
     stats = compute_stats(sequences)
-    quick = {**TINY, "vq_steps": 5, "gpt_steps": 5, "log_every": 5}
+    quick = tiny(vq_steps=5, gpt_steps=5, log_every=5)
     a = motif_train.fit(quick, sequences[:1], [], stats, torch.device("cpu"))
     b = motif_train.fit(quick, sequences[:1], [], stats, torch.device("cpu"))
     for key, value in a["model"].items():
         if key.endswith(("codebook_mean", "codebook_variance")):
             continue  # unused buffers the library leaves uninitialised
         assert torch.equal(value, b["model"][key]), key
-    with pytest.raises(ModelError, match="unknown motif settings: no_such_setting"):
-        motif_train.fit({"no_such_setting": 1}, sequences[:1], [], stats, torch.device("cpu"))
+    with pytest.raises(ModelError, match="--no-such-setting is not a setting of model motif"):
+        tiny(no_such_setting=1)
 
 
 def test_foot_lock_keeps_planted_feet_and_moves_only_the_root(trained, sequences):
     """Real mocap dragged sideways at 0.8 m/s skates on most frames; settling the dance's
     own planted feet brings it back to the real take's skating, through the root alone."""
     from kakashi.evaluate.quality import skate_rate
-    from kakashi.models.kinematics import settle_own_feet
+    from kakashi.kinematics import settle_own_feet
 
     for seq in sequences:
         pose, real = seq.pose.astype(np.float64), seq.root.astype(np.float64)

@@ -17,15 +17,21 @@ from conftest import shared_file
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.evaluate.quality import frozen_frames, longest_run
+from kakashi.kinematics import project_bones
 from kakashi.models import motiongraph as mg
 from kakashi.models.checkpoint import CHECKPOINT_FORMAT, load_model
+from kakashi.models.config import resolve
 from kakashi.models.data import Sequence, compute_stats, mirror_sequence
-from kakashi.models.kinematics import project_bones
-from kakashi.models.motiongraph_build import build_library
+from kakashi.models.motiongraph_train import build_library
 
 FPS = 30.0
 NAMES = ["f0", "f1", "f2", "onset_strength", "beat"]
 BEAT_EVERY = 15  # frames: 120 bpm at 30 fps
+
+
+def settings(**changes):
+    """motiongraph's settings as its trainer gets them: the schema's defaults, then these."""
+    return resolve("motiongraph", {}, changes)
 
 
 def audio_for(frames: int, rng: np.random.Generator, beats: np.ndarray | None = None) -> np.ndarray:
@@ -63,7 +69,7 @@ def sequences() -> list[Sequence]:
 @pytest.fixture(scope="module")
 def library(sequences):
     stats = compute_stats(sequences)
-    result = build_library(sequences, stats, {"neighbours": 8})
+    result = build_library(sequences, stats, settings(neighbours=8))
     net = mg.build(result["arch"])
     net.load_state_dict(result["model"])
     return net.eval(), stats, result
@@ -88,9 +94,11 @@ def test_segments_cut_on_the_annotated_beats(sequences) -> None:
     )
     stats = compute_stats([clip])
     for per in (1, 2):
-        arch = build_library([clip], stats, {"beats": per, "neighbours": 1})["arch"]
+        arch = build_library([clip], stats, settings(beats=per, neighbours=1))["arch"]
         net = mg.build(arch)
-        net.load_state_dict(build_library([clip], stats, {"beats": per, "neighbours": 1})["model"])
+        net.load_state_dict(
+            build_library([clip], stats, settings(beats=per, neighbours=1))["model"]
+        )
         lib = net.arrays()
         starts = beats[: len(beats) - per]
         np.testing.assert_array_equal(lib["seg_start"], starts)

@@ -1,7 +1,7 @@
 """Root motion from video (kakashi.pose.root): known answers on real motion capture filmed
 by a virtual camera, and the pose stage on real videos.
 
-The bounds are the figures bench/root.py measured (docs/evaluation.md, "Root from video")
+The bounds are the figures studies/root.py measured (docs/evaluation.md, "Root from video")
 plus a margin; the video figures are in docs/contracts.md.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SHARED, bench_module, shared_file
+from conftest import SHARED, shared_file
 from kakashi import settings, skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
@@ -25,22 +25,22 @@ from kakashi.features import AudioFeatures
 from kakashi.pose import estimate_pose
 from kakashi.pose import root as root_module
 from kakashi.shards import build_shard
+from known_answers import root as virtual_camera
 
-bench = bench_module("root")
 SMOOTHING = settings.defaults("pose.smoothing")
 
 
 @pytest.fixture(scope="module")
 def mocap() -> list[tuple[str, Dance]]:
     """Two Dance-with-Melody dances and the three CMU subject-131 takes, at 30 fps."""
-    for _, path, _, _ in bench.SEQUENCES:
+    for _, path, _, _ in virtual_camera.SEQUENCES:
         shared_file(path)  # skips, saying so, without the shared data
-    return bench.load_mocap(SHARED)
+    return virtual_camera.load_mocap(SHARED)
 
 
 @pytest.fixture(scope="module")
 def answers(mocap) -> dict:
-    return bench.known_answers(mocap)["mean"]
+    return virtual_camera.known_answers(mocap)["mean"]
 
 
 # --- known answers: real mocap through a virtual camera ---------------------------------
@@ -52,7 +52,7 @@ def test_exact_keypoints_give_the_real_root(answers) -> None:
 
 
 def test_root_error_with_detector_noise_stays_as_measured(answers) -> None:
-    # Measured 2026-11-26 (bench/root.py): 3 px noise 0.95 / 0.40 / 6.67 cm (sideways,
+    # Measured 2026-11-26 (studies/root.py): 3 px noise 0.95 / 0.40 / 6.67 cm (sideways,
     # vertical, depth); plus the videos' 3-D pose noise 1.14 / 0.49 / 7.82; filtered
     # 0.64 / 0.29 / 4.24. Bounds: measured + ~50 %.
     noisy = answers["3 px keypoint noise"]
@@ -74,7 +74,7 @@ def test_a_wrong_field_of_view_scales_depth_only(answers, mocap) -> None:
     # Depth scales with the focal length: tan(35 deg) / tan(30 deg) - 1 = 21 % too far.
     ratio = math.tan(math.radians(35)) / math.tan(math.radians(30)) - 1
     distances = [
-        np.abs(d.root[:, 2] - bench.camera_position(d.world())[2]).mean() for _, d in mocap
+        np.abs(d.root[:, 2] - virtual_camera.camera_position(d.world())[2]).mean() for _, d in mocap
     ]
     frames = [len(d) for _, d in mocap]
     mean_distance_cm = 100 * np.average(distances, weights=frames)
@@ -87,9 +87,9 @@ def test_floor_is_at_zero_on_mocap_with_a_real_floor(mocap) -> None:
         if not name.startswith("cmu/"):
             continue
         world = dance.world().astype(np.float64)
-        camera = bench.camera_position(world)
-        points, pixels = bench.film(world, camera)
-        estimate = Dance(dance.pose, bench.estimate(points, pixels), 30.0, meta={})
+        camera = virtual_camera.camera_position(world)
+        points, pixels = virtual_camera.film(world, camera)
+        estimate = Dance(dance.pose, virtual_camera.estimate(points, pixels), 30.0, meta={})
         root_module.place_on_floor(estimate, name)
         # Its lowest ankle stands 8 cm up (ANKLE_HEIGHT_M) where CMU's stands 8.9 cm up.
         height_error = np.abs(estimate.root[:, 1] - dance.root[:, 1]).mean()
@@ -100,13 +100,13 @@ def test_floor_is_at_zero_on_mocap_with_a_real_floor(mocap) -> None:
 def test_moving_camera_is_warned_about(mocap, caplog) -> None:
     dance = next(d for n, d in mocap if n == "cmu/131_03")
     world = dance.world().astype(np.float64)
-    camera = bench.camera_position(world)
+    camera = virtual_camera.camera_position(world)
     # The camera rises 0.6 m over the take (a crane, or a phone lifted): the dancer seems
     # to sink, floor and all.
     rising = camera + np.linspace(0, 0.6, len(world))[:, None, None] * np.array([0, 1, 0])
     for cameras, warned in ((camera, False), (rising, True)):
-        points, pixels = bench.film(world, cameras)
-        estimate = Dance(dance.pose, bench.estimate(points, pixels), 30.0, meta={})
+        points, pixels = virtual_camera.film(world, cameras)
+        estimate = Dance(dance.pose, virtual_camera.estimate(points, pixels), 30.0, meta={})
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kakashi.pose.root"):
             root_module.place_on_floor(estimate, "crane-shot")

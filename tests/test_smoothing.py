@@ -1,7 +1,7 @@
 """The pose stage's temporal filter: known answers on real motion capture with video noise.
 
-The noise has the spectrum bench/smoothing.py measured on the real videos
-(bench/video_noise.json); the bounds are the bench's figures for the default
+The noise has the spectrum studies/smoothing.py measured on the real videos
+(tests/video_noise.json); the bounds are the study's figures for the default
 (docs/benchmarks.md) plus a margin, on a few real sequences.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import bench_module, shared_file
+from conftest import shared_file
 from kakashi import settings, skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
@@ -21,8 +21,8 @@ from kakashi.features import AudioFeatures
 from kakashi.motion import read_motion
 from kakashi.pose.smoothing import local_polynomial, smooth_dance, window_frames
 from kakashi.shards import build_shard
+from known_answers import smoothing as answers
 
-bench = bench_module("smoothing")
 DEFAULT = settings.defaults("pose.smoothing")
 
 
@@ -38,11 +38,11 @@ def noisy_mocap() -> list:
         (path.stem, read_motion(path, 30, layout, fps).pose.astype(np.float64))
         for path, layout, fps in paths
     ]
-    return bench.noisy_mocap(mocap, bench.load_noise())
+    return answers.noisy_mocap(mocap, answers.load_noise())
 
 
 def _mean(noisy, setting: dict) -> dict:
-    figures = [bench.score(clean, observed, setting) for _, clean, observed in noisy]
+    figures = [answers.score(clean, observed, setting) for _, clean, observed in noisy]
     frames = np.array([len(clean) for _, clean, _ in noisy], dtype=float)
     return {
         key: float(np.dot([f[key] for f in figures], frames) / frames.sum()) for key in figures[0]
@@ -50,12 +50,12 @@ def _mean(noisy, setting: dict) -> dict:
 
 
 def test_default_filter_on_mocap_with_video_noise(noisy_mocap) -> None:
-    clean_ratio = np.mean([bench.jerk_speed_ratio(clean, 30) for _, clean, _ in noisy_mocap])
+    clean_ratio = np.mean([answers.jerk_speed_ratio(clean, 30) for _, clean, _ in noisy_mocap])
     raw = _mean(noisy_mocap, {**DEFAULT, "method": "none", "project_bones": False})
     filtered = _mean(noisy_mocap, DEFAULT)
     # The noise is video-like: seven times mocap's shake (the demo video: ten), 2 cm of error.
     assert raw["ratio"] > 4 * clean_ratio and raw["error_mm"] > 18
-    # Measured on these three (bench.score): error 17.1 mm (from 22.8), jerk / speed 237
+    # Measured on these three (answers.score): error 17.1 mm (from 22.8), jerk / speed 237
     # (mocap 215), lag -0.04 frames, joint peaks 90.3 %, body accents 95.9 % kept (94.0 %
     # from clean input); on all 38 sequences see docs/benchmarks.md. Bounds with a margin:
     assert filtered["error_mm"] < 0.85 * raw["error_mm"]
@@ -67,11 +67,11 @@ def test_default_filter_on_mocap_with_video_noise(noisy_mocap) -> None:
 
 
 def test_noise_model_matches_the_videos() -> None:
-    model = bench.load_noise()
+    model = answers.load_noise()
     psd = np.asarray(model["psd_m2_per_hz"])
     assert psd.shape == (17, 3, len(model["freqs_hz"]))
     assert (psd[0] == 0).all() and (psd[1:] > 0).all()  # root-centred: no pelvis noise
-    noise = bench.draw_noise(model, 3000, seed=1)
+    noise = answers.draw_noise(model, 3000, seed=1)
     # The drawn noise has the model's power at every frequency (within sampling error).
     _, measured = __import__("scipy.signal").signal.welch(noise, fs=30, nperseg=64, axis=0)
     ratio = measured[2:-1, 1:].mean(axis=(1, 2)) / psd[1:, :, 2:-1].mean(axis=(0, 1))
@@ -108,7 +108,7 @@ def test_low_confidence_frames_lean_on_their_neighbours() -> None:
 
 def _video_dance(frames: int = 120) -> Dance:
     clean = read_motion(shared_file("mocap_cmu_131_bvh11/131_03.bvh"), 30).pose[:frames]
-    noise = bench.draw_noise(bench.load_noise(), len(clean), seed=3)
+    noise = answers.draw_noise(answers.load_noise(), len(clean), seed=3)
     conf = np.ones(len(clean), np.float32)
     conf[50:55] = 0
     meta = {"backend": "mediapipe", "root_measured": False}
@@ -190,6 +190,6 @@ def test_demo_video_shakes_like_mocap_after_the_filter(demo_clip) -> None:
     )
     # Measured on this 8-s clip: 1557 before, 251 after (Dance with Melody mocap: 163; the
     # issue's target is within 2x of it, 340). Mean joint speed drops by a quarter (noise).
-    assert bench.jerk_speed_ratio(raw.pose, 30) > 1000
-    assert bench.jerk_speed_ratio(filtered.pose, 30) < 300
-    assert 0.6 < bench.mean_speed(filtered.pose, 30) / bench.mean_speed(raw.pose, 30) < 0.9
+    assert answers.jerk_speed_ratio(raw.pose, 30) > 1000
+    assert answers.jerk_speed_ratio(filtered.pose, 30) < 300
+    assert 0.6 < answers.mean_speed(filtered.pose, 30) / answers.mean_speed(raw.pose, 30) < 0.9

@@ -46,15 +46,65 @@ def default(dotted: str) -> Any:
 def check_setting(dotted: str, value: Any) -> str | None:
     """What is wrong with ``value`` for the config key (its documented range, pattern or
     choices in the schema), or None when it is allowed."""
+    return check_value(node(dotted), value, dotted)
+
+
+def check_value(entry: dict, value: Any, dotted: str) -> str | None:
+    """What is wrong with ``value`` for the schema entry ``entry`` of config key ``dotted``
+    (jsonschema: the one validator of the workflow, the flags and training), or None."""
     import jsonschema
 
-    entry = {name: rule for name, rule in node(dotted).items() if name != "default"}
+    rules = {name: rule for name, rule in entry.items() if name != "default"}
     error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(entry).iter_errors(value)
+        jsonschema.Draft202012Validator(rules).iter_errors(value)
     )
     if error is None:
         return None
     return f"{error.message} (see {dotted} in schemas/config.schema.yaml)"
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case) -> bool; ValueError else."""
+    lowered = text.lower()
+    if lowered not in _TRUE + _FALSE:
+        raise ValueError(f"expected true or false, got {text!r}")
+    return lowered in _TRUE
+
+
+# Python types of the schema's scalar types.
+SCALAR_TYPES = {"integer": int, "number": float, "string": str, "boolean": bool}
+
+
+def parse_value(entry: dict, value: Any) -> Any:
+    """``value`` (a flag's text, or a YAML value: 1e-3 may come as a string) as the type
+    the schema entry declares; ValueError names what was expected. The one parser of
+    command-line flags and training settings."""
+    kind = SCALAR_TYPES[entry["type"]]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        return parse_bool(value) if isinstance(value, str) else bool(value)
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    if kind is int and isinstance(value, float) and value != converted:
+        raise ValueError("expected a whole number")
+    return converted
+
+
+def flag_type(entry: dict):
+    """argparse's ``type`` for a flag of schema entry ``entry`` (:func:`parse_value`);
+    argparse names it in "invalid int value: 'x'"."""
+
+    def parse(text: str) -> Any:
+        return parse_value(entry, text)
+
+    parse.__name__ = SCALAR_TYPES[entry["type"]].__name__
+    return parse
 
 
 def defaults(dotted: str) -> dict:

@@ -34,17 +34,23 @@ log = logging.getLogger("kakashi.shards")
 
 
 @dataclass
-class Aligned:
-    """Pose and audio of one sequence with equal frame counts."""
+class Sequence:
+    """One dance and its music, frame by frame: audio features (T, F), pose (T, 17, 3),
+    root (T, 3), conf (T,) at ``fps``, with the feature settings. What a shard holds: built
+    by :func:`align`, read back for training (``kakashi.models.data``)."""
 
+    name: str
     audio: np.ndarray
     pose: np.ndarray
     root: np.ndarray
     conf: np.ndarray
-    trimmed: int
+    fps: float
+    feature_names: list[str]
+    hop_length: int
+    trimmed: int = 0  # frames cut off the longer of pose and audio by align()
 
 
-def align(pose: Dance, features: AudioFeatures, tolerance_frames: int, name: str) -> Aligned:
+def align(pose: Dance, features: AudioFeatures, tolerance_frames: int, name: str) -> Sequence:
     """Check that pose and audio frame counts agree; trim a difference up to the tolerance."""
     pose_frames, audio_frames = len(pose), len(features.values)
     if abs(pose.fps - features.fps) > 1e-3:
@@ -68,11 +74,15 @@ def align(pose: Dance, features: AudioFeatures, tolerance_frames: int, name: str
             audio_frames,
             frames,
         )
-    return Aligned(
+    return Sequence(
+        name=name,
         audio=features.values[:frames].astype(np.float32),
         pose=pose.pose[:frames].astype(np.float32),
         root=pose.root[:frames].astype(np.float32),
         conf=pose.conf[:frames].astype(np.float32),
+        fps=features.fps,
+        feature_names=list(features.names),
+        hop_length=features.hop_length,
         trimmed=difference,
     )
 
@@ -136,7 +146,7 @@ def build_shard(
 def write_shard(
     path: str | Path,
     seq: str,
-    aligned: Aligned,
+    aligned: Sequence,
     features: AudioFeatures,
     metadata: dict,
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from kakashi.cli import schema_checked, setting_flag
 from kakashi.cli.guard import CommandPaths, declare, given
 from kakashi.errors import KakashiError
-from kakashi.settings import default, node
+from kakashi.settings import default, flag_type, node
 
 log = logging.getLogger("kakashi")
 
@@ -167,22 +167,6 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",")]
 
 
-# argparse options for a schema type (a boolean flag takes true/false, as the workflow
-# writes it).
-SCHEMA_TYPES: dict[str, dict] = {
-    "string": {},
-    "number": {"type": float},
-    "integer": {"type": int},
-    "boolean": {"type": lambda text: _boolean(text)},
-}
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(f"{text!r} is not true or false")
-    return text.lower() == "true"
-
-
 def _optional_seconds(text: str) -> float | None:
     value = float(text) if text not in ("", "nan", "None") else math.nan
     return None if math.isnan(value) else value
@@ -250,7 +234,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             pose,
             f"--smoothing-{key.replace('_', '-')}",
             f"pose.smoothing.{key}",
-            **SCHEMA_TYPES[entry["type"]],
+            type=flag_type(entry),
             **({"choices": entry["enum"]} if "enum" in entry else {}),
         )
     for key in ("det", "pose2d", "lifter"):

@@ -10,21 +10,11 @@ imported inside the commands so that ``kakashi --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from kakashi.cli import setting_flag
 from kakashi.cli.guard import CommandPaths, given
 from kakashi.errors import ModelError
-from kakashi.settings import argparse_text
-
-
-def _bool(text: str) -> bool:
-    from kakashi.models.config import parse_bool
-
-    try:
-        return parse_bool(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from kakashi.settings import argparse_text, flag_type
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -65,14 +55,14 @@ def _train_paths(args: argparse.Namespace) -> CommandPaths:
     """The checkpoint and the files beside it; the shards, the config and the --init model
     (a path, or a model name: that model's checkpoint beside --out)."""
     from kakashi.models.checkpoint import paths_for
+    from kakashi.models.config import init_path
 
     beside = paths_for(args.out)
     files = [("--out", beside["best"])]
     files += [(f"--out (its {name} file)", beside[name]) for name in ("last", "csv", "png")]
     inputs = given(args, ["--shards", "--config"])
     if args.init:
-        inputs.append(("--init", Path(args.init)))
-        inputs.append(("--init", Path(args.out).parent / f"{args.init}.pt"))
+        inputs.append(("--init", init_path(args.init, args.out)))
     return CommandPaths(files, [], inputs)
 
 
@@ -90,7 +80,8 @@ def _generate_paths(args: argparse.Namespace) -> CommandPaths:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``generate``."""
-    from kakashi.models.config import TYPES, all_keys, model_names
+    from kakashi.models.config import all_keys
+    from kakashi.models.registry import MODELS
 
     train = subparsers.add_parser(
         "train",
@@ -98,7 +89,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Settings not given take the config schema's defaults "
         "(schemas/config.schema.yaml, section train; docs/models.md).",
     )
-    train.add_argument("--model", help=f"one of {', '.join(model_names())} (default: rnn)")
+    models = "; ".join(f"{name}: {summary}" for name, summary in MODELS.items())
+    train.add_argument("--model", help=f"one of {models} (default: rnn)")
     train.add_argument("--shards", required=True, help="shard folder (split=NAME/SEQ.parquet)")
     train.add_argument(
         "--out",
@@ -108,11 +100,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="YAML file; its 'train:' section gives settings")
     train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     for name, entry in all_keys().items():
-        kind = _bool if entry["type"] == "boolean" else TYPES[entry["type"]]
         train.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=kind,
+            type=flag_type(entry),
             default=None,
             help=argparse_text(entry.get("description", f"train.{name}")),
         )

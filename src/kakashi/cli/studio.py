@@ -15,6 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
+from kakashi.cli import setting_flag
 from kakashi.cli.guard import declare
 from kakashi.errors import KakashiError
 from kakashi.settings import default, help_text
@@ -50,7 +51,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Every flag checked before the server starts: a server that can never work (no
     upload fits, no model loads, the port is taken) is an error now, not later."""
     _number("--port", args.port, integer=True, low=0, high=65535)
-    _number("--workers", args.workers, integer=True, low=0, high=256)
+    _number("--workers", args.workers, integer=True, low=-1, high=256)  # 0: one per core
     _number("--max-upload-mb", args.max_upload_mb)
     _number("--max-minutes", args.max_minutes)
     _number("--max-work-mb", args.max_work_mb)
@@ -86,6 +87,7 @@ def _cmd_studio(args: argparse.Namespace) -> None:
     from kakashi.studio.server import server_config
 
     check_args(args)
+    workers = args.workers or os.cpu_count() or 1  # studio.workers 0: one per core
     if not is_loopback(args.host):
         print(
             f"kakashi: warning: the studio on {args.host} has no login: anyone who can "
@@ -95,7 +97,7 @@ def _cmd_studio(args: argparse.Namespace) -> None:
     settings = StudioSettings(
         models=args.models,
         work_dir=Path(args.work_dir),
-        workers=args.workers,
+        workers=workers,
         max_upload_mb=args.max_upload_mb,
         max_minutes=args.max_minutes,
         max_work_mb=args.max_work_mb,
@@ -136,16 +138,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     studio = subparsers.add_parser(
         "studio", help="a local web page: drop a song, watch the dance, download BVH/MP4"
     )
+    # Defaults from the schema's `studio` section (the one home of these values).
     studio.add_argument(
         "--models",
         nargs="+",
-        default=["results/models"],
+        default=default("studio.models"),
         metavar="DIR_OR_CKPT",
-        help="checkpoints or folders of them (default: results/models)",
+        help=help_text("studio.models"),
     )
-    studio.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    studio.add_argument("--port", type=int, default=default("studio.port"),
-                        help=help_text("studio.port"))  # fmt: skip
+    setting_flag(studio, "--host", "studio.host")
+    setting_flag(studio, "--port", "studio.port", type=int)
     studio.add_argument(
         "--allow-host",
         action="append",
@@ -162,26 +164,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="trust X-Forwarded-For/-Proto from these proxy addresses (default when given: "
         "127.0.0.1); without it they are ignored",
     )
-    studio.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes that generate and render (default: one per core)",
-    )
-    studio.add_argument(
-        "--work-dir",
-        default="results/studio",
-        help="where uploaded songs and results are kept (default results/studio)",
-    )
-    for flag, key in (
-        ("--max-upload-mb", "max_upload_mb"),
-        ("--max-minutes", "max_minutes"),
-        ("--max-work-mb", "max_work_mb"),
-        ("--header-timeout-s", "header_timeout_s"),
-        ("--body-timeout-s", "body_timeout_s"),
-    ):
-        studio.add_argument(
-            flag, type=float, default=default(f"studio.{key}"), help=help_text(f"studio.{key}")
-        )
+    setting_flag(studio, "--workers", "studio.workers", type=int)
+    setting_flag(studio, "--work-dir", "studio.work_dir")
+    for key in ("max_upload_mb", "max_minutes", "max_work_mb", "header_timeout_s",
+                "body_timeout_s"):  # fmt: skip
+        setting_flag(studio, "--" + key.replace("_", "-"), f"studio.{key}", type=float)
     # The work folder is the one output; checkpoints are read-only inputs it never writes.
     studio.set_defaults(func=_cmd_studio, paths=declare(folders=["--work-dir"]))

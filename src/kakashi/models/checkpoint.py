@@ -6,7 +6,7 @@ A checkpoint is a dict of plain tensors, numbers, strings and lists, so
 - ``format``, ``kakashi_version``; ``config``: every training setting (``TrainConfig``);
 - ``arch``: what ``build`` needs, with ``kind`` = the model's registry name;
 - ``stats``: normalisation statistics, bone lengths and the audio-feature settings (fps,
-  hop_length, feature names) of the training shards (``kakashi.models.data.Stats``);
+  hop_length, feature names) of the training shards (``kakashi.models.stats.Stats``);
 - ``model``: the network's state dict; plus the trainer's own resume state.
 
 Files written for ``--out results/models/rnn.pt``: ``rnn.pt`` (the best epoch by validation
@@ -29,7 +29,7 @@ from kakashi.atomic import atomic_output
 from kakashi.errors import CheckpointError, ModelError, tool_reason
 from kakashi.inputs import require
 from kakashi.models import registry
-from kakashi.models.data import Stats
+from kakashi.models.stats import Stats
 
 CHECKPOINT_FORMAT = "kakashi-dance-model"
 

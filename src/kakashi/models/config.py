@@ -17,23 +17,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from kakashi.errors import ModelError
-from kakashi.settings import node
+from kakashi.models.registry import MODELS
+from kakashi.settings import check_value, node, parse_value
 
 # Keys of ``train:`` that configure the workflow, not ``kakashi train``.
 WORKFLOW_KEYS = ("models", "threads", "runtime", "gpu")
 # Settings of a run that are not training hyper-parameters (never in the config file).
 RUN_KEYS = ("model", "shards", "out")
-# Python types of the schema's scalar types (booleans from text go through parse_bool).
-TYPES = {"integer": int, "number": float, "string": str, "boolean": bool}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also 1/0, yes/no, on/off, any case) -> bool; ValueError else."""
-    lowered = text.lower()
-    if lowered not in _TRUE + _FALSE:
-        raise ValueError(f"expected true or false, got {text!r}")
-    return lowered in _TRUE
 
 
 class TrainConfig(SimpleNamespace):
@@ -49,10 +39,9 @@ def _train_schema() -> dict:
 
 
 def model_names() -> list[str]:
-    """Models with a settings section in the schema (the registry's names)."""
-    return [
-        key for key, value in _train_schema()["properties"].items() if value.get("type") == "object"
-    ]
+    """The registered models (:mod:`kakashi.models.registry`), each with its settings
+    section ``train.NAME`` in the schema (tests/test_models.py checks that they agree)."""
+    return list(MODELS)
 
 
 def shared_keys() -> dict[str, dict]:
@@ -94,35 +83,16 @@ def all_keys() -> dict[str, dict]:
 
 def coerce(key: str, value: Any, entry: dict) -> Any:
     """A value of the type the schema declares (YAML may give 1e-3 as a string)."""
-    kind = TYPES[entry["type"]]
-    if kind is bool and isinstance(value, str):
-        try:
-            return parse_bool(value)
-        except ValueError:
-            raise ModelError(f"training setting {key}={value!r}: expected true or false") from None
     try:
-        converted = kind(value)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"training setting {key}={value!r}: {exc}") from exc
-    if kind is int and isinstance(value, float) and value != converted:
-        raise ModelError(f"training setting {key}={value!r}: expected a whole number")
-    return converted
+        return parse_value(entry, value)
+    except ValueError as exc:
+        raise ModelError(f"training setting {key}={value!r}: {exc}") from None
 
 
-def _check(key: str, value: Any, entry: dict) -> None:
-    problems = []
-    if "enum" in entry and value not in entry["enum"]:
-        problems.append(f"one of {', '.join(map(str, entry['enum']))}")
-    if "minimum" in entry and value < entry["minimum"]:
-        problems.append(f">= {entry['minimum']}")
-    if "exclusiveMinimum" in entry and value <= entry["exclusiveMinimum"]:
-        problems.append(f"> {entry['exclusiveMinimum']}")
-    if "maximum" in entry and value > entry["maximum"]:
-        problems.append(f"<= {entry['maximum']}")
-    if "exclusiveMaximum" in entry and value >= entry["exclusiveMaximum"]:
-        problems.append(f"< {entry['exclusiveMaximum']}")
-    if problems:
-        raise ModelError(f"training setting {key}={value!r}: must be {' and '.join(problems)}")
+def _dotted(model: str, key: str) -> str:
+    """Where the schema documents ``key`` of ``model``: ``train`` for a shared setting (a
+    model section may re-declare it), else the model's own section."""
+    return f"train.{key}" if key in shared_keys() else f"train.{model}.{key}"
 
 
 def resolve(
@@ -172,11 +142,23 @@ def resolve(
         if key not in values:
             raise ModelError(f"training setting {key} of {model} has no value")
         values[key] = coerce(key, values[key], entry)
-        _check(key, values[key], entry)
+        problem = check_value(entry, values[key], _dotted(model, key))
+        if problem:
+            raise ModelError(f"training setting {key}={values[key]!r}: {problem}")
     values["model"] = model
     values.setdefault("shards", "")
     values.setdefault("out", "")
     return TrainConfig(**values)
+
+
+def init_path(init: str, out: str | Path) -> Path:
+    """The checkpoint a model starts from: ``init`` as a path, or a model name, which means
+    that model's checkpoint beside ``out`` (``init: rnn`` -> ``models/rnn.pt``). The one
+    rule, for the trainer, the command line's input check and the workflow."""
+    path = Path(init)
+    if not path.is_file() and "/" not in init and not path.suffix:
+        path = Path(out).parent / f"{init}.pt"
+    return path
 
 
 def config_from(yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:

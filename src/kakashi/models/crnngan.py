@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kakashi.models.rnn import DanceRNN, build, generate_motion, masked_mixture_nll
+from kakashi.models.rnn import DanceRNN, build, generate_motion, masked_loss, masked_mixture_nll
 
 # Inference is the seed RNN's: the generator is a DanceRNN that also reads noise.
 __all__ = ["Discriminator", "build", "generate_motion"]
@@ -116,9 +116,8 @@ def generator_loss(
     fake_logit, fake_feat = discriminator(cond, fake)
     feature_matching = F.mse_loss(fake_feat.mean(0), real_feat.mean(0))
     adversarial = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
-    weights = mask[:, 1:, None]
     if mixtures:
         recon = masked_mixture_nll(out, real, mask[:, 1:], mixtures)
     else:
-        recon = ((fake - real) ** 2 * weights).sum() / (weights.sum() * fake.shape[-1]).clamp(min=1)
+        recon = masked_loss(fake, real, mask[:, 1:])
     return feature_matching + adv_weight * adversarial + recon_weight * recon, recon.detach()

@@ -18,24 +18,8 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
-from kakashi.shards import POSE_DIM, list_shards, read_shard
-
-MOTION_DIM = POSE_DIM + 3  # pose + root velocity
-STD_FLOOR = 1e-3  # a constant column (e.g. an unmeasured root) must not divide by zero
-
-
-@dataclass
-class Sequence:
-    """One shard in memory: audio (T, F), pose (T, 17, 3), root (T, 3), conf (T,)."""
-
-    name: str
-    audio: np.ndarray
-    pose: np.ndarray
-    root: np.ndarray
-    conf: np.ndarray
-    fps: float
-    feature_names: list[str]
-    hop_length: int
+from kakashi.models.stats import STD_FLOOR, Stats
+from kakashi.shards import Sequence, list_shards, read_shard
 
 
 def read_split(shards: str | Path, split: str) -> list[Sequence]:
@@ -105,54 +89,6 @@ def motion_of(pose: np.ndarray, root: np.ndarray) -> np.ndarray:
     velocity = np.zeros_like(root)
     velocity[1:] = root[1:] - root[:-1]
     return np.concatenate([pose.reshape(len(pose), -1), velocity], axis=1).astype(np.float32)
-
-
-@dataclass
-class Stats:
-    """Normalisation statistics and the skeleton the model was trained on."""
-
-    audio_mean: np.ndarray
-    audio_std: np.ndarray
-    motion_mean: np.ndarray
-    motion_std: np.ndarray
-    bone_lengths: np.ndarray  # (16,) median over training frames, metres
-    fps: float
-    feature_names: list[str]
-    hop_length: int  # audio hop the features were computed with (fps * hop = sample rate)
-
-    def audio_settings(self) -> dict:
-        """What a shard's metadata must match (see ``kakashi.shards.check_audio_settings``)."""
-        return {
-            "fps": self.fps,
-            "hop_length": self.hop_length,
-            "feature_names": list(self.feature_names),
-        }
-
-    def to_dict(self) -> dict:
-        """Plain tensors/lists, loadable with ``torch.load(weights_only=True)``."""
-        import torch
-
-        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
-        out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in arrays}
-        out["fps"] = float(self.fps)
-        out["feature_names"] = list(self.feature_names)
-        out["hop_length"] = int(self.hop_length)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Stats:
-        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
-        values = {name: np.asarray(data[name], dtype=np.float32) for name in arrays}
-        return cls(
-            **values,
-            fps=float(data["fps"]),
-            feature_names=list(data["feature_names"]),
-            hop_length=int(data["hop_length"]),
-        )
-
-    def mean_pose(self) -> np.ndarray:
-        """The training mean pose, (17, 3)."""
-        return self.motion_mean[:POSE_DIM].reshape(skeleton.NUM_JOINTS, 3)
 
 
 def compute_stats(train: list[Sequence]) -> Stats:

@@ -14,18 +14,65 @@ import logging
 import math
 import os
 import socket
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from kakashi.errors import ModelError
 from kakashi.models import registry
-from kakashi.models.checkpoint import load_checkpoint, paths_for, pick_device
+from kakashi.models.checkpoint import (
+    load_checkpoint,
+    new_payload,
+    paths_for,
+    pick_device,
+    save_checkpoint,
+    write_history,
+)
 from kakashi.models.config import TrainConfig
+from kakashi.models.stats import Stats
 
 log = logging.getLogger("kakashi.models.train")
 
 RANK_SEED = 1_000_033  # per-rank offset of the dropout/noise seeds; rank 0 keeps the plain ones
 DUMP_ENV = "KAKASHI_DDP_DUMP"  # test hook: each rank saves its final weights in this folder
+
+
+@dataclass
+class Trained:
+    """What a trainer's ``run`` returns: the model it trained, as its checkpoint stores it."""
+
+    arch: dict  # what the network module's build() needs; kind = the registry name
+    stats: Stats
+    model: dict  # the network's final state dict (cpu tensors)
+    history: list[dict]  # one row per epoch or logging point
+    extra: dict = field(default_factory=dict)  # more checkpoint keys (resume state)
+    others: dict = field(default_factory=dict)  # other networks' final weights (DDP hook)
+    saved: bool = False  # the loop already wrote the best checkpoint (per epoch)
+
+
+def finish(config: TrainConfig, trained: Trained, rank: int, world: int) -> dict:
+    """The step every trainer ends with: rank 0 writes the checkpoint (unless the loop
+    already keeps the best one), the history CSV and plot; with several ranks, the test
+    hook's per-rank weights and the barrier. Returns the last history row."""
+    files = paths_for(config.out)
+    if rank == 0:
+        # (a recurrent run resumed after its best file was deleted writes the last state)
+        if not trained.saved or not files["best"].is_file():
+            payload = new_payload(
+                config, trained.arch, trained.stats, trained.model, trained.history, **trained.extra
+            )
+            save_checkpoint(files["best"], payload)
+        write_history(trained.history, files["csv"], files["png"])
+    if world > 1:
+        import torch.distributed as dist
+
+        if os.environ.get(DUMP_ENV):
+            # Test hook: each rank's final weights, to check that DDP kept them identical.
+            dump = {"model": trained.model, **trained.others}
+            save_checkpoint(Path(os.environ[DUMP_ENV]) / f"rank{rank}.pt", dump)
+        dist.barrier()  # every rank returns only once rank 0's files are complete
+    return trained.history[-1] if trained.history else {}
 
 
 def _launched_world() -> int | None:
@@ -176,7 +223,7 @@ def rank_share(plan: list, rank: int, world: int) -> list:
 
 
 def _run(config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    """The model's own training loop (its registry trainer's ``run``)."""
-    return registry.trainer(config.model).run(
-        config, progress, rank=rank, world=world, device=device
-    )
+    """The model's own training loop (its registry trainer's ``run``), then :func:`finish`."""
+    trainer = registry.trainer(config.model)
+    trained = trainer.run(config, progress, rank=rank, world=world, device=device)
+    return finish(config, trained, rank, world)

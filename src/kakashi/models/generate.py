@@ -21,7 +21,7 @@ from kakashi.dance import Dance
 from kakashi.errors import MediaError, ModelError
 from kakashi.inputs import require
 from kakashi.models.checkpoint import LoadedModel, load_model
-from kakashi.models.data import Stats
+from kakashi.models.stats import Stats
 
 log = logging.getLogger("kakashi.models.generate")
 
@@ -51,6 +51,26 @@ def dance_for_audio(
     return Dance(pose, root, model.stats.fps, meta=meta)
 
 
+def song_features(song: str | Path, stats: Stats, checkpoint: str | Path):
+    """The features of ``song`` the way the model of ``checkpoint`` (whose ``stats`` these
+    are) expects them: the training shards' fps, hop, feature set and MFCC count. Errors
+    name ``checkpoint`` (the studio passes the file's name only)."""
+    from kakashi.features import remembered_audio_features, settings_of
+
+    kinds, n_mfcc = settings_of(stats.feature_names)
+    # Cached per song in the user cache: another model or take on the same song skips librosa.
+    features = remembered_audio_features(
+        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
+    )
+    if features.names != stats.feature_names:
+        raise ModelError(
+            f"{checkpoint}: the features of {Path(song).name} do not match the training features"
+        )
+    if len(features.values) < 2:
+        raise MediaError(f"the song lasts {features.duration_s:.3f} s, less than two frames")
+    return features
+
+
 def generate(
     song: str | Path,
     checkpoint: str | Path,
@@ -60,17 +80,10 @@ def generate(
     only: str | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
-    from kakashi.features import remembered_audio_features, settings_of
-
     song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
     stats = model.stats
-    kinds, n_mfcc = settings_of(stats.feature_names)
-    features = remembered_audio_features(
-        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
-    )
-    if features.names != stats.feature_names:
-        raise ModelError(f"{checkpoint}: features of {song} do not match the training features")
+    features = song_features(song, stats, checkpoint)
     dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, only)
     dance.save(output)
     log.info(

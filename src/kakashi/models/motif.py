@@ -26,7 +26,7 @@ vocabulary of real motion instead (Bailando, Li et al. CVPR 2022):
    A Gaussian of ``smooth`` frames (1) removes the decoder's frame-level ripple (jerk
    3-4x the real dances' without it), costing ~2% of the joint speed.
 
-Measured on Dance with Melody: see ``bench/motif.py``. The tokenizer is the ceiling:
+Measured on Dance with Melody: see ``studies/motif.py``. The tokenizer is the ceiling:
 test dances passed through it score FID_k 37 (ground truth 37.5) but Div_k 6.4 (13.5)
 and 0.83 of the joint speed; the generated dances reach about the same.
 
@@ -46,13 +46,13 @@ from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
 from kakashi import skeleton
-from kakashi.models.data import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
-from kakashi.models.kinematics import (
+from kakashi.kinematics import (
     ROOT_LEAK_S,
     leaky_integral,
     project_bones,
     settle_own_feet,
 )
+from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
 
 # Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]

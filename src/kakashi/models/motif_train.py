@@ -25,36 +25,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kakashi.errors import ModelError
-from kakashi.models.checkpoint import new_payload, paths_for, save_checkpoint, write_history
-from kakashi.models.data import Sequence, Stats, load_training_data, motion_of
-from kakashi.models.distributed import DUMP_ENV, RANK_SEED
+from kakashi.models.config import TrainConfig
+from kakashi.models.data import Sequence, load_training_data, motion_of
+from kakashi.models.distributed import RANK_SEED, Trained
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
+from kakashi.models.stats import Stats
 
 log = logging.getLogger("kakashi.models.motif")
-
-
-def motif_settings(**given) -> dict:
-    """Every motif setting: the config schema's defaults (``train.motif``, and the shared
-    ``seed``), the one home of their values and descriptions, overridden by ``given``."""
-    from kakashi.models.config import own_defaults, shared_keys
-
-    known = {"seed": shared_keys()["seed"]["default"], **own_defaults("motif")}
-    unknown = set(given) - set(known)
-    if unknown:
-        raise ModelError(
-            f"unknown motif settings: {', '.join(sorted(unknown))}; known: {', '.join(known)}"
-        )
-    return {**known, **given}
 
 
 ARCH_KEYS = [
@@ -113,13 +97,13 @@ def _windows(lengths: list[int], window: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(index), np.concatenate(starts)
 
 
-def _recon_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, s: dict):
+def _recon_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, s: TrainConfig):
     """Smooth L1 of the frames + L1 of their first and second differences (normalised units;
     differences are small, hence their larger weights): the decoder must not add jitter."""
     m = mask[..., None]
     width = out.shape[-1]
     loss = (F.smooth_l1_loss(out, target, reduction="none") * m).sum() / (m.sum() * width + 1e-6)
-    for order, weight in ((1, s["vel_weight"]), (2, s["acc_weight"])):
+    for order, weight in ((1, s.vel_weight), (2, s.acc_weight)):
         if weight <= 0:
             continue
         dm = m[:, order:]
@@ -152,23 +136,23 @@ def _rank_mean(value: float, world: int, device: torch.device) -> float:
 
 
 def _train_tokenizer(
-    net: Motif, s: dict, train, val, device, gen, history, rank: int = 0, world: int = 1
+    net: Motif, s: TrainConfig, train, val, device, gen, history, rank: int = 0, world: int = 1
 ) -> None:
     tok = net.tokenizer
     forward = _data_parallel(tok, world, device)
-    down, window = s["down"], s["vq_window"]
+    down, window = s.down, s.vq_window
     window -= window % down
     idx, starts = _windows([len(m) for m, _ in train], window)
-    opt = torch.optim.AdamW(tok.parameters(), lr=s["vq_lr"], weight_decay=0.0)
+    opt = torch.optim.AdamW(tok.parameters(), lr=s.vq_lr, weight_decay=0.0)
     tok.train()
     started, running = time.perf_counter(), []
-    for step in range(s["vq_steps"]):
-        pick = torch.randint(len(idx), (s["vq_batch"],), generator=gen).numpy()
+    for step in range(s.vq_steps):
+        pick = torch.randint(len(idx), (s.vq_batch,), generator=gen).numpy()
         motion = np.stack([train[idx[p]][0][starts[p] : starts[p] + window] for p in pick])
         mask = np.stack([train[idx[p]][1][starts[p] : starts[p] + window] for p in pick])
         motion, mask = torch.from_numpy(motion).to(device), torch.from_numpy(mask).to(device)
         for group in opt.param_groups:
-            group["lr"] = _lr(step, s["vq_steps"], s["vq_lr"])
+            group["lr"] = _lr(step, s.vq_steps, s.vq_lr)
         out, _, commit = forward(motion)
         loss = _recon_loss(out, motion, mask, s) + commit
         opt.zero_grad(set_to_none=True)
@@ -176,7 +160,7 @@ def _train_tokenizer(
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
         opt.step()
         running.append(loss.item())
-        if (step + 1) % s["log_every"] == 0 or step + 1 == s["vq_steps"]:
+        if (step + 1) % s.log_every == 0 or step + 1 == s.vq_steps:
             # Rank 0 alone scores (evaluation mode runs no collective): it writes the files.
             entry = {
                 "vq_step": float(step + 1),
@@ -231,10 +215,10 @@ def _encode_all(tok, seqs, down: int, device, phases: int) -> list[tuple[np.ndar
     return out
 
 
-def _code_sequences(tok, seqs, motions, stats: Stats, s: dict, device, phases: int) -> list:
+def _code_sequences(tok, seqs, motions, stats: Stats, s: TrainConfig, device, phases: int) -> list:
     """(codes (N, parts), music (N + back + ahead, down*F) zero-padded, song summary (2F,))
     per sequence and phase."""
-    down, back, ahead = s["down"], s["music_back"], s["music_ahead"]
+    down, back, ahead = s.down, s.music_back, s.music_ahead
     out = []
     encoded = _encode_all(tok, motions, down, device, phases)
     # _encode_all keeps sequence order; walk it alongside the sequences' audio.
@@ -255,9 +239,9 @@ def _code_sequences(tok, seqs, motions, stats: Stats, s: dict, device, phases: i
     return out
 
 
-def _gpt_batch(data, idx, starts, pick, s: dict, device, gen):
+def _gpt_batch(data, idx, starts, pick, s: TrainConfig, device, gen):
     """previous, target (B, L, parts), music (B, L + back + ahead, down*F), summary (B, 2F)."""
-    length, extra = s["context"], s["music_back"] + s["music_ahead"]
+    length, extra = s.context, s.music_back + s.music_ahead
     prev, target, music, summary = [], [], [], []
     for p in pick:
         codes, pooled, song = data[idx[p]]
@@ -268,9 +252,9 @@ def _gpt_batch(data, idx, starts, pick, s: dict, device, gen):
         # target step j (= st + 1 + i) reads pooled steps j-back..j+ahead: padded rows j..j+extra
         music.append(pooled[st + 1 : st + 1 + length + extra])
     prev_t = torch.from_numpy(np.stack(prev)).long().to(device)
-    if s["token_noise"] > 0 and gen is not None:
-        replace = torch.rand(prev_t.shape, generator=gen) < s["token_noise"]
-        random = torch.randint(s["codebook"], prev_t.shape, generator=gen)
+    if s.token_noise > 0 and gen is not None:
+        replace = torch.rand(prev_t.shape, generator=gen) < s.token_noise
+        random = torch.randint(s.codebook, prev_t.shape, generator=gen)
         prev_t = torch.where(replace.to(device), random.to(device), prev_t)
     return (
         prev_t,
@@ -306,33 +290,33 @@ def _train_choreographer(
 ) -> None:
     model = net.choreographer
     loss_of = _data_parallel(NextCodeLoss(model), world, device)
-    length = s["context"]
+    length = s.context
     idx, starts = _windows([len(c) for c, *_ in data], length + 1)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
     opt = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": s["weight_decay"]},
+            {"params": decay, "weight_decay": s.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=s["gpt_lr"],
+        lr=s.gpt_lr,
         betas=(0.9, 0.95),
     )
     model.train()
     started, running = time.perf_counter(), []
-    for step in range(s["gpt_steps"]):
-        pick = torch.randint(len(idx), (s["gpt_batch"],), generator=gen).numpy()
+    for step in range(s.gpt_steps):
+        pick = torch.randint(len(idx), (s.gpt_batch,), generator=gen).numpy()
         prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, gen)
         for group in opt.param_groups:
-            group["lr"] = _lr(step, s["gpt_steps"], s["gpt_lr"])
+            group["lr"] = _lr(step, s.gpt_steps, s.gpt_lr)
         loss = loss_of(prev, target, music, summary)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         running.append(loss.item())
-        if (step + 1) % s["log_every"] == 0 or step + 1 == s["gpt_steps"]:
+        if (step + 1) % s.log_every == 0 or step + 1 == s.gpt_steps:
             entry = {
                 "gpt_step": float(step + 1),
                 "gpt_loss": _rank_mean(float(np.mean(running)), world, device),
@@ -346,12 +330,12 @@ def _train_choreographer(
 
 
 @torch.no_grad()
-def _gpt_val(model, data, s: dict, device) -> float:
+def _gpt_val(model, data, s: TrainConfig, device) -> float:
     """Mean cross-entropy over non-overlapping windows of the validation code sequences."""
     if not data:
         return float("nan")
     model.eval()
-    length = s["context"]
+    length = s.context
     idx, starts = _windows([len(c) for c, *_ in data], length + 1)
     keep = starts % length == 0
     idx, starts = idx[keep], starts[keep]
@@ -366,7 +350,7 @@ def _gpt_val(model, data, s: dict, device) -> float:
 
 
 def fit(
-    settings: dict,
+    config: TrainConfig,
     train: list[Sequence],
     val: list[Sequence],
     stats: Stats,
@@ -374,26 +358,27 @@ def fit(
     rank: int = 0,
     world: int = 1,
 ) -> dict:
-    """Train motif; returns ``{"arch", "model" (cpu state_dict), "history"}``. With ``world
-    > 1`` this is rank ``rank`` of a process group that is already initialised."""
-    s = motif_settings(**settings)
-    if s["down"] < 2 or s["down"] & (s["down"] - 1):
-        raise ValueError(f"down must be a power of 2, got {s['down']}")
-    torch.manual_seed(s["seed"])  # same on every rank: identical initial weights
-    np.random.seed(s["seed"])
+    """Train motif with the settings ``config`` (``config.resolve("motif", ...)``); returns
+    ``{"arch", "model" (cpu state_dict), "history"}``. With ``world > 1`` this is rank
+    ``rank`` of a process group that is already initialised."""
+    s = config
+    if s.down < 2 or s.down & (s.down - 1):
+        raise ValueError(f"down must be a power of 2, got {s.down}")
+    torch.manual_seed(s.seed)  # same on every rank: identical initial weights
+    np.random.seed(s.seed)
     # Each rank draws its own batches, token noise and dropout; rank 0 keeps the plain seeds.
-    gen = torch.Generator().manual_seed(s["seed"] + RANK_SEED * rank)
-    arch = {key: s[key] for key in ARCH_KEYS}
+    gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
+    arch = {key: getattr(s, key) for key in ARCH_KEYS}
     arch["audio_dim"] = len(stats.audio_mean)
     net = build(arch).to(device)
     if rank:
-        torch.manual_seed(s["seed"] + RANK_SEED * rank)
+        torch.manual_seed(s.seed + RANK_SEED * rank)
     history: list[dict] = []
 
     train_m, val_m = _motion(train, stats), _motion(val, stats)
     _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
 
-    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, phases=s["down"])
+    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, phases=s.down)
     val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, phases=1)
     _train_choreographer(net, s, data, val_data, device, gen, history, rank, world)
 
@@ -405,25 +390,12 @@ def fit(
 # ---------------------------------------------------------------- the workflow's entry
 
 
-def run(config, progress: bool, rank: int, world: int, device: torch.device) -> dict:
+def run(
+    config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
+) -> Trained:
     """Train motif as ``kakashi train --model motif`` asks (kakashi.models.distributed calls
-    this): read the shards, fit, write the checkpoint and its loss CSV/plot; returns the
-    last history row. With ``world > 1``, rank 0 writes the files."""
-    files = paths_for(config.out)
+    this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
     train, val, stats = load_training_data(config.shards, config.mirror)
-    settings = {key: getattr(config, key) for key in motif_settings()}
-    result = fit(settings, train, val, stats, device, rank, world)
-    if rank == 0:
-        arch = {**result["arch"], "kind": "motif"}
-        payload = new_payload(config, arch, stats, result["model"], result["history"])
-        save_checkpoint(files["best"], payload)
-        write_history(result["history"], files["csv"], files["png"])
-    if world > 1:
-        import torch.distributed as dist
-
-        if os.environ.get(DUMP_ENV):
-            # Test hook: each rank's final weights, to check that they stayed identical.
-            dump = Path(os.environ[DUMP_ENV]) / f"rank{rank}.pt"
-            save_checkpoint(dump, {"model": result["model"]})
-        dist.barrier()  # every rank returns only once rank 0's files are complete
-    return result["history"][-1] if result["history"] else {}
+    result = fit(config, train, val, stats, device, rank, world)
+    arch = {**result["arch"], "kind": "motif"}
+    return Trained(arch, stats, result["model"], result["history"])

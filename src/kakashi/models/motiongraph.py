@@ -1,7 +1,7 @@
 """motiongraph: a beat-synchronous motion graph that dances any song with real motion.
 
 Learned generators need hours of data; a motion graph needs none of that. The library
-(built by ``motiongraph_build``, the model's "training") is the train split's motion cut
+(built by ``motiongraph_train``, the model's "training") is the train split's motion cut
 at its own music's beats into segments of ``beats`` beats, mirrored copies included, each
 with its pooled music features and, as edges, the segments whose first frame is nearest to
 the frame that follows it (pose and velocity, an approximate nearest-neighbour search).
@@ -33,7 +33,7 @@ For a song (ChoreoMaster, SIGGRAPH 2021, in plain form):
    segments' own horizontal root velocities (no leak: real steps do not drift) and their
    height above the floor.
 
-Inference only: building the library is in ``motiongraph_build``.
+Inference only: building the library is in ``motiongraph_train``.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from torch import nn
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
-from kakashi.models.data import Stats
-from kakashi.models.kinematics import ANKLES, project_bones, settle_planted_feet
+from kakashi.kinematics import ANKLES, project_bones, settle_planted_feet
+from kakashi.models.stats import Stats
 
 BEAT_COLUMN = "beat"
 # Spans solved at once, and spans of lookahead, when the repetition penalty is on.

@@ -1,65 +1,53 @@
-"""Model name -> its modules. Adding a model is one module (network, loss, generate step),
-one entry here, and its settings section (with defaults) under ``train`` in the config
-schema; the workflow then trains, generates with and evaluates it like the others.
+"""Model name -> its modules: the one list of models. Adding a model is
 
-A model's *network* module provides the inference side, and imports no training code:
+- ``kakashi/models/NAME.py``: the network and its generation (imports no training code);
+- ``kakashi/models/NAME_train.py``: its trainer;
+- one line in :data:`MODELS`;
+- its settings section ``train.NAME`` (with defaults) in the config schema, and NAME in
+  the enum of ``train.models`` (tests/test_models.py checks that the three agree).
+
+The workflow then trains, generates with and evaluates it like the others.
+
+The *network* module ``kakashi.models.NAME`` provides the inference side:
 
 - ``build(arch: dict) -> torch.nn.Module``: the network a checkpoint's ``arch`` describes;
 - ``generate_motion(net, stats, audio, first_pose, seed) -> (pose (T, 17, 3), root (T, 3))``
   for raw audio features ``audio`` (T, F) at ``stats.fps``: exactly T frames.
 
-Its *trainer* module provides ``run(config, progress, rank, world, device) -> dict``: the
-training loop (one process, or one rank of a DistributedDataParallel group), which writes
-the checkpoint files (``kakashi.models.checkpoint``) and returns the last epoch's row.
+The *trainer* module ``kakashi.models.NAME_train`` provides ``run(config, progress, rank,
+world, device) -> Trained`` (:class:`kakashi.models.distributed.Trained`: the arch, the
+weights and the history it trained, for one process or one rank of a
+DistributedDataParallel group); :func:`kakashi.models.distributed.finish` writes the
+checkpoint, the history CSV and plot for every model alike.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
 
 from kakashi.errors import ModelError
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    network: str  # module: build(arch), generate_motion(...)
-    trainer: str  # module: run(config, progress, rank, world, device)
-    summary: str
-
-
-MODELS: dict[str, ModelEntry] = {
-    "rnn": ModelEntry(
-        "kakashi.models.rnn", "kakashi.models.train", "seed RNN: LSTM, audio -> next pose"
-    ),
-    "crnngan": ModelEntry(
-        "kakashi.models.crnngan", "kakashi.models.train", "C-RNN-GAN started from the seed RNN"
-    ),
-    "motif": ModelEntry(
-        "kakashi.models.motif",
-        "kakashi.models.motif_train",
-        "VQ-VAE motion tokens + music-conditioned transformer",
-    ),
-    "motiongraph": ModelEntry(
-        "kakashi.models.motiongraph",
-        "kakashi.models.motiongraph_build",
-        "beat-synchronous motion graph: real segments chosen for the music",
-    ),
+# name -> what it is (``kakashi train --help`` and the README list these).
+MODELS: dict[str, str] = {
+    "rnn": "seed RNN: LSTM, audio -> next pose",
+    "crnngan": "C-RNN-GAN started from the seed RNN",
+    "motif": "VQ-VAE motion tokens + music-conditioned transformer",
+    "motiongraph": "beat-synchronous motion graph: real segments chosen for the music",
 }
 
 
-def _entry(name: str) -> ModelEntry:
+def _known(name: str) -> str:
     if name not in MODELS:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name]
+    return name
 
 
 def network(name: str) -> ModuleType:
-    """The inference module of a model."""
-    return importlib.import_module(_entry(name).network)
+    """The inference module of a model: ``kakashi.models.NAME``."""
+    return importlib.import_module(f"kakashi.models.{_known(name)}")
 
 
 def trainer(name: str) -> ModuleType:
-    """The training module of a model."""
-    return importlib.import_module(_entry(name).trainer)
+    """The training module of a model: ``kakashi.models.NAME_train``."""
+    return importlib.import_module(f"kakashi.models.{_known(name)}_train")

@@ -37,12 +37,13 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from kakashi import skeleton
-from kakashi.models.data import POSE_DIM, STD_FLOOR, Stats
-from kakashi.models.kinematics import ROOT_LEAK_S, leaky_integral, project_bones_np
+from kakashi.kinematics import ROOT_LEAK_S, leaky_integral, project_bones_np
+from kakashi.models.stats import POSE_DIM, STD_FLOOR, Stats
 
 
 class DanceRNN(nn.Module):
@@ -201,6 +202,19 @@ def mixture_nll(out: torch.Tensor, target: torch.Tensor, mixtures: int) -> torch
     log_normal = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
     log_prob = torch.log_softmax(logits, -1) + log_normal.sum(-1)
     return -torch.logsumexp(log_prob, -1) / d
+
+
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse"
+) -> torch.Tensor:
+    """``kind`` (mse/huber) per number, averaged over the frames ``mask`` (B, T) keeps: the
+    seed RNN's loss, its free-running val MSE and the C-RNN-GAN's reconstruction term."""
+    if kind == "huber":
+        error = F.smooth_l1_loss(pred, target, reduction="none")
+    else:
+        error = (pred - target) ** 2
+    weights = mask[..., None]
+    return (error * weights).sum() / (weights.sum() * pred.shape[-1]).clamp(min=1)
 
 
 def masked_mixture_nll(

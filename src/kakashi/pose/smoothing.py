@@ -4,7 +4,7 @@ adaptive one-euro filter), then the bone-length projection the models use.
 Video pose estimators answer frame by frame, so their joints tremble: on the demo video the
 ratio of mean jerk to mean joint speed is ten times that of motion capture. Two filters,
 measured against real motion capture plus noise with the videos' own spectrum
-(bench/smoothing.py, docs/benchmarks.md):
+(studies/smoothing.py, docs/benchmarks.md):
 
 - ``local_polynomial`` (the default): at every frame, each joint's track is fitted by a
   polynomial of ``degree`` over the ``window`` frames centred there, by weighted least
@@ -25,7 +25,7 @@ measured against real motion capture plus noise with the videos' own spectrum
 
 Filtering moves joints independently, which can stretch a bone; the sequence is then put
 back on constant bone lengths, the median of its frames with a person, with
-:func:`kakashi.models.kinematics.project_bones_np` (each bone keeps its filtered direction).
+:func:`kakashi.kinematics.project_bones_np` (each bone keeps its filtered direction).
 
 Motion capture is never filtered: only the video pose stage calls :func:`smooth_dance`.
 """
@@ -40,7 +40,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.dance import Dance
 from kakashi.errors import PoseError
-from kakashi.models.kinematics import project_bones_np
+from kakashi.kinematics import project_bones_np
 
 log = logging.getLogger("kakashi.pose.smoothing")
 

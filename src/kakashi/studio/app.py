@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -87,15 +88,17 @@ _WILDCARDS = {"0.0.0.0", "::", ""}
 
 @dataclass
 class StudioSettings:
-    models: list[str] = field(default_factory=lambda: ["results/models"])
-    work_dir: Path = Path("results/studio")
-    workers: int = 1
+    """The studio's settings; defaults from the schema's ``studio`` section."""
+
+    models: list[str] = field(default_factory=lambda: default("studio.models"))
+    work_dir: Path = field(default_factory=lambda: Path(default("studio.work_dir")))
+    workers: int = field(default_factory=lambda: default("studio.workers") or os.cpu_count() or 1)
     max_upload_mb: float = field(default_factory=lambda: default("studio.max_upload_mb"))
     max_minutes: float = field(default_factory=lambda: default("studio.max_minutes"))
     max_work_mb: float = field(default_factory=lambda: default("studio.max_work_mb"))
     body_timeout_s: float = field(default_factory=lambda: default("studio.body_timeout_s"))
-    min_seconds: float = 1.0
-    host: str = "127.0.0.1"  # the bound address: a Host the studio answers to
+    min_seconds: float = field(default_factory=lambda: default("studio.min_seconds"))
+    host: str = field(default_factory=lambda: default("studio.host"))  # a Host it answers to
     allowed_hosts: list[str] = field(default_factory=list)  # more names (--allow-host)
 
     @property

@@ -102,9 +102,7 @@ def _model(checkpoint: str):
 
 def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str) -> dict:
     """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``."""
-    from kakashi.errors import MediaError, ModelError
-    from kakashi.features import audio_features, settings_of
-    from kakashi.models.generate import dance_for_audio, start_pose
+    from kakashi.models.generate import dance_for_audio, song_features, start_pose
     from kakashi.outputs.bvh import export_bvh
     from kakashi.outputs.glb import export_glb
     from kakashi.outputs.viewer import write_viewer
@@ -114,14 +112,7 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     model = _model(checkpoint)
     stats = model.stats
     _report(job_id, "features", 0.1)
-    kinds, n_mfcc = settings_of(stats.feature_names)
-    features = audio_features(
-        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
-    )
-    if features.names != stats.feature_names:
-        raise ModelError(f"{Path(checkpoint).name}: its features do not match this song's")
-    if len(features.values) < 2:
-        raise MediaError(f"the song lasts {features.duration_s:.3f} s, less than two frames")
+    features = song_features(song, stats, Path(checkpoint).name)
     _report(job_id, "generation", 0.35)
     dance = dance_for_audio(model, features.values, start_pose(start, stats), seed)
     dance.save(out / "dance.npz")

@@ -3,14 +3,14 @@ video-like noise, then the real videos before and after, and the filter's cost.
 
 Run from the repository root (``../shared/data`` holds the mocap and the videos)::
 
-    .venv/bin/python bench/smoothing.py [--noise-from results/pose] [--json out.json]
+    .venv/bin/python studies/smoothing.py [--noise-from results/pose] [--json out.json]
 
 1. **Noise model.** The real videos' poses are estimated without the filter
    (``pose.smoothing.method: none``; cached under ``--cache``). Their high-frequency
    residual (pose minus a Savitzky-Golay fit, window 15, order 3) is measured per joint and
    axis as a power spectrum (Welch), divided by the residual's own transfer function where
    that passes at least half the power, and held flat below (where dance motion hides the
-   noise). The spectrum is written to ``bench/video_noise.json`` (the tests read it).
+   noise). The spectrum is written to ``tests/video_noise.json`` (the tests read it).
 2. **Known answers.** Real mocap (Dance with Melody, CMU subject 131), root-centred at 30
    fps, plus noise drawn with that spectrum; each filter setting is scored against the
    clean motion: joint position error, jerk / speed ratio, lag of the joint speed
@@ -33,21 +33,17 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))  # this checkout's kakashi, installed or not
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]  # kakashi, the known answers
 
-from kakashi import settings  # noqa: E402
 from kakashi.dance import Dance  # noqa: E402
 from kakashi.pose import smoothing  # noqa: E402
+from known_answers import smoothing as answers  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-FPS = 30
-NOISE_FILE = REPO / "bench" / "video_noise.json"
+FPS, NOISE_FILE = answers.FPS, answers.NOISE_FILE
 # Residual fit: the window the issue measured with (0.5 s at 30 fps).
 SG_WINDOW, SG_ORDER = 15, 3
 WELCH_FRAMES = 64
-# Accents: frames where a joint's clean speed is a local maximum in its top 5 %.
-ACCENT_PERCENTILE = 95
-MAX_LAG_FRAMES = 6
 # The real videos: (name, file, cut to 30 fps by kakashi cut, or resampled after the pose
 # because the file has no audio track for kakashi cut).
 VIDEOS = (
@@ -58,79 +54,6 @@ VIDEOS = (
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def jerk_speed_ratio(pose: np.ndarray, fps: float) -> float:
-    """Mean jerk (third difference) / mean joint speed of the 16 non-root joints of a
-    root-centred pose, 1/s^2 (the issue's shake measure: 168 on Dance with Melody)."""
-    jerk = np.linalg.norm(np.diff(pose[:, 1:], n=3, axis=0), axis=-1).mean() * fps**3
-    return float(jerk / mean_speed(pose, fps))
-
-
-def mean_speed(pose: np.ndarray, fps: float) -> float:
-    """Mean joint speed (first difference) of the 16 non-root joints, m/s."""
-    return float(np.linalg.norm(np.diff(pose[:, 1:], axis=0), axis=-1).mean() * fps)
-
-
-def joint_speeds(pose: np.ndarray, fps: float) -> np.ndarray:
-    """(T, 16) speeds of the non-root joints (central differences), m/s."""
-    return np.linalg.norm(np.gradient(pose[:, 1:], axis=0), axis=-1) * fps
-
-
-def speed_lag(clean: np.ndarray, filtered: np.ndarray, fps: float) -> float:
-    """Frames by which the filtered joint speed trails the clean one: the peak of their
-    cross-correlation (summed over joints), refined by a parabola through its neighbours."""
-    a = joint_speeds(clean, fps)
-    b = joint_speeds(filtered, fps)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    lags = np.arange(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1)
-    n = len(a)
-    score = np.array(
-        [(a[max(0, -k) : n - max(0, k)] * b[max(0, k) : n - max(0, -k)]).sum() for k in lags]
-    )
-    best = int(np.argmax(score))
-    if 0 < best < len(lags) - 1:
-        left, mid, right = score[best - 1 : best + 2]
-        offset = 0.5 * (left - right) / (left - 2 * mid + right)
-        return float(lags[best] + offset)
-    return float(lags[best])
-
-
-def peak_retention(clean: np.ndarray, filtered: np.ndarray, fps: float) -> float:
-    """Mean over accents of the filtered joint speed / the clean one (1 = kept whole).
-
-    Accents are local maxima of each joint's clean speed in its top ``ACCENT_PERCENTILE``;
-    the filtered speed is its maximum within one frame of the accent (a peak may move a
-    frame; the lag is measured apart)."""
-    a = joint_speeds(clean, fps)
-    b = joint_speeds(filtered, fps)
-    ratios = []
-    for j in range(a.shape[1]):
-        s = a[:, j]
-        threshold = np.percentile(s, ACCENT_PERCENTILE)
-        peaks = np.flatnonzero((s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:]) & (s[1:-1] > threshold))
-        peaks += 1
-        for p in peaks:
-            near = b[max(0, p - 1) : p + 2, j].max()
-            ratios.append(near / s[p])
-    return float(np.mean(ratios))
-
-
-def accent_retention(clean: np.ndarray, filtered: np.ndarray, fps: float) -> float:
-    """Like :func:`peak_retention` for the accents of the whole body: local maxima of the
-    mean joint speed (whose minima are the motion beats of the BAS metric) in its top
-    ``ACCENT_PERCENTILE``."""
-    a = joint_speeds(clean, fps).mean(axis=1)
-    b = joint_speeds(filtered, fps).mean(axis=1)
-    threshold = np.percentile(a, ACCENT_PERCENTILE)
-    peaks = np.flatnonzero((a[1:-1] > a[:-2]) & (a[1:-1] >= a[2:]) & (a[1:-1] > threshold)) + 1
-    return float(np.mean([b[max(0, p - 1) : p + 2].max() / a[p] for p in peaks]))
-
-
-def position_error_mm(clean: np.ndarray, other: np.ndarray) -> float:
-    """Mean joint position error (the 16 non-root joints), mm."""
-    return float(np.linalg.norm(other[:, 1:] - clean[:, 1:], axis=-1).mean() * 1000)
 
 
 # ----------------------------------------------------------------------------- noise
@@ -183,25 +106,6 @@ def measure_noise(poses: list[np.ndarray]) -> dict:
         "measurable_from_hz": float(freqs[first]),
         "frames": weight,
     }
-
-
-def load_noise(path: Path = NOISE_FILE) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def draw_noise(model: dict, frames: int, seed: int) -> np.ndarray:
-    """(frames, 17, 3) noise with the model's spectrum (Gaussian, random phase)."""
-    rng = np.random.default_rng(seed)
-    freqs = np.asarray(model["freqs_hz"])
-    psd = np.asarray(model["psd_m2_per_hz"])  # (17, 3, F)
-    grid = np.fft.rfftfreq(frames, 1 / FPS)
-    white = rng.standard_normal((frames, 17, 3))
-    spectrum = np.fft.rfft(white, axis=0)  # unit white noise: flat power 2/FPS per Hz
-    shape = np.stack(
-        [[np.interp(grid, freqs, psd[j, k]) for k in range(3)] for j in range(17)]
-    ).transpose(2, 0, 1)
-    # One-sided density of unit white noise sampled at FPS is 2 / FPS.
-    return np.fft.irfft(spectrum * np.sqrt(shape * FPS / 2), n=frames, axis=0)
 
 
 # ----------------------------------------------------------------------------- data
@@ -260,25 +164,10 @@ def video_pose(video: Path, cache: Path) -> tuple[Dance, float]:
 # ----------------------------------------------------------------------------- settings
 
 
-def default_settings() -> dict:
-    return settings.defaults("pose.smoothing")
-
-
-def filter_pose(pose: np.ndarray, setting: dict, conf=None, joint_conf=None) -> np.ndarray:
-    """``pose`` filtered by one bench setting (a pose.smoothing dict, or a baseline)."""
-    conf = np.ones(len(pose)) if conf is None else conf
-    if setting["method"] == "one_euro_causal":
-        weight = smoothing.confidence_weight(conf, joint_conf, setting["min_weight"])
-        return smoothing.one_euro_pass(
-            pose, FPS, setting["min_cutoff"], setting["beta"], setting["d_cutoff"], weight
-        )
-    return smoothing.smooth_pose(pose, FPS, conf, joint_conf, setting)
-
-
 def bench_settings() -> list[tuple[str, dict]]:
     """The rows of the known-answer table: unfiltered, the default and its neighbours,
     Savitzky-Golay as the issue measured it, and the one-euro filter around its best."""
-    base = default_settings()
+    base = answers.default_settings()
     unfiltered = {**base, "method": "none", "project_bones": False}
     rows: list[tuple[str, dict]] = [("unfiltered (clean + noise)", unfiltered)]
     polynomial = {**base, "method": "local_polynomial"}
@@ -309,29 +198,6 @@ def bench_settings() -> list[tuple[str, dict]]:
     return rows
 
 
-def score(clean: np.ndarray, observed: np.ndarray, setting: dict) -> dict:
-    """One setting on one sequence: ``observed`` (clean + noise) filtered against the clean
-    motion, and the clean motion filtered (what the filter alone takes from accents)."""
-    filtered = filter_pose(observed, setting)
-    return {
-        "error_mm": position_error_mm(clean, filtered),
-        "ratio": jerk_speed_ratio(filtered, FPS),
-        "speed": mean_speed(filtered, FPS),
-        "lag": speed_lag(clean, filtered, FPS),
-        "peak": peak_retention(clean, filtered, FPS),
-        "accent": accent_retention(clean, filtered, FPS),
-        "accent_clean": accent_retention(clean, filter_pose(clean, setting), FPS),
-    }
-
-
-def noisy_mocap(mocap, noise: dict, seed: int = 0):
-    """(name, clean, clean + noise) for every sequence, the noise seeded per sequence."""
-    return [
-        (name, clean, clean + draw_noise(noise, len(clean), seed + i))
-        for i, (name, clean) in enumerate(mocap)
-    ]
-
-
 def known_answers(noisy, rows) -> dict[str, dict]:
     """Every setting on every noisy mocap sequence, scored and averaged by frames."""
     results = {}
@@ -339,13 +205,13 @@ def known_answers(noisy, rows) -> dict[str, dict]:
     for label, setting in rows:
         totals: dict[str, float] = {}
         for _, clean, observed in noisy:
-            for key, value in score(clean, observed, setting).items():
+            for key, value in answers.score(clean, observed, setting).items():
                 totals[key] = totals.get(key, 0.0) + value * len(clean)
         results[label] = {key: value / frames for key, value in totals.items()}
     results["clean mocap (reference)"] = {
         "error_mm": 0.0,
-        "ratio": sum(jerk_speed_ratio(c, FPS) * len(c) for _, c, _ in noisy) / frames,
-        "speed": sum(mean_speed(c, FPS) * len(c) for _, c, _ in noisy) / frames,
+        "ratio": sum(answers.jerk_speed_ratio(c, FPS) * len(c) for _, c, _ in noisy) / frames,
+        "speed": sum(answers.mean_speed(c, FPS) * len(c) for _, c, _ in noisy) / frames,
         "lag": 0.0, "peak": 1.0, "accent": 1.0, "accent_clean": 1.0,
     }  # fmt: skip
     return results
@@ -408,13 +274,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/kakashi-bench-smoothing"))
     parser.add_argument("--limit", type=int, default=None, help="mocap files per dataset")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--keep-noise", action="store_true", help="reuse bench/video_noise.json")
+    parser.add_argument("--keep-noise", action="store_true", help="reuse tests/video_noise.json")
     args = parser.parse_args()
-    print(f"# bench/smoothing.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# studies/smoothing.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
 
     videos = [(name, *video_pose(path, args.cache)) for name, path in VIDEOS if path.exists()]
     if args.keep_noise and NOISE_FILE.exists():
-        noise = load_noise()
+        noise = answers.load_noise()
     else:
         noise = measure_noise([dance.pose for _, dance, _ in videos])
         NOISE_FILE.write_text(json.dumps(noise) + "\n")
@@ -434,13 +300,15 @@ def main() -> None:
     frames = sum(len(p) for _, p in mocap)
     print(f"\n## Known answers: {len(mocap)} mocap sequences, {frames / FPS / 60:.1f} min + noise")
     rows = bench_settings()
-    noisy = noisy_mocap(mocap, noise)
+    noisy = answers.noisy_mocap(mocap, noise)
     results = known_answers(noisy, rows)
     # The same settings on the real videos (no known answer there: their shake only).
     for label, setting in rows:
         results[label]["videos"] = [
-            jerk_speed_ratio(
-                filter_pose(dance.pose.astype(np.float64), setting, dance.conf, dance.joint_conf),
+            answers.jerk_speed_ratio(
+                answers.filter_pose(
+                    dance.pose.astype(np.float64), setting, dance.conf, dance.joint_conf
+                ),
                 FPS,
             )
             for _, dance, _ in videos
@@ -460,26 +328,28 @@ def main() -> None:
             + " / ".join(f"{v:.0f}" for v in r["videos"])
             + " |"
         )
-    gaps = gap_answers(noisy, default_settings())
+    gaps = gap_answers(noisy, answers.default_settings())
     print("\nDefault with 5 % of frames lost in gaps of 3-10 frames (interpolated, conf 0):")
     print("\n| weighting | joint error in gaps mm | elsewhere mm |\n|---|---|---|")
     for label, errors in gaps.items():
         print(f"| {label} | {errors['gap']:.1f} | {errors['other']:.1f} |")
 
-    base = default_settings()
+    base = answers.default_settings()
     print(f"\n## Real videos, default filter {base}")
     print("\n| video | frames | jerk/speed before | after | mean speed before m/s | after |")
     print("|---|---|---|---|---|---|")
     video_rows = []
     for name, dance, _ in videos:
-        after = filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
+        after = answers.filter_pose(
+            dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf
+        )
         row = {
             "video": name,
             "frames": len(dance),
-            "ratio_before": jerk_speed_ratio(dance.pose, FPS),
-            "ratio_after": jerk_speed_ratio(after, FPS),
-            "speed_before": mean_speed(dance.pose, FPS),
-            "speed_after": mean_speed(after, FPS),
+            "ratio_before": answers.jerk_speed_ratio(dance.pose, FPS),
+            "ratio_after": answers.jerk_speed_ratio(after, FPS),
+            "speed_before": answers.mean_speed(dance.pose, FPS),
+            "speed_after": answers.mean_speed(after, FPS),
         }
         video_rows.append(row)
         print(
@@ -510,7 +380,7 @@ def main() -> None:
     for name, dance, pose_s in videos:
         started = time.perf_counter()
         for _ in range(5):
-            filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
+            answers.filter_pose(dance.pose.astype(np.float64), base, dance.conf, dance.joint_conf)
         filter_s = (time.perf_counter() - started) / 5
         cost_rows.append({"video": name, "pose_s": pose_s, "filter_s": filter_s})
         print(

@@ -25,9 +25,11 @@ import torch
 
 from kakashi.errors import ModelError
 from kakashi.evaluate.quality import foot_contact, joint_speed
-from kakashi.models.checkpoint import new_payload, paths_for, save_checkpoint, write_history
-from kakashi.models.data import Sequence, Stats, load_training_data
+from kakashi.models.config import TrainConfig
+from kakashi.models.data import Sequence, load_training_data
+from kakashi.models.distributed import Trained
 from kakashi.models.motiongraph import BEAT_COLUMN, beat_frames, build, relative_music
+from kakashi.models.stats import Stats
 
 log = logging.getLogger("kakashi.models.motiongraph")
 
@@ -51,20 +53,6 @@ ARCH_KEYS = [
 ]
 
 
-def motiongraph_settings(**given) -> dict:
-    """Every motiongraph setting: the config schema's defaults (``train.motiongraph``),
-    their one home, overridden by ``given``."""
-    from kakashi.models.config import own_defaults
-
-    known = own_defaults("motiongraph")
-    unknown = set(given) - set(known)
-    if unknown:
-        raise ModelError(
-            f"unknown motiongraph settings: {', '.join(sorted(unknown))}; known: {', '.join(known)}"
-        )
-    return {**known, **given}
-
-
 def frame_features(pose: np.ndarray, fps: float, velocity_s: float) -> np.ndarray:
     """(T, 102): root-centred pose and ``velocity_s`` x joint velocity (m/s), per frame."""
     velocity = np.gradient(pose, axis=0) * fps if len(pose) > 1 else np.zeros_like(pose)
@@ -72,9 +60,10 @@ def frame_features(pose: np.ndarray, fps: float, velocity_s: float) -> np.ndarra
     return flat.reshape(len(pose), -1)
 
 
-def build_library(sequences: list[Sequence], stats: Stats, settings: dict) -> dict:
-    """The library of ``sequences``: ``{"arch", "model" (buffers), "summary"}``."""
-    s = motiongraph_settings(**settings)
+def build_library(sequences: list[Sequence], stats: Stats, config: TrainConfig) -> dict:
+    """The library of ``sequences`` with the settings ``config`` (``resolve("motiongraph",
+    ...)``): ``{"arch", "model" (buffers), "summary"}``."""
+    s = config
     started = time.perf_counter()
     names = list(stats.feature_names)
     if BEAT_COLUMN not in names:
@@ -83,7 +72,7 @@ def build_library(sequences: list[Sequence], stats: Stats, settings: dict) -> di
             "feature; add beat to features.feature_set and rebuild the shards"
         )
     music_columns = [i for i, name in enumerate(names) if name != BEAT_COLUMN]
-    per = int(s["beats"])
+    per = int(s.beats)
     pose_parts, root_parts, contact_parts = [], [], []
     seg = {key: [] for key in ("start", "length", "sequence", "beat", "music", "speed")}
     start_feats, end_feats, nexts = [], [], []
@@ -104,7 +93,7 @@ def build_library(sequences: list[Sequence], stats: Stats, settings: dict) -> di
         audio_n = (seq.audio - stats.audio_mean) / stats.audio_std
         style.append(audio_n[:, music_columns].mean(axis=0))
         dynamics = relative_music(audio_n[:, music_columns])
-        feats = frame_features(pose, seq.fps, s["velocity_s"])
+        feats = frame_features(pose, seq.fps, s.velocity_s)
         speed = joint_speed(world, seq.fps)
         person = seq.conf > 0
         at_beat: dict[int, int] = {}
@@ -139,10 +128,10 @@ def build_library(sequences: list[Sequence], stats: Stats, settings: dict) -> di
         np.asarray(seg["sequence"]),
         np.asarray(seg["beat"]),
         np.asarray(nexts),
-        int(s["neighbours"]),
+        int(s.neighbours),
         per,
     )
-    arch = {key: s[key] for key in ARCH_KEYS}
+    arch = {key: getattr(s, key) for key in ARCH_KEYS}
     arch.update(
         frames=offset,
         segments=segments,
@@ -219,17 +208,14 @@ def _neighbours(
 # ---------------------------------------------------------------- the workflow's entry
 
 
-def run(config, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    """Build the library as ``kakashi train --model motiongraph`` asks; write the checkpoint
-    and its one-row CSV; return that row."""
+def run(
+    config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
+) -> Trained:
+    """Build the library as ``kakashi train --model motiongraph`` asks; its history is one
+    row (the library's summary)."""
     if world > 1:
         raise ModelError("motiongraph builds in one process; set train.devices: 1")
-    files = paths_for(config.out)
     train, _, stats = load_training_data(config.shards, config.mirror)
-    settings = {key: getattr(config, key) for key in motiongraph_settings()}
-    result = build_library(train, stats, settings)
+    result = build_library(train, stats, config)
     arch = {**result["arch"], "kind": "motiongraph"}
-    payload = new_payload(config, arch, stats, result["model"], [result["summary"]])
-    save_checkpoint(files["best"], payload)
-    write_history([result["summary"]], files["csv"], files["png"])
-    return result["summary"]
+    return Trained(arch, stats, result["model"], [result["summary"]])

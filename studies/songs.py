@@ -9,7 +9,7 @@ same ratios as `kakashi evaluate`, docs/evaluation.md) and the longest freeze.
 
 Run from the repository root::
 
-    .venv/bin/python bench/songs.py --shards results/m2d/shards \
+    .venv/bin/python studies/songs.py --shards results/m2d/shards \
         results/m2d/models/{motiongraph,motif,rnn}.pt
 
 Songs default to five recordings of ../shared/data/music_librosa that are not ballroom

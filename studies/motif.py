@@ -2,13 +2,13 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/motif.py --shards results/m2d/shards -o /tmp/motif-run
+    .venv/bin/python studies/motif.py --shards results/m2d/shards -o /tmp/motif-run
         [--set vq_steps=800 --set top_k=32 | --settings '{"parts": 1}']
         [--checkpoint /tmp/motif-run/motif.pt]  # skip training, reuse a checkpoint
 
 Prints: the training time; the evaluation table (``kakashi evaluate``: ground truth,
-random retrieval, mean pose, motif); per test song the mean joint speed (m/s, world
-joints), liveliness (speed / ground truth's) and longest freeze (seconds under 0.1 m/s);
+random retrieval, mean pose, motif); per test song the mean joint speed (m/s, root-centred
+joints), liveliness (speed / ground truth's) and longest freeze (kakashi.evaluate.quality);
 the same on non-dance songs (``--songs``); the time to generate a 3-minute song, features
 included; and a 10-minute song's speed and longest freeze per minute.
 """
@@ -31,10 +31,12 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from kakashi.dance import Dance  # noqa: E402
+from kakashi.evaluate.quality import frozen_frames, joint_speed, longest_run, mean_jerk  # noqa: E402
 from kakashi.models import motif, motif_train  # noqa: E402
+from kakashi.models.config import resolve  # noqa: E402
 from kakashi.models.data import Stats, load_training_data, read_shard  # noqa: E402
+from kakashi.models.generate import song_features  # noqa: E402
 
-FREEZE_SPEED = 0.1  # m/s: a frame whose mean joint speed is below this is frozen
 SONGS = REPO.parent / "shared" / "data" / "music_librosa"
 
 
@@ -68,24 +70,21 @@ def settings_of(args: argparse.Namespace) -> dict:
     return settings
 
 
-def speed_profile(dance: Dance) -> np.ndarray:
-    """Per-frame mean joint speed (m/s) of the world joints."""
-    world = dance.world().astype(np.float64)
-    return np.linalg.norm(np.diff(world, axis=0), axis=-1).mean(-1) * dance.fps
+def speed_profile(dance: Dance) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame joint speed (m/s) and frozen frames, as ``kakashi evaluate`` defines them
+    (kakashi.evaluate.quality: root-centred speed; a freeze is under 0.1 m/s after a
+    running median)."""
+    world = dance.world()
+    return joint_speed(world, dance.fps), frozen_frames(world, dance.fps)
 
 
-def longest_freeze(speed: np.ndarray, fps: float) -> float:
-    longest = run = 0
-    for frozen in speed < FREEZE_SPEED:
-        run = run + 1 if frozen else 0
-        longest = max(longest, run)
-    return longest / fps
+def longest_freeze(frozen: np.ndarray, fps: float) -> float:
+    return longest_run(frozen) / fps
 
 
 def jerk(dance: Dance) -> float:
     """Mean magnitude of the third difference of world joints (m/s^3)."""
-    world = dance.world().astype(np.float64)
-    return float(np.linalg.norm(np.diff(world, 3, axis=0), axis=-1).mean() * dance.fps**3)
+    return mean_jerk(dance.world(), dance.fps)
 
 
 def train_or_load(args, settings: dict) -> tuple[torch.nn.Module, Stats, dict]:
@@ -97,7 +96,8 @@ def train_or_load(args, settings: dict) -> tuple[torch.nn.Module, Stats, dict]:
         frames = sum(len(s.audio) for s in train)
         print(f"train: {len(train)} sequences (mirrors included), {frames} frames; val: {len(val)}")
         started = time.perf_counter()
-        result = motif_train.fit(settings, train, val, stats, torch.device("cpu"))
+        config = resolve("motif", {}, settings)  # the schema's defaults, then these
+        result = motif_train.fit(config, train, val, stats, torch.device("cpu"))
         seconds = time.perf_counter() - started
         print(f"TRAINING TIME {seconds:.0f} s ({seconds / 60:.1f} min)")
         payload = {
@@ -132,7 +132,7 @@ def dance_test_split(args, net, stats) -> tuple[Path, dict]:
         dance = Dance(pose, root, stats.fps)
         dance.save(folder / f"{path.stem}.npz")
         truth = Dance(arrays["pose"].reshape(-1, 17, 3), arrays["root"], stats.fps)
-        s_gen, s_gt = speed_profile(dance), speed_profile(truth)
+        (s_gen, f_gen), (s_gt, f_gt) = speed_profile(dance), speed_profile(truth)
         gen_speed.append(s_gen.mean())
         gt_speed.append(s_gt.mean())
         gen_jerk.append(jerk(dance))
@@ -140,8 +140,8 @@ def dance_test_split(args, net, stats) -> tuple[Path, dict]:
         rows[path.stem] = (
             s_gen.mean(),
             s_gt.mean(),
-            longest_freeze(s_gen, stats.fps),
-            longest_freeze(s_gt, stats.fps),
+            longest_freeze(f_gen, stats.fps),
+            longest_freeze(f_gt, stats.fps),
         )
     print("\nper test song: speed m/s (gt), liveliness, longest freeze s (gt)")
     for name, (sg, st, fg, ft) in rows.items():
@@ -178,13 +178,7 @@ def evaluate(args, folder: Path) -> None:
 
 
 def features_of(song: Path, stats: Stats) -> np.ndarray:
-    from kakashi.features import audio_features, settings_of
-
-    kinds, n_mfcc = settings_of(stats.feature_names)
-    feats = audio_features(
-        song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
-    )
-    return feats.values
+    return song_features(song, stats, "motif").values
 
 
 def other_songs(args, net, stats, gt_speed: float) -> None:
@@ -197,8 +191,8 @@ def other_songs(args, net, stats, gt_speed: float) -> None:
         pose, root = motif.generate_motion(
             net, stats, audio, stats.mean_pose(), args.seed, **gen_kwargs(args)
         )
-        speed = speed_profile(Dance(pose, root, stats.fps))
-        freeze = longest_freeze(speed, stats.fps)
+        speed, frozen = speed_profile(Dance(pose, root, stats.fps))
+        freeze = longest_freeze(frozen, stats.fps)
         print(f"  {song.name[:50]:50s} {speed.mean() / gt_speed:.2f}  {freeze:.2f}")
 
 
@@ -233,15 +227,15 @@ def timing(args, net, stats, gt_speed: float) -> None:
     print(f"{args.minutes:g}-minute song generated in {time.perf_counter() - started:.2f} s")
     dance = Dance(pose, root, stats.fps)
     dance.save(args.out / "long.npz")
-    speed = speed_profile(dance)
+    speed, frozen = speed_profile(dance)
     minute = int(60 * stats.fps)
     print("minute: liveliness, longest freeze s, root distance from start m")
     for m in range(int(np.ceil(len(speed) / minute))):
         part = speed[m * minute : (m + 1) * minute]
         dist = np.linalg.norm(root[min((m + 1) * minute, len(root) - 1)] - root[0])
-        freeze = longest_freeze(part, stats.fps)
+        freeze = longest_freeze(frozen[m * minute : (m + 1) * minute], stats.fps)
         print(f"  {m + 1:2d}: {part.mean() / gt_speed:.2f}  {freeze:.2f}  {dist:.2f}")
-    print(f"LONG SONG longest freeze {longest_freeze(speed, stats.fps):.2f} s")
+    print(f"LONG SONG longest freeze {longest_freeze(frozen, stats.fps):.2f} s")
 
 
 def main() -> None:

@@ -1,0 +1,66 @@
+"""What a model knows of its training data at generation: normalisation statistics, the
+skeleton's bone lengths and the audio-feature settings, stored in every checkpoint.
+
+Kept apart from :mod:`kakashi.models.data` (shards -> training windows) so inference
+imports neither the shard reader nor the training data code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kakashi import skeleton
+
+POSE_DIM = skeleton.NUM_JOINTS * 3  # a root-centred pose, flattened (as in the shards)
+MOTION_DIM = POSE_DIM + 3  # pose + root velocity
+STD_FLOOR = 1e-3  # a constant column (e.g. an unmeasured root) must not divide by zero
+
+
+@dataclass
+class Stats:
+    """Normalisation statistics and the skeleton the model was trained on."""
+
+    audio_mean: np.ndarray
+    audio_std: np.ndarray
+    motion_mean: np.ndarray
+    motion_std: np.ndarray
+    bone_lengths: np.ndarray  # (16,) median over training frames, metres
+    fps: float
+    feature_names: list[str]
+    hop_length: int  # audio hop the features were computed with (fps * hop = sample rate)
+
+    def audio_settings(self) -> dict:
+        """What a shard's metadata must match (see ``kakashi.shards.check_audio_settings``)."""
+        return {
+            "fps": self.fps,
+            "hop_length": self.hop_length,
+            "feature_names": list(self.feature_names),
+        }
+
+    def to_dict(self) -> dict:
+        """Plain tensors/lists, loadable with ``torch.load(weights_only=True)``."""
+        import torch
+
+        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
+        out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in arrays}
+        out["fps"] = float(self.fps)
+        out["feature_names"] = list(self.feature_names)
+        out["hop_length"] = int(self.hop_length)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Stats:
+        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
+        values = {name: np.asarray(data[name], dtype=np.float32) for name in arrays}
+        return cls(
+            **values,
+            fps=float(data["fps"]),
+            feature_names=list(data["feature_names"]),
+            hop_length=int(data["hop_length"]),
+        )
+
+    def mean_pose(self) -> np.ndarray:
+        """The training mean pose, (17, 3)."""
+        return self.motion_mean[:POSE_DIM].reshape(skeleton.NUM_JOINTS, 3)
