@@ -74,13 +74,15 @@ def window_starts(duration_s: float, window_s: float, hop_s: float) -> np.ndarra
 
 
 def interpolate(world: np.ndarray, position: np.ndarray, low: np.ndarray, high: np.ndarray):
-    """Positions ``world`` (T, J, 3) at fractional frames ``position``, each clamped to its
+    """Positions ``world`` (T, ...) at fractional frames ``position``, each clamped to its
     own ``[low, high]`` frame range (several dances may share one array)."""
     position = np.clip(position, low, high)
-    first = np.floor(position).astype(int)
-    second = np.minimum(first + 1, high.astype(int))
-    weight = (position - first)[..., None, None]
-    return world[first] * (1 - weight) + world[second] * weight
+    first = position.astype(np.int64)  # position >= 0: floor
+    second = np.minimum(first + 1, high.astype(np.int64))
+    weight = (position - first).astype(world.dtype)
+    weight = weight.reshape(weight.shape + (1,) * (world.ndim - 1))
+    a = world[first]
+    return a + (world[second] - a) * weight
 
 
 def window_features(
@@ -98,8 +100,9 @@ def window_features(
     (times in the frame numbering of ``world``), squeezed into ``window_s``: ``samples``
     instants, each the facing-normalised pose and the body-frame velocity of the played
     motion (the source's times ``speed`` faster). ``bounds`` (first, last frame per
-    window) keeps each window inside its own dance when ``world`` holds several.
+    window) keeps each window inside its own dance when ``world`` holds several. Float32.
     """
+    world = np.asarray(world, dtype=np.float32)
     starts_s = np.asarray(starts_s, dtype=np.float64)
     speed = np.broadcast_to(np.asarray(speed, dtype=np.float64), starts_s.shape)
     if bounds is None:
@@ -111,19 +114,21 @@ def window_features(
     half = 0.5 * VELOCITY_SPAN_S * speed[:, None]
     low, high = low[:, None], high[:, None]
     now = interpolate(world, played * fps, low, high)  # (N, S, J, 3)
-    ahead = interpolate(world, (played + half) * fps, low, high)
-    behind = interpolate(world, (played - half) * fps, low, high)
+    velocity = interpolate(world, (played + half) * fps, low, high)
+    velocity -= interpolate(world, (played - half) * fps, low, high)
+    velocity *= VELOCITY_SCALE_S / VELOCITY_SPAN_S
     across = now[..., _LEFT_HIP, :] - now[..., _RIGHT_HIP, :]
-    # The turn by minus the heading (as heading_rotations), the heading measured from +z.
-    heading = np.arctan2(-across[..., 2], across[..., 0])
-    c, s = np.cos(-heading), np.sin(-heading)
-    centred = now - now[..., :1, :]
-    velocity = (ahead - behind) / VELOCITY_SPAN_S * VELOCITY_SCALE_S
-
-    def turn(v: np.ndarray) -> np.ndarray:
-        x, y, z = v[..., 0], v[..., 1], v[..., 2]
-        cc, ss = c[..., None], s[..., None]
-        return np.stack([cc * x + ss * z, y, -ss * x + cc * z], axis=-1)
-
-    out = np.concatenate([turn(centred), turn(velocity)], axis=-2)  # (N, S, 34, 3)
+    # The turn by minus the heading (as heading_rotations), the heading measured from +z:
+    # forward = (-across_z, 0, across_x), so cos(-heading) = across_x / |across| and
+    # sin(-heading) = across_z / |across|.
+    norm = np.maximum(np.hypot(across[..., 0], across[..., 2]), 1e-9)
+    c = (across[..., 0] / norm)[..., None]
+    s = (across[..., 2] / norm)[..., None]
+    out = np.empty((*now.shape[:2], 34, 3), np.float32)
+    now -= now[..., :1, :]
+    for block, v in ((slice(0, 17), now), (slice(17, 34), velocity)):
+        x, z = v[..., 0], v[..., 2]
+        out[..., block, 0] = c * x + s * z
+        out[..., block, 1] = v[..., 1]
+        out[..., block, 2] = c * z - s * x
     return out.reshape(len(starts_s), -1)
