@@ -79,9 +79,11 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
     assert rows["real_val"]["fid_k_heldout_ratio"] == pytest.approx(1.0)
     assert rows["copy"]["copy_share"] == rows["ground_truth"]["copy_share"]
     assert rows["random_retrieval"]["copy_share"] > 0.9  # train clips: a replay
-    assert rows["random_retrieval"]["c_t"] < rows["real_val"]["c_t"]
+    # C_T needs more than 20 of a row's windows in a cell: the demo's 12-s test dance has 23.
+    assert rows["random_retrieval"]["c_t"] is None
     assert rows["mean_pose"]["copy_share"] == 0.0 and rows["copy"]["variety"] is None
     assert any("fewer than two styles" in note for note in result["notes"])  # no style column
+    assert any("held-out FID rests on 3 reference clips" in note for note in result["notes"])
     assert result["heldout"]["clip_s"] == 5 and result["heldout"]["hop_s"] == 2.5
 
     table = (out / "metrics.md").read_text()

@@ -91,6 +91,12 @@ def add_columns(
         row.update(ground.ground_contact([(d.world, d.fps) for d in dances]))
     if real_line is None:
         notes.append("no val split: held-out FID has no real line to divide by")
+    if len(reference.kinetic) <= reference.kinetic.shape[1]:
+        notes.append(
+            f"held-out FID rests on {len(reference.kinetic)} reference clips, no more than the "
+            f"{reference.kinetic.shape[1]} kinetic features: its covariance is singular; "
+            "compare rows, not values"
+        )
     timings["heldout_fid_variety_ground_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
