@@ -95,7 +95,7 @@ def evaluate(
     # The real line of the held-out FID: real dances no model saw, scored like a model.
     real_line = load_split(music_shards, REAL_LINE_SPLIT) if music_shards is not None else []
     real_line, left_out = columns.real_line_of(real_line, test)
-    if real_line and test:
+    if real_line and test and baseline_names:  # --baselines none: only the given dances
         sets[columns.REAL_LINE] = ("real line", real_line)
     library = MusicLibrary(music_shards, songs)
     for name, path in generated.items():
@@ -119,7 +119,7 @@ def evaluate(
     ground_truth = quality.add_ratios(rows)
     extra = {"notes": [], "timings": {}, "real_line": None, "copy_threshold": None,
              "reference_clips": None}  # fmt: skip
-    if test and is_shard_dir(reference):
+    if test:  # the held-out columns need the real test dances (shards)
         extra = columns.add_columns(rows, sets, ref_dances, test, heldout_clip_s, heldout_hop_s)
     result = {
         "clip_s": clip_s,
