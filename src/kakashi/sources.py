@@ -47,14 +47,19 @@ def looks_like_playlist(url: str) -> bool:
     return ("list" in query and "v" not in query) or "/playlist" in parsed.path
 
 
+def split_position(seq: str) -> float:
+    """Where a sequence id falls in [0, 1): a hash, the same on every machine and run."""
+    digest = hashlib.sha256(seq.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def stable_split(seq: str, val: float = 0.1, test: float = 0.1) -> str:
     """The split of a sequence from a hash of its id: the same on every machine and run."""
     if val + test > 1:
         raise SheetError(
             f"split fractions val={val} + test={test} exceed 1; lower them in config.yaml"
         )
-    digest = hashlib.sha256(seq.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
+    position = split_position(seq)
     if position < test:
         return "test"
     if position < test + val:
