@@ -147,7 +147,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=help_text("studio.models"),
     )
     setting_flag(studio, "--host", "studio.host")
-    setting_flag(studio, "--port", "studio.port", type=int)
+    # Defaults and help from the schema; the values are checked by check_args (one line
+    # each, e.g. "--port must be a whole number from 1 to 65535, not 99999").
+    studio.add_argument("--port", type=int, default=default("studio.port"),
+                        help=help_text("studio.port"))  # fmt: skip
     studio.add_argument(
         "--allow-host",
         action="append",
@@ -164,10 +167,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="trust X-Forwarded-For/-Proto from these proxy addresses (default when given: "
         "127.0.0.1); without it they are ignored",
     )
-    setting_flag(studio, "--workers", "studio.workers", type=int)
+    studio.add_argument("--workers", type=int, default=default("studio.workers"),
+                        help=help_text("studio.workers"))  # fmt: skip
     setting_flag(studio, "--work-dir", "studio.work_dir")
     for key in ("max_upload_mb", "max_minutes", "max_work_mb", "header_timeout_s",
                 "body_timeout_s"):  # fmt: skip
-        setting_flag(studio, "--" + key.replace("_", "-"), f"studio.{key}", type=float)
+        flag, name = "--" + key.replace("_", "-"), f"studio.{key}"
+        studio.add_argument(flag, type=float, default=default(name), help=help_text(name))
     # The work folder is the one output; checkpoints are read-only inputs it never writes.
     studio.set_defaults(func=_cmd_studio, paths=declare(folders=["--work-dir"]))

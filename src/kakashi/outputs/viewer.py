@@ -70,20 +70,29 @@ def _gltf_loader() -> bytes:
 
 
 def viewer_html(
-    dance: Dance, audio: bytes, audio_type: str, frames: int, title: str, audio_url: str = ""
+    dance: Dance,
+    audio: bytes,
+    audio_type: str,
+    frames: int,
+    title: str,
+    audio_url: str = "",
+    glb_url: str = "",
 ) -> str:
     """The page's text for ``dance`` (shown for ``frames`` frames) and the song's bytes, or
-    a page that refers to the song at ``audio_url`` (the studio: no copy per dance)."""
+    a page that refers to the song at ``audio_url`` and to the character's GLB at
+    ``glb_url`` (the studio, which serves both beside the page: no copies per dance; the
+    GLB is 0.8 MB for a 2-s song, 1.1 MB as base64 in the page)."""
     # Only the dance's own frames are embedded; the page holds the last one to the end.
     world = stage_positions(dance).astype("<f4")
     character = load_character()
     motion = retarget(dance, character)
-    glb = b"".join(glb_document(motion, character).save_to_bytes())
+    glb = b"" if glb_url else b"".join(glb_document(motion, character).save_to_bytes())
     # The stick figure drawn where the character stands: stage positions scaled like the
     # character's and lifted so their ankles match (kakashi.outputs.character.retarget).
     rig_ankle = float(character.rest_joints()[list(skeleton.ANKLES), 1].mean())
     payload = {
         "glb": base64.b64encode(glb).decode("ascii"),
+        "glbUrl": glb_url,
         "stickScale": motion.scale,
         "stickLift": rig_ankle - _ANKLE_HEIGHT * motion.scale,
         "fps": dance.fps,
@@ -123,8 +132,11 @@ def write_viewer(
     output: str | Path,
     title: str | None = None,
     audio_url: str = "",
+    glb_url: str = "",
 ) -> int:
-    """Write the viewer page for a dance file and its song; return the page's size in bytes."""
+    """Write the viewer page for a dance file and its song; return the page's size in bytes.
+    ``audio_url`` and ``glb_url``: refer to the song and the character's GLB instead of
+    embedding them (:func:`viewer_html`)."""
     dance = Dance.load(dance_path)
     audio_path = Path(audio_path)
     frames = song_frames(audio_path, dance, dance_path)
@@ -136,7 +148,7 @@ def write_viewer(
         )
     audio = b"" if audio_url else audio_path.read_bytes()
     page = viewer_html(
-        dance, audio, audio_type, frames, title or Path(dance_path).stem, audio_url
+        dance, audio, audio_type, frames, title or Path(dance_path).stem, audio_url, glb_url
     ).encode("utf-8")
     with atomic_output(output) as temporary:
         temporary.write_bytes(page)
@@ -272,7 +284,13 @@ data.parents.forEach((parent, child) => {
 
 // The character: the GLB of kakashi export-glb (skinned mesh, one animation).
 const character = { root: null, mesh: null, mixer: null, duration: 0, hips: null };
-new GLTFLoader().parse(bytes(data.glb).buffer, '', (gltf) => {
+const glbBytes = data.glbUrl
+  ? fetch(data.glbUrl).then((answer) => {
+      if (!answer.ok) throw new Error(`${data.glbUrl}: HTTP ${answer.status}`);
+      return answer.arrayBuffer();
+    })
+  : Promise.resolve(bytes(data.glb).buffer);
+glbBytes.then((buffer) => new GLTFLoader().parse(buffer, '', (gltf) => {
   character.root = gltf.scene;
   gltf.scene.traverse((node) => {
     if (node.isSkinnedMesh) {
@@ -290,11 +308,13 @@ new GLTFLoader().parse(bytes(data.glb).buffer, '', (gltf) => {
   state.characterReady = true;
   setStyle(state.style);
   state.ready = true;
-}, (err) => {
+}, (err) => characterFailed(err))).catch((err) => characterFailed(err));
+
+function characterFailed(err) {
   state.error = 'character: ' + String(err);
   setStyle('stick');
   state.ready = true;
-});
+}
 
 function setStyle(style) {
   state.style = style;

@@ -52,6 +52,7 @@ JOB_FILE = "job.json"
 # The viewer page refers to the song by this URL, relative to the page's own
 # (/api/dances/<id>/dance.html -> /api/dances/<id>/song): no copy of it in every result.
 SONG_URL = "song"
+GLB_URL = "dance.glb"  # the character's animation, served beside the page too
 # An orphan song (no result refers to it) younger than this is being danced to right now.
 _SONG_GRACE_S = 120.0
 
@@ -119,7 +120,7 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     _report(job_id, "page", 0.75)
     write_viewer(
         out / "dance.npz", song, out / "dance.html", title=f"{model.name} seed {seed}",
-        audio_url=SONG_URL,
+        audio_url=SONG_URL, glb_url=GLB_URL,
     )  # fmt: skip
     _report(job_id, "bvh", 0.9)
     export_bvh(out / "dance.npz", out / "dance.bvh")
