@@ -195,17 +195,17 @@ def leave_one_out(records, fps, groups, C=1.0) -> dict:
 
 
 def accuracy(records, predictions) -> float:
-    return float(np.mean([p.style == r["style"] for r, p in zip(records, predictions)]))
+    return float(
+        np.mean([p.style == r["style"] for r, p in zip(records, predictions, strict=True)])
+    )
 
 
 def report(title, records, predictions, styles) -> None:
-    print(
-        f"\n{title}: accuracy {accuracy(records, predictions):.3f} "
-        f"({sum(p.style == r['style'] for r, p in zip(records, predictions))}/{len(records)})"
-    )
+    correct = sum(p.style == r["style"] for r, p in zip(records, predictions, strict=True))
+    print(f"\n{title}: accuracy {accuracy(records, predictions):.3f} ({correct}/{len(records)})")
     print("  true \\ predicted  " + " ".join(f"{s:>8s}" for s in styles) + "   recall")
     for style in styles:
-        row = [p.style for r, p in zip(records, predictions) if r["style"] == style]
+        row = [p.style for r, p in zip(records, predictions, strict=True) if r["style"] == style]
         counts = [row.count(s) for s in styles]
         print(
             f"  {style:17s} "
@@ -214,7 +214,7 @@ def report(title, records, predictions, styles) -> None:
         )
     wrong = [
         f"{r['name']} {r['style']}->{p.style} ({p.confidence:.2f})"
-        for r, p in zip(records, predictions)
+        for r, p in zip(records, predictions, strict=True)
         if p.style != r["style"]
     ]
     print("  wrong: " + (", ".join(wrong) or "none"))
@@ -235,7 +235,7 @@ def split_eval(records, fps, styles, C=1.0) -> None:
                 f"  {split} {part}: accuracy {accuracy(chosen, predictions):.3f}; "
                 + ", ".join(
                     f"{r['name']} {r['style']}->{p.style} ({p.confidence:.2f})"
-                    for r, p in zip(chosen, predictions)
+                    for r, p in zip(chosen, predictions, strict=True)
                 )
             )
 

@@ -29,6 +29,7 @@ docs/music_style.md, from ``studies/music_style.py``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -155,7 +156,7 @@ def _window_descriptors(
         names += [f"tempogram_{lag:.2f}s" for lag in TEMPOGRAM_LAGS_S]
     # The onset envelope on the beat grid: STEPS_PER_BEAT samples per beat interval.
     steps = np.concatenate(
-        [np.linspace(a, b, STEPS_PER_BEAT, endpoint=False) for a, b in zip(beats[:-1], beats[1:])]
+        [np.linspace(a, b, STEPS_PER_BEAT, endpoint=False) for a, b in itertools.pairwise(beats)]
     )
     grid = np.interp(steps, np.arange(len(onset)), onset)
     grid_ac = _autocorrelation(grid)
@@ -173,7 +174,7 @@ def _window_descriptors(
             if not columns[kind]:
                 continue
             block = values[:, columns[kind]].astype(np.float64)
-            synced = np.stack([block[a:b].mean(axis=0) for a, b in zip(beats[:-1], beats[1:])])
+            synced = np.stack([block[a:b].mean(axis=0) for a, b in itertools.pairwise(beats)])
             out += [_lag_correlation(synced, lag) for lag in BEAT_LAGS]
             names += [f"{kind}_sync_{lag}" for lag in BEAT_LAGS]
     if "rhythm" in groups:
@@ -305,7 +306,7 @@ class MusicStyle:
         return StylePrediction(
             self.styles[best],
             float(probabilities[best]),
-            {style: float(p) for style, p in zip(self.styles, probabilities)},
+            {style: float(p) for style, p in zip(self.styles, probabilities, strict=True)},
         )
 
     def to_dict(self) -> dict:
@@ -418,7 +419,7 @@ def fit_descriptors(
     from sklearn.preprocessing import StandardScaler
 
     known = sorted(set(styles))
-    labels = [style for x, style in zip(rows, styles) for _ in range(len(x))]
+    labels = [style for x, style in zip(rows, styles, strict=True) for _ in range(len(x))]
     x = np.concatenate(rows)
     scaler = StandardScaler().fit(x)
     scale = np.where(scaler.scale_ > 1e-9, scaler.scale_, 1.0)
