@@ -138,12 +138,14 @@ ABLATIONS = [
     ("tempogram",),
     ("metre",),
     ("rhythm",),
+    ("harmony",),
     ("timbre",),
     ("tempo", "metre"),
     ("tempo", "tempogram"),
     ("tempo", "tempogram", "metre"),
     ("tempo", "tempogram", "rhythm"),
     ("tempo", "tempogram", "metre", "rhythm"),
+    ("tempo", "tempogram", "metre", "rhythm", "harmony"),
     ("tempo", "tempogram", "metre", "rhythm", "timbre"),
 ]
 

@@ -7,10 +7,12 @@ shards store and generation computes (:mod:`kakashi.features`), fitted on labell
 - **tempogram**: the autocorrelation of ``onset_strength`` at log-spaced lags of 0.25-4 s,
   which keeps tempo and bar length in seconds whatever level the beat tracker locked on;
 - **metre**: how the music repeats every 3 versus every 4 beats: the autocorrelation of the
-  beat-synchronous onset accents and of the beat-synchronous MFCC and chroma at 2, 3, 4, 6
-  and 8 beats (a waltz's bass and chords change on each 3-beat bar);
+  beat-synchronous onset accents and of the onset envelope at 2, 3, 4, 6 and 8 beats (a
+  waltz accents every third beat, a cha-cha every fourth);
 - **rhythm**: onset strength folded on the beat grid, four steps per beat (the mean
   pattern within a beat, and its autocorrelation over 8 beats: a cha-cha's "4-and-1");
+- **harmony**: the same bar periodicity in the beat-synchronous MFCC and chroma (bass and
+  chords changing on the bar line);
 - **timbre**: MFCC means and spreads.
 
 A song is cut into windows (``WINDOW_S`` long, every ``HOP_S``), each window is one
@@ -20,9 +22,10 @@ standardised, class-balanced logistic regression; the fitted model is exported a
 lists and floats (:meth:`MusicStyle.to_dict`), so it travels inside a
 ``torch.load(weights_only=True)`` checkpoint and predicts with numpy alone.
 
-Only ``onset_strength`` is required. Without a ``beat`` column the beats are tracked from
-``onset_strength`` exactly as :mod:`kakashi.features` does; descriptor groups whose
-columns are absent at fitting (MFCC, chroma) are left out of the model.
+The default groups (tempo, tempogram, metre, rhythm) need only ``onset_strength``: without
+a ``beat`` column the beats are tracked from it exactly as :mod:`kakashi.features` does.
+Harmony and timbre, which need MFCC or chroma, did not help on Dance with Melody and are
+off by default; asked for without their columns, they are left out of the model.
 Accuracy (leave-one-song-out over the 35 Dance-with-Melody songs) and what each group adds:
 docs/music_style.md, from ``studies/music_style.py``.
 """
@@ -38,7 +41,7 @@ import numpy as np
 
 from kakashi.errors import MediaError, ModelError
 
-GROUPS = ("tempo", "tempogram", "metre", "rhythm", "timbre")
+GROUPS = ("tempo", "tempogram", "metre", "rhythm", "harmony", "timbre")
 # The groups a model uses unless told otherwise (chosen by studies/music_style.py).
 DEFAULT_GROUPS = ("tempo", "tempogram", "metre", "rhythm")
 WINDOW_S = 20.0  # long enough for 7 waltz bars at 84 bpm
@@ -89,6 +92,8 @@ def usable_groups(names: list[str], groups=DEFAULT_GROUPS) -> tuple[str, ...]:
     kept = []
     for group in groups:
         if group == "timbre" and not columns["mfcc"]:
+            continue
+        if group == "harmony" and not (columns["mfcc"] or columns["chroma"]):
             continue
         kept.append(group)
     return tuple(kept)
@@ -170,13 +175,6 @@ def _window_descriptors(
             for lag in BEAT_LAGS
         ]
         names += [f"onset_ac_{lag}beats" for lag in BEAT_LAGS]
-        for kind in ("mfcc", "chroma"):
-            if not columns[kind]:
-                continue
-            block = values[:, columns[kind]].astype(np.float64)
-            synced = np.stack([block[a:b].mean(axis=0) for a, b in itertools.pairwise(beats)])
-            out += [_lag_correlation(synced, lag) for lag in BEAT_LAGS]
-            names += [f"{kind}_sync_{lag}" for lag in BEAT_LAGS]
     if "rhythm" in groups:
         profile = grid[: len(grid) // STEPS_PER_BEAT * STEPS_PER_BEAT]
         profile = profile.reshape(-1, STEPS_PER_BEAT).mean(axis=0)
@@ -185,6 +183,14 @@ def _window_descriptors(
         lags = range(1, RHYTHM_BEATS * STEPS_PER_BEAT + 1)
         out += [float(grid_ac[lag]) if lag < len(grid_ac) else 0.0 for lag in lags]
         names += [f"rhythm_ac_{lag}" for lag in lags]
+    if "harmony" in groups:
+        for kind in ("mfcc", "chroma"):
+            if not columns[kind]:
+                continue
+            block = values[:, columns[kind]].astype(np.float64)
+            synced = np.stack([block[a:b].mean(axis=0) for a, b in itertools.pairwise(beats)])
+            out += [_lag_correlation(synced, lag) for lag in BEAT_LAGS]
+            names += [f"{kind}_sync_{lag}" for lag in BEAT_LAGS]
     if "timbre" in groups:
         block = values[:, columns["mfcc"]].astype(np.float64)
         out += list(block.mean(axis=0)) + list(block.std(axis=0))
