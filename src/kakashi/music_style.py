@@ -23,7 +23,8 @@ lists and floats (:meth:`MusicStyle.to_dict`), so it travels inside a
 ``torch.load(weights_only=True)`` checkpoint and predicts with numpy alone.
 
 The default groups (tempo, tempogram, metre, rhythm) need only ``onset_strength``: without
-a ``beat`` column the beats are tracked from it exactly as :mod:`kakashi.features` does.
+a ``beat`` column the beats are tracked from it as :mod:`kakashi.features` does (the same
+beats, but in the last second or two, where the stored column saw one frame more).
 Harmony and timbre, which need MFCC or chroma, did not help on Dance with Melody and are
 off by default; asked for without their columns, they are left out of the model.
 Accuracy (leave-one-song-out over the 35 Dance-with-Melody songs) and what each group adds:
@@ -100,8 +101,8 @@ def usable_groups(names: list[str], groups=DEFAULT_GROUPS) -> tuple[str, ...]:
 
 
 def track_beats(onset_strength: np.ndarray, fps: float) -> np.ndarray:
-    """Beat frames from an onset envelope: what kakashi.features stores in ``beat``
-    (librosa's tracker sees only the frame rate, sr / hop_length)."""
+    """Beat frames from an onset envelope, tracked as kakashi.features tracks ``beat``
+    (librosa's tracker sees only the frame rate, sr / hop_length, so any hop will do)."""
     import librosa
 
     hop = 512
