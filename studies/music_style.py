@@ -123,6 +123,7 @@ def main() -> None:
     for part in ("span", "whole"):
         report(f"leave-one-song-out, {part}", records, base[part], styles)
     split_eval(records, fps, styles, C=args.C)
+    timing(records, fps)
     print("\nablation (leave-one-song-out accuracy, span / whole):")
     for groups in args.ablation or ABLATIONS:
         result = leave_one_out(records, fps, groups, C=args.C)
@@ -220,6 +221,22 @@ def report(title, records, predictions, styles) -> None:
         if p.style != r["style"]
     ]
     print("  wrong: " + (", ".join(wrong) or "none"))
+
+
+def timing(records, fps) -> None:
+    """Seconds to fit on all 35 spans and to predict the longest whole song, from features."""
+    started = time.perf_counter()
+    model = music_style.fit([r["span"] for r in records], [r["style"] for r in records], fps)
+    fitted_s = time.perf_counter() - started
+    longest = max(records, key=lambda r: len(r["whole"][0]))
+    started = time.perf_counter()
+    model.predict(*longest["whole"])
+    seconds = len(longest["whole"][0]) / fps
+    print(
+        f"\ntime (shared 2-core machine): fit on {len(records)} spans "
+        f"{fitted_s:.1f} s; predict {longest['name']} ({seconds:.0f} s of music) "
+        f"{time.perf_counter() - started:.2f} s"
+    )
 
 
 def split_eval(records, fps, styles, C=1.0) -> None:
