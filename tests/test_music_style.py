@@ -87,9 +87,19 @@ def test_a_short_song_is_a_clear_error(model, songs) -> None:
         model.predict(five_seconds, NAMES, song="song.mp3")
 
 
-def test_one_style_cannot_be_fitted(songs) -> None:
+def test_one_style_cannot_be_fitted(songs, caplog) -> None:
     with pytest.raises(ModelError, match="at least two styles"):
         music_style.fit([(songs["waltz"][0], NAMES)], ["waltz"], FPS)
+    # A cha-cha too short to describe is left out, naming it, and one style remains.
+    short = songs["cha-cha"][0][: 5 * FPS]
+    with pytest.raises(ModelError, match=r"at least two styles .*, got \['waltz'\]"):
+        music_style.fit(
+            [(songs["waltz"][0], NAMES), (short, NAMES)],
+            ["waltz", "cha-cha"],
+            FPS,
+            song_names=["w.mp3", "c.mp3"],
+        )
+    assert "c.mp3 lasts 5.0 s" in caplog.text
 
 
 def test_features_without_onset_strength_are_refused(songs) -> None:

@@ -34,6 +34,7 @@ docs/music_style.md, from ``studies/music_style.py``.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -41,6 +42,8 @@ from typing import NamedTuple
 import numpy as np
 
 from kakashi.errors import MediaError, ModelError
+
+log = logging.getLogger(__name__)
 
 GROUPS = ("tempo", "tempogram", "metre", "rhythm", "harmony", "timbre")
 # The groups a model uses unless told otherwise (chosen by studies/music_style.py).
@@ -377,7 +380,9 @@ def fit(
 
     Every window of every song is one example; each style weighs as much as any other
     (balanced class weights), so a style with three songs is not drowned by one with 25.
-    ``regularization`` is the inverse L2 strength (scikit-learn's ``C``).
+    ``regularization`` is the inverse L2 strength (scikit-learn's ``C``). A song too short
+    or without beats to describe is left out with a warning naming it; ModelError if fewer
+    than two styles remain.
     """
     if len(songs) != len(styles):
         raise ModelError(f"{len(songs)} songs but {len(styles)} style labels")
@@ -387,19 +392,28 @@ def fit(
             f"a music-style model needs songs of at least two styles, got {known or 'none'}; "
             "label more styles in the sources sheet's style column"
         )
-    if not songs:
-        raise ModelError("no songs to fit a music-style model on")
     groups = usable_groups(songs[0][1], groups)
-    rows, descriptor_names = [], None
-    for i, (values, names) in enumerate(songs):
+    rows, kept_styles, descriptor_names = [], [], None
+    for i, ((values, names), style) in enumerate(zip(songs, styles, strict=True)):
         song = song_names[i] if song_names else f"song {i + 1}"
         if list(names) != list(songs[0][1]):
             raise ModelError(f"{song}: its feature columns differ from the first song's")
-        x, descriptor_names = descriptors(values, names, fps, groups, window_s, hop_s, song)
+        try:
+            x, descriptor_names = descriptors(values, names, fps, groups, window_s, hop_s, song)
+        except MediaError as exc:
+            log.warning("music style: %s; left out of the model", exc)
+            continue
         rows.append(x)
+        kept_styles.append(style)
+    if len(set(kept_styles)) < 2:
+        raise ModelError(
+            f"a music-style model needs songs of at least two styles long enough to describe "
+            f"({MIN_SONG_S:g} s with a beat), got {sorted(set(kept_styles)) or 'none'}; "
+            "label more styles in the sources sheet's style column"
+        )
     return fit_descriptors(
         rows,
-        styles,
+        kept_styles,
         descriptor_names,
         fps=fps,
         groups=groups,
