@@ -64,5 +64,8 @@ def test_studio_defaults_are_the_schemas() -> None:
     assert settings.min_seconds == default("studio.min_seconds")
     assert args.workers == default("studio.workers") == 0  # 0: one per core
     assert settings.workers == (os.cpu_count() or 1)
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["studio", "--workers", "-1"])
+    from kakashi.cli.studio import check_args
+    from kakashi.errors import KakashiError
+
+    with pytest.raises(KakashiError, match="--workers must be a whole number from 0 to 256"):
+        check_args(build_parser().parse_args(["studio", "--workers", "-1"]))

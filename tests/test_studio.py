@@ -799,7 +799,7 @@ def _page_flow(studio: Studio, chromium, tmp_path: Path) -> None:
     # A reload lists the takes again (the server keeps them).
     chromium.refresh()
     wait_for(chromium, "return document.querySelectorAll('.take').length === 2", 30)
-    wait_for(chromium, "return document.querySelectorAll('.take a').length === 8", 30)
+    wait_for(chromium, "return document.querySelectorAll('.take a').length === 10", 30)
     assert not chromium.find_element("id", "empty").is_displayed()
     chromium.switch_to.frame(chromium.find_element("id", "viewer"))  # the newest take shown
     wait_for(chromium, "return window.kakashiViewer && window.kakashiViewer.renders > 2", 60)
