@@ -196,10 +196,14 @@ def motion_flags(wildcards):
 
 
 def source_flags(wildcards, input):
-    """Where a shard came from: the source kind and its URI (a playlist entry's own URL)."""
+    """Where a shard came from: the source kind and its URI (a playlist entry's own URL),
+    and its style where the sheet gives one (only then: a sheet without styles keeps the
+    commands, so its shards are not rebuilt)."""
+    style = source_row(wildcards.seq).get("style")
     return cli_flags(
         source_kind=source_kind(wildcards.seq),
         source_uri=source_uri(wildcards.seq, input.get("playlist")),
+        **({"style": style} if isinstance(style, str) and style else {}),
     )
 
 

@@ -1,5 +1,6 @@
 # The metrics table: every model's dances for the test-split songs beside the baselines
-# (ground truth, random retrieval, mean pose), scored against the train split.
+# (ground truth, random retrieval, mean pose) and the real line (the val split), scored
+# against the train split and against the held-out test dances (docs/evaluation.md).
 
 
 rule evaluate:
@@ -33,7 +34,11 @@ rule evaluate:
         shards=results("shards"),
         out=lambda wildcards, output: Path(output.metrics).parent,
         clip_s=config["eval"]["clip_s"],
+        heldout=cli_flags(
+            heldout_clip_s=config["eval"]["heldout_clip_s"],
+            heldout_hop_s=config["eval"]["heldout_hop_s"],
+        ),
         generated=lambda wildcards: evaluation_flags(),
     shell:
         "{params.kakashi} evaluate --reference {params.shards:q} {params.generated}"
-        " --clip-s {params.clip_s} -o {params.out:q} > {log:q} 2>&1"
+        " --clip-s {params.clip_s} {params.heldout} -o {params.out:q} > {log:q} 2>&1"

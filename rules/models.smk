@@ -67,6 +67,7 @@ rule generate:
 rule generate_test:
     # One job per model for the whole test split, from the audio features in the shards:
     # the model loads once, and a cluster gets 2 jobs instead of one per test song.
+    # config eval.takes dances per song (seeds generate.seed, +1, ...) for the variety.
     input:
         dataset=results("dataset_info.txt"),
         model=results("models/{model}.pt"),
@@ -85,6 +86,7 @@ rule generate_test:
         kakashi=KAKASHI,
         shards=results("shards"),
         seed=config["generate"]["seed"],
+        takes=config["eval"]["takes"],
     shell:
-        "{params.kakashi} generate --shards {params.shards:q} --split test"
+        "{params.kakashi} generate --shards {params.shards:q} --split test --takes {params.takes}"
         " --checkpoint {input.model:q} --seed {params.seed} -o {output:q} > {log:q} 2>&1"

@@ -40,7 +40,7 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
 
     result = json.loads((out / "metrics.json").read_text())
     rows = {row["name"]: row for row in result["rows"]}
-    assert list(rows) == ["ground_truth", "random_retrieval", "mean_pose", "copy"]
+    assert list(rows) == ["ground_truth", "random_retrieval", "mean_pose", "real_val", "copy"]
     assert result["test_split"] == ["dancer-c"]
     # The test dance submitted as a model scores exactly like the ground truth row.
     for key in METRIC_KEYS:
@@ -72,8 +72,23 @@ def test_evaluate_cli_writes_table_json_and_plots(demo_shards, generated, tmp_pa
     assert truth["pfc"] > 0
     assert result["better"]["liveliness"] == "one" and result["better"]["jitter"] == "lower"
 
+    # The held-out columns: the test dance submitted as a model is the reference itself
+    # (FID 0) and copies like it; the real line (the val dance) is 1 x itself.
+    assert rows["copy"]["fid_k_heldout"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["ground_truth"]["fid_k_heldout"] is None  # the reference: "ref"
+    assert rows["real_val"]["fid_k_heldout_ratio"] == pytest.approx(1.0)
+    assert rows["copy"]["copy_share"] == rows["ground_truth"]["copy_share"]
+    assert rows["random_retrieval"]["copy_share"] > 0.9  # train clips: a replay
+    # C_T needs more than 20 of a row's windows in a cell: the demo's 12-s test dance has 23.
+    assert rows["random_retrieval"]["c_t"] is None
+    assert rows["mean_pose"]["copy_share"] == 0.0 and rows["copy"]["variety"] is None
+    assert any("fewer than two styles" in note for note in result["notes"])  # no style column
+    assert any("held-out FID rests on 3 reference clips" in note for note in result["notes"])
+    assert result["heldout"]["clip_s"] == 5 and result["heldout"]["hop_s"] == 2.5
+
     table = (out / "metrics.md").read_text()
     assert "**ground truth**" in table and "FID_k ↓" in table and "BAS ↑" in table
+    assert "FID_k train-ref ↓" in table and "copy % ↓" in table and "| ref |" in table
     head = table.splitlines()[0]
     assert head.index("PFC ↓") < head.index("clips") < head.index("liveliness ≈1")
     # Ground truth travels (a video root), so travel is shown as a ratio to it.

@@ -577,3 +577,23 @@ def test_generation_needs_no_training_code(every_model: dict[str, Path]) -> None
         training = {f"kakashi.models.{other}_train" for other in every_model}
         training |= {"kakashi.models.distributed", "kakashi.models.data", "kakashi.models.config"}
         assert not training & loaded, (name, training & loaded)
+
+
+def test_generate_split_writes_takes_with_consecutive_seeds(
+    rnn_checkpoint: Path, demo_shards: Path, tmp_path: Path
+) -> None:
+    """`--takes K`: NAME__seedS.npz ... for seeds S..S+K-1 (evaluation's variety)."""
+    from kakashi.dance import Dance
+
+    out = tmp_path / "takes"
+    args = ["generate", "--shards", str(demo_shards), "--split", "test", "--takes", "2"]
+    assert main([*args, "--seed", "5", "--checkpoint", str(rnn_checkpoint), "-o", str(out)]) == 0
+    stems = [p.stem for p in sorted((demo_shards / "split=test").glob("*.parquet"))]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}__seed{k}.npz" for s in stems for k in (5, 6))
+    assert Dance.load(out / f"{stems[0]}__seed6.npz").meta["seed"] == 6
+    one = generate_split(demo_shards, "test", rnn_checkpoint, tmp_path / "one", seed=5)
+    np.testing.assert_array_equal(Dance.load(one[0]).pose,
+                                  Dance.load(out / f"{stems[0]}__seed5.npz").pose)  # fmt: skip
+    with pytest.raises(ModelError, match="--takes must be at least 1"):
+        generate_split(demo_shards, "test", rnn_checkpoint, tmp_path / "none", takes=0)

@@ -24,6 +24,7 @@ from kakashi.errors import KakashiError, MediaError
 from kakashi.motion import read_motion
 from kakashi.motion.layouts import COCO17
 from kakashi.motion.stage import prepare_motion
+from kakashi.shards import read_metadata
 
 CMU = "mocap_cmu_131_bvh11/131_01.bvh"
 BANDAI_DANCE = "mocap_bandai_namco/dataset-1_dance-short_normal_001.bvh"
@@ -330,10 +331,14 @@ def test_workflow_turns_two_m2d_rows_into_shards(tmp_path: Path) -> None:
              "audio_offset_s": "", "fps": "", "skeleton": "", "end": 5, "split": "train"},
             {"id": "m2d-w24", "source": data / "joints/DANCE_W_24.npy",
              "audio": data / "audio/DANCE_W_24.mp3", "audio_offset_s": 0, "fps": 25,
-             "skeleton": "tang23", "end": 4, "split": "val"},
+             "skeleton": "tang23", "end": 4, "split": "val", "style": "Waltz"},
         ],
     )  # fmt: skip
     run_snakemake(tmp_path, "--cores", "2", DEMO_DATA_TARGET, config={"sources": sheet})
+    # The sheet's style reaches the shard (lower case); a row without one has none.
+    assert read_metadata(tmp_path / "results/shards/split=val/m2d-w24.parquet")["style"] == "waltz"
+    assert "style" not in read_metadata(tmp_path / "results/shards/split=train/m2d-c2.parquet")
+    assert "waltz" in (tmp_path / DEMO_DATA_TARGET).read_text()
     for seq, split, seconds in (("m2d-c2", "train", 5), ("m2d-w24", "val", 4)):
         shard = tmp_path / f"results/shards/split={split}/{seq}.parquet"
         table = pq.read_table(shard)

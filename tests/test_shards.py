@@ -133,3 +133,25 @@ def test_audio_settings_mismatch_names_both_values(tmp_path) -> None:
     pa.parquet.write_table(table.replace_schema_metadata(raw), tmp_path / "old.parquet")
     with pytest.raises(ShardError, match="no hop_length in its metadata"):
         read_metadata(tmp_path / "old.parquet")
+
+
+def test_dataset_info_counts_hours_per_style(tmp_path) -> None:
+    aligned = align(_pose(90), _features(90), 2, "s")
+    for split, seq, style in (("train", "a", "waltz"), ("train", "b", "rumba"),
+                              ("test", "c", "waltz"), ("val", "d", None)):  # fmt: skip
+        metadata = {"style": style} if style else {}
+        write_shard(tmp_path / f"split={split}" / f"{seq}.parquet", seq, aligned,
+                    _features(90), metadata)  # fmt: skip
+    assert read_metadata(tmp_path / "split=train" / "a.parquet")["style"] == "waltz"
+    summary = dataset_info(tmp_path)
+    assert summary["styles"]["waltz"]["train"] == {"sequences": 1, "hours": 3.0 / 3600}
+    assert summary["styles"]["waltz"]["test"]["sequences"] == 1
+    assert summary["styles"][""]["val"]["sequences"] == 1  # no style given
+    text = format_info(summary, tmp_path)
+    assert "waltz" in text and "rumba" in text and "(none)" in text
+    # Shards without any style: no style table.
+    plain = tmp_path / "plain"
+    write_shard(plain / "split=train" / "x.parquet", "x", aligned, _features(90), {})
+    assert dataset_info(plain)["styles"] == {} and "style" not in format_info(
+        dataset_info(plain), plain
+    )

@@ -87,3 +87,33 @@ def test_stable_split_is_deterministic_and_follows_fractions() -> None:
     assert 0.18 < splits.count("test") / len(ids) < 0.22
     with pytest.raises(SheetError):
         stable_split("x", 0.6, 0.6)
+
+
+def test_style_column_is_optional_lower_cased_and_validated(tmp_path) -> None:
+    rows = [
+        {"id": "a", "source": str(DEMO_VIDEO), "style": "Waltz"},
+        {"id": "b", "source": str(DEMO_VIDEO), "style": "cha-cha"},
+        {"id": "c", "source": str(DEMO_VIDEO)},
+    ]
+    sheet = read_sheet(write_sheet(tmp_path / "s.tsv", rows))
+    assert sheet.loc["a", "style"] == "waltz" and sheet.loc["b", "style"] == "cha-cha"
+    assert sheet.loc["c", "style"] is None
+    # A sheet without the column keeps working, with no style anywhere.
+    plain = read_sheet(write_sheet(tmp_path / "p.tsv", [{"id": "a", "source": str(DEMO_VIDEO)}]))
+    assert plain.loc["a", "style"] is None
+    row = {"id": "a", "source": str(DEMO_VIDEO), "style": "-x;rm"}
+    bad = write_sheet(tmp_path / "b.tsv", [row])
+    with pytest.raises(SheetError, match=r"b\.tsv, line 2 \(id 'a'\): '-x;rm' does not match"):
+        read_sheet(bad)
+
+
+def test_m2d_sheet_takes_the_style_from_the_manifest(tmp_path) -> None:
+    from conftest import shared_file
+    from kakashi.datasets import m2d_sheet
+
+    data = shared_file("m2d_tang2018/manifest.json").parent
+    assert m2d_sheet(data, tmp_path / "m2d.tsv") == 35
+    sheet = read_sheet(tmp_path / "m2d.tsv")
+    assert sheet.loc["m2d-DANCE_W_1", "style"] == "waltz"
+    assert sheet.loc["m2d-DANCE_C_2", "style"] == "cha-cha"
+    assert set(sheet["style"]) == {"cha-cha", "rumba", "tango", "waltz"}

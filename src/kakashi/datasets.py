@@ -3,7 +3,8 @@
 ``kakashi sheet m2d DATA_DIR -o SHEET`` writes the sheet of the "Dance with Melody"
 dataset (Tang et al., ACM MM 2018) in its joints + audio layout: ``manifest.json``,
 ``joints/NAME.npy`` (T, 23, 3) at 25 fps and ``audio/NAME.mp3``, where motion frame i
-plays at audio time ``audio_offset_s + i / 25``.
+plays at audio time ``audio_offset_s + i / 25``. Each row's ``style`` is the manifest's
+(cha-cha, rumba, tango, waltz).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kakashi.atomic import atomic_write_text
 from kakashi.errors import SheetError
 from kakashi.sources import stable_split
 
-M2D_COLUMNS = ("id", "source", "audio", "audio_offset_s", "fps", "skeleton", "split")
+M2D_COLUMNS = ("id", "source", "audio", "audio_offset_s", "fps", "skeleton", "style", "split")
 
 
 def m2d_sheet(data_dir: str | Path, out: str | Path, val: float = 0.1, test: float = 0.1) -> int:
@@ -53,6 +54,7 @@ def m2d_sheet(data_dir: str | Path, out: str | Path, val: float = 0.1, test: flo
             "audio_offset_s": f"{float(entry['audio_offset_s']):g}",
             "fps": f"{float(entry.get('fps', 25)):g}",
             "skeleton": "tang23",
+            "style": str(entry.get("style") or "").strip().lower(),  # cha-cha, rumba, ...
             "split": stable_split(seq, val, test),
         }
         lines.append("\t".join(row[column] for column in M2D_COLUMNS))

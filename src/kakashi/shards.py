@@ -315,14 +315,19 @@ def list_shards(root: str | Path, split: str | None = None) -> list[Path]:
 
 
 def dataset_info(root: str | Path) -> dict:
-    """Summary of a shard folder: sequences, frames, hours, per split, frames without a person.
+    """Summary of a shard folder: sequences, frames, hours, per split, frames without a person;
+    and per style (the sheet's ``style`` column) the sequences and hours of each split
+    (``styles`` is empty when no shard has a style).
 
     Counts the manifest's shards when there is one; ``ignored`` is how many other shard
     files the folder holds (left by an earlier sheet or split).
     """
     root = Path(root)
     files = list_shards(root)
-    summary: dict = {"sequences": 0, "frames": 0, "hours": 0.0, "no_person_frames": 0, "splits": {}}
+    summary: dict = {
+        "sequences": 0, "frames": 0, "hours": 0.0, "no_person_frames": 0, "splits": {},
+        "styles": {},
+    }  # fmt: skip
     summary["ignored"] = len(set(root.glob("split=*/*.parquet")) - set(files))
     for file in files:
         split = file.parent.name.removeprefix("split=")
@@ -337,6 +342,13 @@ def dataset_info(root: str | Path) -> dict:
             target["frames"] += len(conf)
             target["hours"] += len(conf) / fps / 3600
             target["no_person_frames"] += int((conf <= 0).sum())
+        # Hours per style (the sheet's style column) and split; "" for unlabelled shards.
+        style = summary["styles"].setdefault(meta.get("style") or "", {})
+        cell = style.setdefault(split, {"sequences": 0, "hours": 0.0})
+        cell["sequences"] += 1
+        cell["hours"] += len(conf) / fps / 3600
+    if set(summary["styles"]) == {""}:
+        summary["styles"] = {}
     return summary
 
 
@@ -358,6 +370,17 @@ def format_info(summary: dict, root: str | Path) -> str:
             f"{name:<8}{entry['sequences']:>10}{entry['frames']:>12}{entry['hours']:>10.3f}"
             f"{entry['hours'] * 60:>10.2f}{entry['no_person_frames']:>11}"
         )
+    if summary.get("styles"):
+        splits = [name for name in ("train", "val", "test") if name in summary["splits"]]
+        lines.append("")
+        lines.append(f"{'style':<14}" + "".join(f"{name + ' h':>10}" for name in splits)
+                     + f"{'total h':>10}{'sequences':>10}")  # fmt: skip
+        for style in sorted(summary["styles"]):
+            cells = summary["styles"][style]
+            hours = [cells.get(name, {}).get("hours", 0.0) for name in splits]
+            count = sum(cell["sequences"] for cell in cells.values())
+            lines.append(f"{style or '(none)':<14}" + "".join(f"{h:>10.3f}" for h in hours)
+                         + f"{sum(hours):>10.3f}{count:>10}")  # fmt: skip
     if summary.get("ignored"):
         lines.append(
             f"({summary['ignored']} other shard file(s) in the folder are not in the "

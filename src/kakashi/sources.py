@@ -90,8 +90,9 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
     Columns of the result: ``source`` (absolute path or URL), ``kind`` (video, playlist or
     motion), ``start``, ``end`` (NaN for the end of the video), ``split`` (the given one,
     or a stable hash of the id; playlist rows keep theirs empty so each entry gets its
-    own), and for motion rows ``audio`` (absolute path), ``audio_offset_s``, ``fps`` and
-    ``skeleton`` (NaN or None where not given).
+    own), ``style`` (lower case, None where not given), and for motion rows ``audio``
+    (absolute path), ``audio_offset_s``, ``fps`` and ``skeleton`` (NaN or None where not
+    given).
     """
     import jsonschema
 
@@ -207,9 +208,11 @@ def read_sheet(path: str | Path, val: float = 0.1, test: float = 0.1) -> pd.Data
     if not rows:
         raise SheetError(f"sources sheet {sheet} has no rows; add at least one source")
     result = pd.DataFrame(rows).set_index("id", drop=False)
-    for column in ("end", "split", *MOTION_ONLY_COLUMNS):
+    for column in ("end", "split", "style", *MOTION_ONLY_COLUMNS):
         if column not in result:
             result[column] = None
+    # One label per style whatever its case: "Waltz" and "waltz" are one class.
+    result["style"] = result["style"].map(lambda v: v.lower() if isinstance(v, str) else None)
     for column in ("end", "audio_offset_s", "fps"):
         result[column] = result[column].astype(float)
     result["split"] = result["split"].astype(object).where(result["split"].notna(), None)

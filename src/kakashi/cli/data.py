@@ -120,6 +120,7 @@ def _cmd_shard(args: argparse.Namespace) -> None:
         "source_kind": args.source_kind,
         "source_uri": args.source_uri,
         "config_hash": args.config_hash,
+        **({"style": args.style.lower()} if args.style else {}),
     }
     frames = build_shard(
         args.pose, args.features, args.seq, args.split, args.output, args.tolerance_frames, source
@@ -274,6 +275,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     shard.add_argument("--split", required=True, choices=["train", "val", "test"])
     shard.add_argument("--source-kind", default="video")
     shard.add_argument("--source-uri", default="")
+    shard.add_argument("--style", default="", help="the sheet's style of the source, if any")
     shard.add_argument("--config-hash", default="")
     shard.add_argument(
         "--tolerance-frames",

@@ -47,6 +47,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         baseline_names=names,
         timeline=args.timeline,
         seed=args.seed,
+        heldout_clip_s=args.heldout_clip_s,
+        heldout_hop_s=args.heldout_hop_s,
     )
     print(markdown_table(result), end="")
     log.info("evaluation written to %s in %.1f s", args.output, result["elapsed_s"])
@@ -97,4 +99,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--timeline", metavar="SEQ", help="song of the beat timeline plot")
     setting_flag(parser, "--seed", "eval.seed", type=int)
+    setting_flag(parser, "--heldout-clip-s", "eval.heldout_clip_s", type=float)
+    setting_flag(parser, "--heldout-hop-s", "eval.heldout_hop_s", type=float)
     parser.set_defaults(func=_cmd_evaluate, paths=_evaluate_paths)

@@ -39,6 +39,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             args.seed,
             args.start_pose,
             args.only,
+            args.takes,
         )
     else:
         generate(
@@ -123,6 +124,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="instead of a song: a dance for every shard of --split, from its audio features",
     )
     generate.add_argument("--split", default="test", help="with --shards (default: test)")
+    setting_flag(generate, "--takes", "eval.takes", type=int)
     setting_flag(generate, "--seed", "generate.seed", type=int)
     generate.add_argument(
         "--start-pose",

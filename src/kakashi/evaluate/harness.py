@@ -35,12 +35,14 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus")
 
 @dataclass
 class EvalDance:
-    """One dance to score: world positions (T, 17, 3) at ``fps``, and its song's beats (s)."""
+    """One dance to score: world positions (T, 17, 3) at ``fps``, its song's beats (s), and
+    its song's style label (the sheet's ``style`` column; ``None`` when not labelled)."""
 
     name: str
     world: np.ndarray
     fps: float
     music_beats: np.ndarray | None = None
+    style: str | None = None
 
 
 @dataclass
@@ -74,7 +76,8 @@ def load_shard(path: Path) -> EvalDance:
             "rebuild the shards with 'beat' in features.set, or pass --music with the songs"
         )
     beat = audio[:, names.index("beat")]
-    return EvalDance(path.stem, dance.world(), dance.fps, beats_from_column(beat, dance.fps))
+    beats = beats_from_column(beat, dance.fps)
+    return EvalDance(path.stem, dance.world(), dance.fps, beats, meta.get("style") or None)
 
 
 def load_split(root: Path, split: str) -> list[EvalDance]:

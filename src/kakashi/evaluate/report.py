@@ -21,8 +21,8 @@ from kakashi.evaluate.harness import EvalDance
 # Metric -> (column title, better direction). Diversity: higher is better, but the
 # ground-truth value is the target; a model far above it is noisy, not creative.
 COLUMNS = {
-    "fid_k": ("FID_k", "lower"),
-    "fid_g": ("FID_g", "lower"),
+    "fid_k": ("FID_k train-ref", "lower"),
+    "fid_g": ("FID_g train-ref", "lower"),
     "div_k": ("Div_k", "higher"),
     "div_g": ("Div_g", "higher"),
     "bas": ("BAS", "higher"),
@@ -46,6 +46,21 @@ RAW_COLUMNS = {
     "skate_ratio": None,  # the rate is already shown
     "travel_ratio": ("travel_m_min", ("travel m/min", "", "decimal")),
 }
+# The columns a replay cannot win (kakashi.evaluate.columns), in a second table:
+# key -> (title, better direction, format).
+HELDOUT_COLUMNS = {
+    "fid_k_heldout": ("FID_k", "lower", "fid"),
+    "fid_k_heldout_ratio": ("FID_k ×real", "lower", "ratio"),
+    "fid_g_heldout": ("FID_g", "lower", "fid"),
+    "fid_g_heldout_ratio": ("FID_g ×real", "lower", "ratio"),
+    "style_accuracy": ("style %", "higher", "percent"),
+    "copy_share": ("copy %", "lower", "percent"),
+    "longest_replay_s": ("longest replay s", "lower", "seconds"),
+    "c_t": ("C_T", "", "decimal"),
+    "variety": ("variety", "one", "ratio"),
+    "penetration_cm": ("penetration cm", "lower", "decimal"),
+    "floating_share": ("floating %", "lower", "percent"),
+}
 ARROW = {"lower": "↓", "higher": "↑", "one": "≈1", "": ""}
 # The timeline shows the song's first seconds: beyond ~20 s the beat lines merge.
 TIMELINE_S = 20.0
@@ -59,6 +74,7 @@ def better() -> dict[str, str]:
     """The better direction of every column's metric, for metrics.json."""
     out = {key: direction for key, (_, direction) in COLUMNS.items()}
     out.update({key: direction for key, (_, direction, _) in QUALITY_COLUMNS.items()})
+    out.update({key: direction for key, (_, direction, _) in HELDOUT_COLUMNS.items()})
     return out
 
 
@@ -89,6 +105,8 @@ def _fmt_quality(value: float | None, kind: str) -> str:
         return f"{value:.3f}"
     if kind in ("seconds", "decimal"):
         return f"{value:.1f}"
+    if kind == "fid":
+        return _fmt(value)
     return f"{value:.2f}"
 
 
@@ -128,7 +146,43 @@ def markdown_table(result: dict) -> str:
         quality_note,
     ]
     notes += [f"Note: {note}" for note in result.get("notes", [])]
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines + notes + heldout_table(result)) + "\n"
+
+
+def heldout_table(result: dict) -> list[str]:
+    """The second table: held-out FID, style, novelty, variety, ground contact."""
+    rows = [row for row in result["rows"] if "fid_k_heldout" in row]
+    if not rows:
+        return []
+    held = result.get("heldout") or {}
+    head = ["method", *(f"{t} {ARROW[d]}".strip() for t, d, _ in HELDOUT_COLUMNS.values())]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        name = {"ground_truth": "**ground truth** (the reference)",
+                "real_val": "**real line** (val split)"}.get(row["name"], row["name"])  # fmt: skip
+        cells = [name]
+        for key, (_, _, kind) in HELDOUT_COLUMNS.items():
+            value = row.get(key)
+            if key.startswith("fid_") and row["name"] == "ground_truth":
+                cells.append("ref")
+            else:
+                cells.append(_fmt_quality(value, kind))
+        lines.append("| " + " | ".join(cells) + " |")
+    real = held.get("real_line") or {}
+    lines += [
+        "",
+        f"Held-out: FID against the real test dances ({held.get('reference_clips')} clips of "
+        f"{held.get('clip_s'):g} s every {held.get('hop_s'):g} s); ×real divides by the real "
+        f"line (val-split dances: FID_k {_fmt(real.get('fid_k'))}, FID_g "
+        f"{_fmt(real.get('fid_g'))}). style %: windows classified as the song's style "
+        "(ground truth is the ceiling). copy %: 1-s windows nearer the train set than the "
+        "5th percentile of the real test windows (ground truth 5 % by construction); longest "
+        "replay: the longest run continuing one train dance; C_T < 0 copies, > 0 "
+        "underfits (Meehan et al. 2020). variety: distance between takes of one song / "
+        "between real dances (0 = the seed changes nothing). penetration and floating: the "
+        "lowest joint more than 5 cm under / over the dance's own floor.",
+    ]
+    return lines
 
 
 def _plt():
@@ -219,6 +273,33 @@ def quality_plot(result: dict, path: Path) -> Path:
     return path
 
 
+def style_plots(result: dict, folder: Path) -> list[Path]:
+    """One confusion matrix per row (true style of the song x predicted style)."""
+    plt = _plt()
+    written = []
+    for row in result["rows"]:
+        confusion = row.get("style_confusion")
+        if not confusion:
+            continue
+        classes, counts = confusion["classes"], np.array(confusion["counts"])
+        fig, ax = plt.subplots(figsize=(1.0 * len(classes) + 2.2, 0.9 * len(classes) + 1.4))
+        ax.imshow(counts, cmap="Blues")
+        for (i, j), count in np.ndenumerate(counts):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=9)
+        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xlabel("predicted style", fontsize=8)
+        ax.set_ylabel("style of the song", fontsize=8)
+        accuracy = row.get("style_accuracy")
+        ax.set_title(f"{row['name']}: style {_fmt_quality(accuracy, 'percent')} %", fontsize=9)
+        fig.tight_layout()
+        path = folder / f"style_{row['name']}.png"
+        _save_figure(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def timeline_plot(seq: str, dances: dict[str, EvalDance], path: Path) -> Path:
     """Music beats (vertical lines) against motion beats (dots on the speed curve), per row."""
     plt = _plt()
@@ -249,6 +330,7 @@ def write(result: dict, out_dir: Path, timeline: tuple[str, dict[str, EvalDance]
     written = {"json": out_dir / "metrics.json", "markdown": out_dir / "metrics.md"}
     written["plots"] = bar_plots(result, plots)
     written["plots"].append(quality_plot(result, plots / "quality.png"))
+    written["plots"] += style_plots(result, plots)
     if timeline is not None and timeline[1]:
         written["plots"].append(
             timeline_plot(timeline[0], timeline[1], plots / "beat_timeline.png")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from kakashi.errors import EvaluationError
-from kakashi.evaluate import baselines, quality, report
+from kakashi.evaluate import baselines, columns, quality, report
 from kakashi.evaluate.harness import (
     EvalDance,
     MusicLibrary,
@@ -23,6 +23,7 @@ log = logging.getLogger("kakashi.evaluate")
 
 REFERENCE_SPLIT = "train"
 TEST_SPLIT = "test"
+REAL_LINE_SPLIT = "val"
 
 
 def _song_key(name: str) -> str:
@@ -38,6 +39,8 @@ def evaluate(
     baseline_names: list[str] | tuple[str, ...] = baselines.BASELINES,
     timeline: str | None = None,
     seed: int = 0,
+    heldout_clip_s: float | None = None,
+    heldout_hop_s: float | None = None,
 ) -> dict:
     """Score every baseline and generated set against ``reference``; write ``out_dir``.
 
@@ -45,7 +48,11 @@ def evaluate(
     the ground truth and the music of the baselines) or a folder of dance files. ``music``
     is a shard folder or a folder of songs; generated dances find their song by file stem.
     """
+    from kakashi.settings import default
+
     started = time.perf_counter()
+    heldout_clip_s = heldout_clip_s or default("eval.heldout_clip_s")
+    heldout_hop_s = heldout_hop_s or default("eval.heldout_hop_s")
     if clip_s <= 0:
         raise EvaluationError(f"--clip-s must be positive, got {clip_s}")
     reference = Path(reference)
@@ -85,6 +92,11 @@ def evaluate(
         else []
     ):
         sets[name] = ("baseline", dances)
+    # The real line of the held-out FID: real dances no model saw, scored like a model.
+    real_line = load_split(music_shards, REAL_LINE_SPLIT) if music_shards is not None else []
+    real_line, left_out = columns.real_line_of(real_line, test)
+    if real_line and test and baseline_names:  # --baselines none: only the given dances
+        sets[columns.REAL_LINE] = ("real line", real_line)
     library = MusicLibrary(music_shards, songs)
     for name, path in generated.items():
         if name in sets:
@@ -105,6 +117,10 @@ def evaluate(
         log.info("scoring %s (%d dances)", name, len(dances))
         rows.append(score_set(name, kind, dances, ref_features, clip_s))
     ground_truth = quality.add_ratios(rows)
+    extra = {"notes": [], "timings": {}, "real_line": None, "copy_threshold": None,
+             "reference_clips": None}  # fmt: skip
+    if test:  # the held-out columns need the real test dances (shards)
+        extra = columns.add_columns(rows, sets, ref_dances, test, heldout_clip_s, heldout_hop_s)
     result = {
         "clip_s": clip_s,
         "seed": seed,
@@ -114,12 +130,21 @@ def evaluate(
             "clips": len(ref_features.clips),
         },
         "test_split": [d.name for d in test],
+        # The held-out columns: reference = the test split's clips, real line = val.
+        "heldout": {
+            "clip_s": heldout_clip_s,
+            "hop_s": heldout_hop_s,
+            "reference_clips": extra["reference_clips"],
+            "real_line": extra["real_line"],
+            "copy_threshold": extra["copy_threshold"],
+            "timings_s": extra["timings"],
+        },
         "better": report.better(),
         # The row the quality ratios (liveliness, jitter, skate_ratio, travel_ratio) divide
         # by; null without a ground-truth row, and then every ratio is null.
         "quality_reference": ground_truth["name"] if ground_truth else None,
         "rows": rows,
-        "notes": [],
+        "notes": list(extra["notes"]) + left_out,
     }
     if test and all((len(d.world) / d.fps) < clip_s for d in test):
         result["notes"].append("every test dance is shorter than one clip; FID rests on few clips")

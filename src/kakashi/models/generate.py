@@ -105,14 +105,19 @@ def generate_split(
     seed: int = 0,
     start: str = "mean",
     only: str | None = None,
+    takes: int = 1,
 ) -> list[Path]:
     """A dance for every shard of ``split``, driven by the audio features stored in the shard.
 
     This is what evaluation scores: one process loads the model once for the whole split,
     and each dance has exactly its ground truth's frame count, since both come from the
     same shard. Every dance is ``OUT_DIR/SEQ.npz``, the name `kakashi evaluate` pairs with
-    the shard. Only the manifest's shards count when the folder has one.
+    the shard; with ``takes`` > 1, ``OUT_DIR/SEQ__seedN.npz`` for the seeds ``seed`` ...
+    ``seed + takes - 1`` (the variety across seeds of the evaluation). Only the manifest's
+    shards count when the folder has one.
     """
+    if takes < 1:
+        raise ModelError(f"--takes must be at least 1, got {takes}")
     from kakashi.shards import check_audio_settings, list_shards, read_shard
 
     paths = list_shards(shards, split)
@@ -129,8 +134,11 @@ def generate_split(
     for path in paths:
         arrays, meta = read_shard(path, ["audio"])
         check_audio_settings(meta, model.stats.audio_settings(), path, str(checkpoint))
-        target = out_dir / f"{path.stem}.npz"
-        dance_for_audio(model, arrays["audio"], first_pose, seed, only).save(target)
-        written.append(target)
+        for take in range(takes):
+            name = path.stem if takes == 1 else f"{path.stem}__seed{seed + take}"
+            target = out_dir / f"{name}.npz"
+            dance = dance_for_audio(model, arrays["audio"], first_pose, seed + take, only)
+            dance.save(target)
+            written.append(target)
     log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)
     return written
