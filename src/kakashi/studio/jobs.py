@@ -63,9 +63,13 @@ def _model(checkpoint: str):
     return _loaded_models[key]
 
 
-def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str) -> dict:
-    """Worker: the dance for ``song``, its viewer page and its BVH, in ``folder``."""
+def make_dance(
+    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None
+) -> dict:
+    """Worker: the dance for ``song``, its viewer page and its BVH, in ``folder``; ``style``:
+    one the checkpoint knows, or None for auto (the style the song's music calls for)."""
     from kakashi.models.generate import dance_for_audio, song_features, start_pose
+    from kakashi.models.styles import choose_style
     from kakashi.outputs.bvh import export_bvh
     from kakashi.outputs.viewer import write_viewer
 
@@ -76,13 +80,16 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     _report(job_id, "features", 0.1)
     features = song_features(song, stats, Path(checkpoint).name)
     _report(job_id, "generation", 0.35)
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed)
+    name = Path(checkpoint).name
+    choice = choose_style(model.payload, style, features.values, name, Path(song).name)
+    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, style=choice)
     dance.save(out / "dance.npz")
     _report(job_id, "page", 0.75)
     write_viewer(out / "dance.npz", song, out / "dance.html", title=f"{model.name} seed {seed}")
     _report(job_id, "bvh", 0.9)
     export_bvh(out / "dance.npz", out / "dance.bvh")
-    return {"frames": len(dance), "fps": stats.fps, "duration_s": features.duration_s}
+    styled = choice.meta() if choice else {}
+    return {"frames": len(dance), "fps": stats.fps, "duration_s": features.duration_s, **styled}
 
 
 def render_video(job_id: str, folder: str, song: str) -> dict:
