@@ -147,6 +147,27 @@ def test_resume_continues_from_the_saved_step(demo_shards: Path, tmp_path: Path)
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_resume_starts_afresh_on_other_data(demo_shards: Path, tmp_path: Path) -> None:
+    """A finished run's .last.pt is not resumed when the train split changed under the same
+    settings (a re-split sheet used to 'resume' at the last epoch and train nothing)."""
+    import shutil
+
+    shards = tmp_path / "shards"
+    shutil.copytree(demo_shards, shards)
+    out = tmp_path / "rnn.pt"
+    train(tiny(shards, out, epochs=1), progress=False)
+    before = load_checkpoint(out)["model"]
+    # The val sequence joins train: same settings, other data.
+    (val,) = (shards / "split=val").glob("*.parquet")
+    val.rename(shards / "split=train" / val.name)
+    manifest = shards / "_manifest.tsv"
+    manifest.write_text(manifest.read_text().replace(f"{val.stem}\tval", f"{val.stem}\ttrain"))
+    train(tiny(shards, out, epochs=1), progress=False)
+    assert history(out)[-1]["epoch"] == 1
+    after = load_checkpoint(out)["model"]  # trained again, not resumed past the end
+    assert any(not torch.equal(after[key], before[key]) for key in before)
+
+
 @pytest.mark.slow
 def test_scheduled_sampling_runs_frame_by_frame(demo_shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "ss.pt"
