@@ -244,11 +244,7 @@ class Loop:
             return 0
         # The statistics are a function of the train split: other ones mean other data (a
         # re-split sheet resumed a finished run on the old split and trained nothing).
-        old = Stats.from_dict(saved["stats"])
-        if not all(
-            np.array_equal(getattr(old, name), getattr(self.stats, name))
-            for name in ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
-        ):
+        if not Stats.from_dict(saved["stats"]).same_data(self.stats):
             log.warning("%s was trained on other data: starting afresh", self.files["last"])
             return 0
         self.model.load_state_dict(saved["model"])

@@ -31,6 +31,9 @@ class Stats:
     feature_names: list[str]
     hop_length: int  # audio hop the features were computed with (fps * hop = sample rate)
 
+    # The statistics measured on the train split (the rest are settings).
+    ARRAYS = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
+
     def audio_settings(self) -> dict:
         """What a shard's metadata must match (see ``kakashi.shards.check_audio_settings``)."""
         return {
@@ -43,8 +46,7 @@ class Stats:
         """Plain tensors/lists, loadable with ``torch.load(weights_only=True)``."""
         import torch
 
-        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
-        out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in arrays}
+        out: dict = {name: torch.from_numpy(getattr(self, name).copy()) for name in self.ARRAYS}
         out["fps"] = float(self.fps)
         out["feature_names"] = list(self.feature_names)
         out["hop_length"] = int(self.hop_length)
@@ -52,14 +54,17 @@ class Stats:
 
     @classmethod
     def from_dict(cls, data: dict) -> Stats:
-        arrays = ("audio_mean", "audio_std", "motion_mean", "motion_std", "bone_lengths")
-        values = {name: np.asarray(data[name], dtype=np.float32) for name in arrays}
+        values = {name: np.asarray(data[name], dtype=np.float32) for name in cls.ARRAYS}
         return cls(
             **values,
             fps=float(data["fps"]),
             feature_names=list(data["feature_names"]),
             hop_length=int(data["hop_length"]),
         )
+
+    def same_data(self, other: Stats) -> bool:
+        """Whether ``other`` was measured on the same train split (bit-identical arrays)."""
+        return all(np.array_equal(getattr(self, n), getattr(other, n)) for n in self.ARRAYS)
 
     def mean_pose(self) -> np.ndarray:
         """The training mean pose, (17, 3)."""
