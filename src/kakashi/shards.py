@@ -48,6 +48,7 @@ class Sequence:
     feature_names: list[str]
     hop_length: int
     trimmed: int = 0  # frames cut off the longer of pose and audio by align()
+    style: str = ""  # the sheet's style column ("" when not given); shard metadata "style"
 
 
 def align(pose: Dance, features: AudioFeatures, tolerance_frames: int, name: str) -> Sequence:

@@ -40,6 +40,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             args.start_pose,
             args.only,
             args.takes,
+            args.style,
         )
     else:
         generate(
@@ -49,6 +50,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             seed=args.seed,
             start=args.start_pose,
             only=args.only,
+            style=args.style,
         )
 
 
@@ -136,5 +138,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="GLOB",
         help="motiongraph: dance only with segments of training recordings whose id matches "
         "this glob (a style: e.g. 'm2d-DANCE_W_*' for the waltzes; mirror images follow)",
+    )
+    generate.add_argument(
+        "--style",
+        metavar="NAME|auto",
+        help="the dance style: one the checkpoint knows (its train shards' style labels) "
+        "or auto, the style the song's music calls for (default: auto when the checkpoint "
+        "knows styles)",
     )
     generate.set_defaults(func=_cmd_generate, paths=_generate_paths)

@@ -7,7 +7,9 @@ A checkpoint is a dict of plain tensors, numbers, strings and lists, so
 - ``arch``: what ``build`` needs, with ``kind`` = the model's registry name;
 - ``stats``: normalisation statistics, bone lengths and the audio-feature settings (fps,
   hop_length, feature names) of the training shards (``kakashi.models.stats.Stats``);
-- ``model``: the network's state dict; plus the trainer's own resume state.
+- ``model``: the network's state dict; plus the trainer's own resume state;
+- with style labels in the train shards: ``styles``, ``music_style`` and
+  ``sequence_styles`` (:mod:`kakashi.models.styles`).
 
 Files written for ``--out results/models/rnn.pt``: ``rnn.pt`` (the best epoch by validation
 loss, or the last without a val split), ``rnn.last.pt`` (resume state, every epoch),
@@ -48,6 +50,8 @@ def paths_for(out: str | Path) -> dict[str, Path]:
 
 def new_payload(config, arch: dict, stats: Stats, model: dict, history: list, **extra) -> dict:
     """The checkpoint dict every model writes (see the module doc); ``extra``: resume state."""
+    from kakashi.models.styles import training_styles
+
     return {
         "format": CHECKPOINT_FORMAT,
         "kakashi_version": __version__,
@@ -56,6 +60,7 @@ def new_payload(config, arch: dict, stats: Stats, model: dict, history: list, **
         "stats": stats.to_dict(),
         "model": model,
         "history": history,
+        **training_styles(config.shards),
         **extra,
     }
 
@@ -119,6 +124,11 @@ class LoadedModel:
     net: torch.nn.Module
     stats: Stats
     payload: dict
+
+    def takes_option(self, name: str) -> bool:
+        """Whether this model's ``generate_motion`` takes the keyword ``name``."""
+        network = registry.network(self.name)
+        return name in inspect.signature(network.generate_motion).parameters
 
     def generate_motion(self, audio, first_pose, seed: int, **options):
         """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F); ``options`` are

@@ -45,6 +45,7 @@ def read_split(shards: str | Path, split: str) -> list[Sequence]:
                 fps=float(meta["fps"]),
                 feature_names=list(meta["feature_names"]),
                 hop_length=int(meta["hop_length"]),
+                style=meta.get("style") or "",
             )
         )
     _check_consistent(sequences, shards)
@@ -81,6 +82,7 @@ def mirror_sequence(seq: Sequence) -> Sequence:
         seq.fps,
         seq.feature_names,
         seq.hop_length,
+        style=seq.style,
     )
 
 

@@ -6,6 +6,10 @@
   have been built with the same settings: a mismatch is an error naming both values.
 - The dance has exactly ``round(duration_s * fps)`` frames (a shard's frame count with
   ``--shards``). Frame 0 is the start pose (the training mean pose by default).
+- A checkpoint trained on styled shards dances in a style (:mod:`kakashi.models.styles`):
+  ``style`` = a name, or ``auto``/None to infer it from the song; the dance's metadata
+  records ``style``, ``style_source`` (auto or requested), ``style_confidence`` (auto) and
+  ``style_conditioned`` (whether this model's generation takes the style).
 - Which model it is only matters to :func:`kakashi.models.checkpoint.load_model`, which
   builds the network through the registry; no training code is imported.
 """
@@ -22,6 +26,7 @@ from kakashi.errors import MediaError, ModelError
 from kakashi.inputs import require
 from kakashi.models.checkpoint import LoadedModel, load_model
 from kakashi.models.stats import Stats
+from kakashi.models.styles import StyleChoice, choose_style
 
 log = logging.getLogger("kakashi.models.generate")
 
@@ -39,15 +44,22 @@ def dance_for_audio(
     first_pose: np.ndarray,
     seed: int,
     only: str | None = None,
+    style: StyleChoice | None = None,
 ) -> Dance:
     """The dance for raw audio features (T, F), seeded so it never depends on what ran before.
-    ``only``: a glob of training recording ids the dance may use (motiongraph)."""
+    ``only``: a glob of training recording ids the dance may use (motiongraph); ``style``:
+    from :func:`kakashi.models.styles.choose_style` (None: the checkpoint knows no styles)."""
     import torch
 
     torch.manual_seed(seed)
     options = {} if only is None else {"only": only}
-    pose, root = model.generate_motion(audio, first_pose, seed, **options)
     meta = {"model": model.name, "seed": seed, "root_measured": False, **options}
+    if style is not None:
+        conditioned = model.takes_option("style")
+        if conditioned:
+            options["style"] = style.style
+        meta.update(style.meta(), style_conditioned=conditioned)
+    pose, root = model.generate_motion(audio, first_pose, seed, **options)
     return Dance(pose, root, model.stats.fps, meta=meta)
 
 
@@ -78,13 +90,17 @@ def generate(
     seed: int = 0,
     start: str = "mean",
     only: str | None = None,
+    style: str | None = None,
 ) -> Dance:
-    """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``."""
+    """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``;
+    ``style``: a style the checkpoint knows, ``auto`` or None (see the module doc)."""
     song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
     stats = model.stats
     features = song_features(song, stats, checkpoint)
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, only)
+    choice = choose_style(model.payload, style, features.values, checkpoint, song.name)
+    first = start_pose(start, stats)
+    dance = dance_for_audio(model, features.values, first, seed, only, choice)
     dance.save(output)
     log.info(
         "%s: %d frames (%.1f s at %g fps) -> %s",
@@ -106,6 +122,7 @@ def generate_split(
     start: str = "mean",
     only: str | None = None,
     takes: int = 1,
+    style: str | None = None,
 ) -> list[Path]:
     """A dance for every shard of ``split``, driven by the audio features stored in the shard.
 
@@ -114,7 +131,8 @@ def generate_split(
     same shard. Every dance is ``OUT_DIR/SEQ.npz``, the name `kakashi evaluate` pairs with
     the shard; with ``takes`` > 1, ``OUT_DIR/SEQ__seedN.npz`` for the seeds ``seed`` ...
     ``seed + takes - 1`` (the variety across seeds of the evaluation). Only the manifest's
-    shards count when the folder has one.
+    shards count when the folder has one. ``style``: as for :func:`generate`, per shard
+    (``auto`` infers each one's style from its music: what evaluation scores).
     """
     if takes < 1:
         raise ModelError(f"--takes must be at least 1, got {takes}")
@@ -134,10 +152,11 @@ def generate_split(
     for path in paths:
         arrays, meta = read_shard(path, ["audio"])
         check_audio_settings(meta, model.stats.audio_settings(), path, str(checkpoint))
+        choice = choose_style(model.payload, style, arrays["audio"], checkpoint, path.stem)
         for take in range(takes):
             name = path.stem if takes == 1 else f"{path.stem}__seed{seed + take}"
             target = out_dir / f"{name}.npz"
-            dance = dance_for_audio(model, arrays["audio"], first_pose, seed + take, only)
+            dance = dance_for_audio(model, arrays["audio"], first_pose, seed + take, only, choice)
             dance.save(target)
             written.append(target)
     log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)

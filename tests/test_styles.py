@@ -1,0 +1,209 @@
+"""Dance styles end to end on tiny real shards with two labelled styles.
+
+The shards pair real demo poses with real click-track music: a "waltz" in 3/4 (~90 bpm)
+and a "cha-cha" in 4/4 (~120 bpm), two train songs of each and one test song of each, so
+the music-style model has something real to learn and to infer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from kakashi.cli import main
+from kakashi.dance import Dance
+from kakashi.errors import ModelError
+from kakashi.features import audio_features, settings_of
+from kakashi.models import motiongraph as mg
+from kakashi.models.checkpoint import load_checkpoint, load_model
+from kakashi.models.config import resolve
+from kakashi.models.distributed import train
+from kakashi.models.generate import generate
+from kakashi.models.styles import choose_style, training_styles
+from kakashi.settings import default
+from kakashi.shards import Sequence, read_shard, write_shard
+
+FPS = default("fps")
+HOP = default("features.hop_length")
+SR = int(FPS * HOP)
+SECONDS = 24
+# (split, name, style, bpm, beats per bar)
+SONGS = [
+    ("train", "w1", "waltz", 88, 3),
+    ("train", "w2", "waltz", 94, 3),
+    ("train", "c1", "cha-cha", 118, 4),
+    ("train", "c2", "cha-cha", 126, 4),
+    ("test", "w3", "waltz", 91, 3),
+    ("test", "c3", "cha-cha", 122, 4),
+]
+
+
+def click_track(beats_per_bar: int, bpm: float) -> np.ndarray:
+    """Clicks on every beat, the first of each bar a loud low one, the others soft high."""
+    samples = np.zeros(SECONDS * SR, dtype=np.float32)
+    t = np.arange(round(0.03 * SR)) / SR
+    envelope = np.exp(-t / 0.008)
+    for beat, start in enumerate(np.arange(0.5, SECONDS - 0.1, 60 / bpm)):
+        down = beat % beats_per_bar == 0
+        click = (1.0 if down else 0.25) * envelope * np.sin(2 * np.pi * (600 if down else 1800) * t)
+        begin = round(start * SR)
+        samples[begin : begin + len(click)] += click[: len(samples) - begin]
+    return samples
+
+
+@pytest.fixture(scope="module")
+def styled(demo_shards: Path, tmp_path_factory) -> dict:
+    """{"shards": folder, "songs": {name: wav}}: the six click-track songs as shards."""
+    root = tmp_path_factory.mktemp("styled")
+    first = next((demo_shards / "split=train").glob("*.parquet"))
+    arrays, meta = read_shard(first, ["pose", "root", "conf"])
+    kinds, n_mfcc = settings_of(list(meta["feature_names"]))
+    pose = arrays["pose"].reshape(-1, 17, 3)
+    songs = {}
+    for split, name, style, bpm, bar in SONGS:
+        wav = root / f"{name}.wav"
+        soundfile.write(wav, click_track(bar, bpm), SR)
+        songs[name] = wav
+        features = audio_features(wav, fps=FPS, hop_length=HOP, feature_set=kinds, n_mfcc=n_mfcc)
+        frames = len(features.values)
+        take = np.arange(frames) % len(pose)  # the demo dance, repeated to the song's length
+        seq = Sequence(
+            name,
+            features.values,
+            pose[take],
+            arrays["root"][take],
+            arrays["conf"][take],
+            FPS,
+            features.names,
+            HOP,
+        )
+        write_shard(
+            root / f"split={split}" / f"{name}.parquet", name, seq, features, {"style": style}
+        )
+    return {"shards": root, "songs": songs}
+
+
+@pytest.fixture(scope="module")
+def graph(styled: dict, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("graph") / "motiongraph.pt"
+    config = resolve("motiongraph", {}, {"shards": str(styled["shards"]), "out": str(out)})
+    train(config, progress=False)
+    return out
+
+
+def test_every_checkpoint_knows_the_train_styles_and_infers_held_out_songs(styled, graph):
+    payload = torch.load(graph, weights_only=True)  # still a weights_only checkpoint
+    assert payload["styles"] == ["cha-cha", "waltz"]
+    assert payload["music_style"]["trained_on"] == {"cha-cha": 2, "waltz": 2}
+    assert payload["sequence_styles"] == {
+        "w1": "waltz",
+        "w2": "waltz",
+        "c1": "cha-cha",
+        "c2": "cha-cha",
+    }
+    # (the same keys as training_styles gives every model: one place writes them)
+    assert training_styles(styled["shards"])["styles"] == payload["styles"]
+    # the motion graph keeps each of its recordings' label, mirrors included
+    labels = dict(
+        zip(payload["arch"]["sequences"], payload["arch"]["sequence_styles"], strict=True)
+    )
+    assert labels["w1~mirror"] == "waltz" and labels["c2"] == "cha-cha"
+    for name, truth in (("w3", "waltz"), ("c3", "cha-cha")):
+        arrays, _ = read_shard(styled["shards"] / "split=test" / f"{name}.parquet", ["audio"])
+        choice = choose_style(payload, None, arrays["audio"], graph, name)
+        assert (choice.style, choice.source) == (truth, "auto")
+        assert choice.confidence == max(choice.probabilities.values()) > 0.5
+
+
+def test_generate_records_the_inferred_or_requested_style(styled, graph, tmp_path, caplog):
+    caplog.set_level("INFO", logger="kakashi.models.styles")
+    auto = generate(styled["songs"]["w3"], graph, tmp_path / "auto.npz")
+    assert auto.meta["style"] == "waltz" and auto.meta["style_source"] == "auto"
+    assert 0.5 < auto.meta["style_confidence"] <= 1 and auto.meta["style_conditioned"] is True
+    assert "w3.wav: style waltz (confidence" in caplog.text
+    asked = tmp_path / "asked.npz"
+    args = ["generate", str(styled["songs"]["w3"]), "--checkpoint", str(graph)]
+    assert main([*args, "-o", str(asked), "--style", "Cha-Cha"]) == 0
+    meta = Dance.load(asked).meta
+    assert (meta["style"], meta["style_source"]) == ("cha-cha", "requested")
+    assert "style_confidence" not in meta
+    # --shards: each test shard's style inferred from its own music (what evaluation scores)
+    out = tmp_path / "split"
+    assert (
+        main(
+            [
+                "generate",
+                "--shards",
+                str(styled["shards"]),
+                "--checkpoint",
+                str(graph),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert Dance.load(out / "c3.npz").meta["style"] == "cha-cha"
+    assert Dance.load(out / "w3.npz").meta["style"] == "waltz"
+
+
+def test_the_motion_graph_dances_with_the_requested_styles_segments(styled, graph):
+    model = load_model(graph)
+    arrays, _ = read_shard(styled["shards"] / "split=test" / "w3.parquet", ["audio"])
+    lib, arch = model.net.arrays(), model.net.arch
+    labels = np.asarray(arch["sequence_styles"])[lib["seg_sequence"]]
+    first = model.stats.mean_pose()
+    for style in ("waltz", "cha-cha"):
+        _, path = mg.plan(model.net, model.stats, arrays["audio"], first - first[0], 0, style=style)
+        assert set(labels[path]) == {style}
+    # too few segments of a style: every style's, with a warning (not an empty dance)
+    assert mg.style_segments(arch, {"seg_sequence": lib["seg_sequence"][:10]}, "waltz") is None
+
+
+def test_style_errors_are_one_line(styled, graph, demo_shards, tmp_path, capsys, caplog):
+    song = str(styled["songs"]["c3"])
+    args = ["generate", song, "--checkpoint", str(graph), "-o", str(tmp_path / "x.npz")]
+    assert main([*args, "--style", "tango"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"kakashi: error: unknown style 'tango'; {graph} knows cha-cha, waltz (or auto)")
+    assert not (tmp_path / "x.npz").exists()
+    # A checkpoint trained without style labels (the demo): as before; a named style is
+    # an error, auto a warning.
+    plain = tmp_path / "plain.pt"
+    config = resolve("motiongraph", {}, {"shards": str(demo_shards), "out": str(plain)})
+    train(config, progress=False)
+    assert "styles" not in load_checkpoint(plain) and "music_style" not in load_checkpoint(plain)
+    args = ["generate", song, "--checkpoint", str(plain), "-o", str(tmp_path / "y.npz")]
+    assert main([*args, "--style", "waltz"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kakashi: error:") and "trained without style labels" in err
+    assert "\n" not in err
+    assert main([*args, "--style", "auto"]) == 0
+    assert "--style auto ignored" in caplog.text
+    assert "style" not in Dance.load(tmp_path / "y.npz").meta
+    with pytest.raises(ModelError, match="unknown style"):
+        choose_style(load_checkpoint(graph), "rumba", np.zeros((10, 3)), graph)
+
+
+def test_a_song_in_the_workflow_config_may_name_its_style(tmp_path):
+    """`songs:` takes {path, style} beside the plain path; generate passes the style on."""
+    from conftest import DEMO, DEMO_SONG, run_snakemake
+
+    config = {
+        "sources": DEMO / "sources.tsv",
+        "songs": {"asked": {"path": str(DEMO_SONG), "style": "waltz"}, "plain": str(DEMO_SONG)},
+    }
+    targets = ["results/dances/motiongraph/asked.npz", "results/dances/motiongraph/plain.npz"]
+    dry = run_snakemake(tmp_path, "-n", "-p", *targets, config=config)
+    commands = [line for line in dry.stdout.splitlines() if " generate " in line]
+    assert len(commands) == 2, dry.stdout
+    (asked,) = [c for c in commands if "asked.npz" in c]
+    (plain,) = [c for c in commands if "plain.npz" in c]
+    assert "--style waltz" in asked and "--style" not in plain
+    bad = {**config, "songs": {"x": {"path": str(DEMO_SONG), "styel": "waltz"}}}
+    refused = run_snakemake(tmp_path, "-n", config=bad, check=False)
+    assert refused.returncode != 0 and "styel" in refused.stdout + refused.stderr
