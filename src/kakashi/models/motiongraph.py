@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import logging
 import math
 
 import numpy as np
@@ -50,6 +51,8 @@ from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.kinematics import ANKLES, project_bones, settle_planted_feet
 from kakashi.models.stats import Stats
+
+log = logging.getLogger("kakashi.models.motiongraph")
 
 BEAT_COLUMN = "beat"
 # Spans solved at once, and spans of lookahead, when the repetition penalty is on.
@@ -244,11 +247,12 @@ def choose_segments(
         + arch["stillness_weight"] * stillness(lib["seg_speed"])[None, :]
     )
     # Segments are warped by at most max_warp; for a span no segment fits so, the limit is
-    # the closest fit plus 10 % (every other cost still counts).
-    limit = np.maximum(math.log(arch["max_warp"]), np.abs(warp).min(axis=1) + math.log(1.1))
-    unary[np.abs(warp) > limit[:, None]] = np.inf
-    if allowed is not None:
-        unary[:, ~allowed] = np.inf
+    # the closest fit plus 10 % (every other cost still counts). The closest *allowed* one:
+    # measured against every segment, a restriction (--only, a style) whose segments all
+    # fit worse left spans with no finite choice and the search picked arbitrary segments.
+    reach = np.abs(warp) if allowed is None else np.where(allowed[None, :], np.abs(warp), np.inf)
+    limit = np.maximum(math.log(arch["max_warp"]), reach.min(axis=1) + math.log(1.1))
+    unary[reach > limit[:, None]] = np.inf
     src, dst, cost = _edges(lib, arch["transition_weight"])
     starts = lib["pose"][lib["seg_start"]]  # (S, 17, 3)
     first = arch["transition_weight"] * _pose_distance(starts, first_pose[None])
@@ -401,11 +405,38 @@ def assemble(
     return pose.astype(np.float32), root.astype(np.float32)
 
 
-def allowed_segments(arch: dict, lib: dict, only: str | None) -> np.ndarray | None:
-    """(S,) bool: segments of the recordings whose id matches the glob ``only`` (a recording's
-    mirror image, ``ID~mirror``, counts as ``ID``); None for every segment."""
-    if only is None:
+# A style with fewer segments than this (a few bars of one recording) would loop them; the
+# dance then uses every style's segments, with a warning.
+MIN_STYLE_SEGMENTS = 24
+
+
+def style_segments(arch: dict, lib: dict, style: str | None) -> np.ndarray | None:
+    """(S,) bool: the segments of the recordings labelled ``style``; None for every segment
+    (no style asked, or the style has fewer than MIN_STYLE_SEGMENTS: a warning)."""
+    if style is None:
         return None
+    labels = np.asarray(arch.get("sequence_styles") or [""] * len(arch["sequences"]))
+    keep = (labels == style)[lib["seg_sequence"]]
+    if keep.sum() < MIN_STYLE_SEGMENTS:
+        log.warning(
+            "style %s has %d motion-graph segments, fewer than %d: dancing with every style's",
+            style,
+            int(keep.sum()),
+            MIN_STYLE_SEGMENTS,
+        )
+        return None
+    return keep
+
+
+def allowed_segments(
+    arch: dict, lib: dict, only: str | None, style: str | None = None
+) -> np.ndarray | None:
+    """(S,) bool: segments of the recordings whose id matches the glob ``only`` (a recording's
+    mirror image, ``ID~mirror``, counts as ``ID``) and, given ``style``, of that style's
+    recordings (:func:`style_segments`); None for every segment."""
+    by_style = style_segments(arch, lib, style)
+    if only is None:
+        return by_style
     names = [name.removesuffix("~mirror") for name in arch["sequences"]]
     keep = np.array([fnmatch.fnmatchcase(name, only) for name in names])
     if not keep.any():
@@ -415,7 +446,8 @@ def allowed_segments(arch: dict, lib: dict, only: str | None) -> np.ndarray | No
             f"recordings ({shown}{', ...' if len(set(names)) > 8 else ''}); use a glob "
             "such as 'm2d-DANCE_W_*'"
         )
-    return keep[lib["seg_sequence"]]
+    keep = keep[lib["seg_sequence"]]
+    return keep if by_style is None else keep & by_style
 
 
 def plan(
@@ -425,10 +457,11 @@ def plan(
     first_pose: np.ndarray,
     seed: int,
     only: str | None = None,
+    style: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The song's spans (J, 2) and the library segment chosen for each (J,)."""
     arch, lib = net.arch, net.arrays()
-    allowed = allowed_segments(arch, lib, only)
+    allowed = allowed_segments(arch, lib, only, style)
     typical = int(np.median(lib["seg_length"]))
     beats = beat_frames(audio, list(stats.feature_names))
     per = beats_per_span(beats, int(arch["beats"]), lib["seg_length"], arch["max_warp"])
@@ -447,12 +480,14 @@ def generate_motion(
     first_pose: np.ndarray,
     seed: int = 0,
     only: str | None = None,
+    style: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F);
-    ``only``: a glob of the training recordings to dance with (see ``allowed_segments``)."""
+    ``only``: a glob of the training recordings to dance with, ``style``: a style label
+    whose recordings the dance uses (see ``allowed_segments``)."""
     if len(audio) == 0:
         return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32), np.zeros((0, 3), np.float32)
     first = np.asarray(first_pose, dtype=np.float64).reshape(skeleton.NUM_JOINTS, 3)
     first = first - first[0]
-    spans, path = plan(net, stats, audio, first, seed, only)
+    spans, path = plan(net, stats, audio, first, seed, only, style)
     return assemble(net.arrays(), net.arch, stats, spans, path, first)

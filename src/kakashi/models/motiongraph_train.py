@@ -131,6 +131,7 @@ def build_library(sequences: list[Sequence], stats: Stats, config: TrainConfig) 
         int(s.neighbours),
         per,
     )
+    style_of = {seq.name: seq.style for seq in sequences}
     arch = {key: getattr(s, key) for key in ARCH_KEYS}
     arch.update(
         frames=offset,
@@ -139,6 +140,8 @@ def build_library(sequences: list[Sequence], stats: Stats, config: TrainConfig) 
         music_dim=len(music_columns),
         music_columns=music_columns,
         sequences=kept_sequences,
+        # each recording's style label ("" unlabelled): --style restricts to one
+        sequence_styles=[style_of[name] for name in kept_sequences],
     )
     net = build(arch)
     state = {
