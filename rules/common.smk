@@ -258,8 +258,26 @@ def song_path(path):
     return str(in_repository) if in_repository.exists() else path
 
 
-# Songs to choreograph: config `songs` maps a safe id to an audio file.
-SONGS = {song: song_path(path) for song, path in config["songs"].items()}
+# Songs to choreograph: config `songs` maps a safe id to an audio file, or to {path, style}.
+SONGS = {
+    song: song_path(entry if isinstance(entry, str) else entry["path"])
+    for song, entry in config["songs"].items()
+}
+# The styles asked for; a song without one gets `kakashi generate`'s own choice (auto when
+# the checkpoint knows styles).
+SONG_STYLES = {
+    song: entry["style"]
+    for song, entry in config["songs"].items()
+    if isinstance(entry, dict) and "style" in entry
+}
+
+
+def style_flag(wildcards):
+    """`--style NAME` for a song whose config entry names a style, else nothing."""
+    style = SONG_STYLES.get(wildcards.song)
+    return ["--style", style] if style else []
+
+
 MODELS = config["train"]["models"]
 # The sheet's own test-split rows: `evaluate` runs when there is at least one. The models
 # dance to every test shard (`generate_test`), playlist entries included.

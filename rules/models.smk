@@ -59,9 +59,10 @@ rule generate:
     params:
         kakashi=KAKASHI,
         seed=config["generate"]["seed"],
+        style=style_flag,
     shell:
         "{params.kakashi} generate {input.song:q} --checkpoint {input.model:q}"
-        " --seed {params.seed} -o {output:q} > {log:q} 2>&1"
+        " --seed {params.seed} {params.style:q} -o {output:q} > {log:q} 2>&1"
 
 
 rule generate_test:
