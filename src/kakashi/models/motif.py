@@ -215,12 +215,17 @@ class Choreographer(nn.Module):
         super().__init__()
         dim, parts, codebook = arch["dim"], arch["parts"], arch["codebook"]
         self.parts, self.context = parts, arch["context"]
+        self.arch_styles = list(arch.get("styles") or [])
         self.back, self.ahead = arch["music_back"], arch["music_ahead"]
         self.tokens = nn.ModuleList(nn.Embedding(codebook, dim) for _ in range(parts))
         self.music = nn.Conv1d(arch["audio_dim"] * arch["down"], dim, self.back + self.ahead + 1)
         # The song's summary (mean and std of each normalised audio feature over the whole
         # song), added at every step: a style cue no window of a few seconds gives.
         self.summary = nn.Linear(2 * arch["audio_dim"], dim) if arch.get("summary") else None
+        # The dance style (train shards with two styles or more), added at every step like
+        # the summary; the last row (kept at zero) is "no style": unlabelled or not asked.
+        styles = arch.get("styles") or []
+        self.style = nn.Embedding(len(styles) + 1, dim, padding_idx=len(styles)) if styles else None
         self.position = nn.Embedding(self.context, dim)
         self.drop = nn.Dropout(arch["dropout"])
         self.blocks = nn.ModuleList(
@@ -234,18 +239,29 @@ class Choreographer(nn.Module):
             for _ in range(parts)
         )
 
-    def music_features(self, pooled: torch.Tensor, summary: torch.Tensor | None) -> torch.Tensor:
+    def music_features(
+        self, pooled: torch.Tensor, summary: torch.Tensor | None, style: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pooled audio (B, N, down*F) -> (B, N, dim); step i sees steps i-back..i+ahead
-        (and the song summary (B, 2F), if the model uses one)."""
+        (and the song summary (B, 2F), the style index (B,), if the model uses them)."""
         x = F.pad(pooled.transpose(1, 2), (self.back, self.ahead))
-        return self.music_window(x, summary)
+        return self.music_window(x, summary, style)
 
-    def music_window(self, padded: torch.Tensor, summary: torch.Tensor | None) -> torch.Tensor:
+    def music_window(
+        self, padded: torch.Tensor, summary: torch.Tensor | None, style: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Music features of already padded pooled audio (B, down*F, N + back + ahead)."""
         out = self.music(padded).transpose(1, 2)
         if self.summary is not None:
             out = out + self.summary(summary)[:, None]
+        if self.style is not None and style is not None:
+            out = out + self.style(style)[:, None]
         return out
+
+    def style_index(self, style: str | None) -> int:
+        """The embedding row of ``style``; the "no style" row for None or an unknown one."""
+        styles = list(self.arch_styles)
+        return styles.index(style) if style in styles else len(styles)
 
     def embed(self, previous: torch.Tensor, music: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Inputs (B, L, dim): codes of the previous steps (B, L, parts) + music (B, L, dim)."""
@@ -452,11 +468,13 @@ def generate_motion(
     top_k: int | None = None,
     smooth: float | None = None,
     foot_lock: float | None = None,
+    style: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F).
 
     ``temperature``, ``top_k``, ``smooth`` and ``foot_lock`` override the values stored in
-    ``net.arch``.
+    ``net.arch``; ``style``: one of ``net.arch["styles"]`` (a model trained on styled
+    shards), None for no style cue.
     """
     net.eval()
     device = next(net.parameters()).device
@@ -468,7 +486,8 @@ def generate_motion(
     audio_n = (np.asarray(audio, np.float32) - stats.audio_mean) / stats.audio_std
     pooled = torch.from_numpy(pool_audio(audio_n, down, steps)).to(device)
     summary = torch.from_numpy(song_summary(audio_n)).to(device)
-    music = net.choreographer.music_features(pooled[None], summary[None])[0]
+    index = torch.tensor([net.choreographer.style_index(style)], device=device)
+    music = net.choreographer.music_features(pooled[None], summary[None], index)[0]
     music = music.float().cpu().numpy()
 
     first = np.asarray(first_pose, dtype=np.float32).reshape(-1, 3)

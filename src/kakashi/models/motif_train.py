@@ -215,10 +215,17 @@ def _encode_all(tok, seqs, down: int, device, phases: int) -> list[tuple[np.ndar
     return out
 
 
-def _code_sequences(tok, seqs, motions, stats: Stats, s: TrainConfig, device, phases: int) -> list:
-    """(codes (N, parts), music (N + back + ahead, down*F) zero-padded, song summary (2F,))
-    per sequence and phase."""
+def _code_sequences(
+    tok, seqs, motions, stats: Stats, s: TrainConfig, device, phases: int, styles=()
+) -> list:
+    """(codes (N, parts), music (N + back + ahead, down*F) zero-padded, song summary (2F,),
+    style index) per sequence and phase."""
     down, back, ahead = s.down, s.music_back, s.music_ahead
+    styles = list(styles)
+
+    def style_of(name: str) -> int:  # the last index: unlabelled, or a style train lacks
+        return styles.index(name) if name in styles else len(styles)
+
     out = []
     encoded = _encode_all(tok, motions, down, device, phases)
     # _encode_all keeps sequence order; walk it alongside the sequences' audio.
@@ -235,17 +242,20 @@ def _code_sequences(tok, seqs, motions, stats: Stats, s: TrainConfig, device, ph
             music = np.concatenate(
                 [np.zeros((back, width), np.float32), pooled, np.zeros((ahead, width), np.float32)]
             )
-            out.append((codes, music, song_summary(audio_n)))
+            style = style_of(seq.style)
+            out.append((codes, music, song_summary(audio_n), style))
     return out
 
 
 def _gpt_batch(data, idx, starts, pick, s: TrainConfig, device, gen):
-    """previous, target (B, L, parts), music (B, L + back + ahead, down*F), summary (B, 2F)."""
+    """previous, target (B, L, parts), music (B, L + back + ahead, down*F), summary (B, 2F),
+    style index (B,)."""
     length, extra = s.context, s.music_back + s.music_ahead
-    prev, target, music, summary = [], [], [], []
+    prev, target, music, summary, style = [], [], [], [], []
     for p in pick:
-        codes, pooled, song = data[idx[p]]
+        codes, pooled, song, song_style = data[idx[p]]
         summary.append(song)
+        style.append(song_style)
         st = starts[p]
         prev.append(codes[st : st + length])
         target.append(codes[st + 1 : st + length + 1])
@@ -261,11 +271,12 @@ def _gpt_batch(data, idx, starts, pick, s: TrainConfig, device, gen):
         torch.from_numpy(np.stack(target)).long().to(device),
         torch.from_numpy(np.stack(music)).to(device),
         torch.from_numpy(np.stack(summary)).to(device),
+        torch.tensor(style, dtype=torch.long, device=device),
     )
 
 
-def _gpt_loss(model, prev, target, music, summary) -> torch.Tensor:
-    feats = model.music_window(music.transpose(1, 2), summary)
+def _gpt_loss(model, prev, target, music, summary, style) -> torch.Tensor:
+    feats = model.music_window(music.transpose(1, 2), summary, style)
     logits = model(prev, feats, target)
     return sum(
         F.cross_entropy(lg.reshape(-1, lg.shape[-1]), target[..., p].reshape(-1))
@@ -281,8 +292,19 @@ class NextCodeLoss(nn.Module):
         super().__init__()
         self.choreographer = choreographer
 
-    def forward(self, prev, target, music, summary) -> torch.Tensor:
-        return _gpt_loss(self.choreographer, prev, target, music, summary)
+    def forward(self, prev, target, music, summary, style) -> torch.Tensor:
+        return _gpt_loss(self.choreographer, prev, target, music, summary, style)
+
+
+def style_weights(groups: np.ndarray) -> torch.Tensor | None:
+    """Sampling weights of windows whose style indices are ``groups``: style-balanced
+    batches, each style drawn as often as any other (on m2d's train split 60 % of the
+    windows are waltz, 10 % cha-cha), unlabelled windows as one more group. None (uniform
+    over windows) when there is one group."""
+    counts = np.bincount(groups)
+    if np.count_nonzero(counts) < 2:
+        return None
+    return torch.from_numpy(1.0 / counts[groups]).double()
 
 
 def _train_choreographer(
@@ -292,6 +314,7 @@ def _train_choreographer(
     loss_of = _data_parallel(NextCodeLoss(model), world, device)
     length = s.context
     idx, starts = _windows([len(c) for c, *_ in data], length + 1)
+    weights = style_weights(np.array([data[i][3] for i in idx]))
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
@@ -306,11 +329,14 @@ def _train_choreographer(
     model.train()
     started, running = time.perf_counter(), []
     for step in range(s.gpt_steps):
-        pick = torch.randint(len(idx), (s.gpt_batch,), generator=gen).numpy()
-        prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, gen)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, s.gpt_steps, s.gpt_lr)
-        loss = loss_of(prev, target, music, summary)
+        if weights is not None:
+            pick = torch.multinomial(weights, s.gpt_batch, True, generator=gen).numpy()
+        else:  # no styles: the uniform draw of before, so unlabelled runs are unchanged
+            pick = torch.randint(len(idx), (s.gpt_batch,), generator=gen).numpy()
+        batch = _gpt_batch(data, idx, starts, pick, s, device, gen)
+        for param_group in opt.param_groups:
+            param_group["lr"] = _lr(step, s.gpt_steps, s.gpt_lr)
+        loss = loss_of(*batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -344,8 +370,8 @@ def _gpt_val(model, data, s: TrainConfig, device) -> float:
     losses = []
     for chunk in range(0, len(idx), 64):
         pick = np.arange(chunk, min(chunk + 64, len(idx)))
-        prev, target, music, summary = _gpt_batch(data, idx, starts, pick, s, device, None)
-        losses.append(_gpt_loss(model, prev, target, music, summary).item() * len(pick))
+        batch = _gpt_batch(data, idx, starts, pick, s, device, None)
+        losses.append(_gpt_loss(model, *batch).item() * len(pick))
     return float(np.sum(losses) / len(idx))
 
 
@@ -370,6 +396,8 @@ def fit(
     gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
     arch = {key: getattr(s, key) for key in ARCH_KEYS}
     arch["audio_dim"] = len(stats.audio_mean)
+    labels = sorted({seq.style for seq in train if seq.style})
+    arch["styles"] = labels if len(labels) >= 2 else []
     net = build(arch).to(device)
     if rank:
         torch.manual_seed(s.seed + RANK_SEED * rank)
@@ -378,8 +406,9 @@ def fit(
     train_m, val_m = _motion(train, stats), _motion(val, stats)
     _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
 
-    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, phases=s.down)
-    val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, phases=1)
+    styles = arch["styles"]
+    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, s.down, styles)
+    val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, 1, styles)
     _train_choreographer(net, s, data, val_data, device, gen, history, rank, world)
 
     net.eval()
