@@ -207,3 +207,96 @@ def test_a_song_in_the_workflow_config_may_name_its_style(tmp_path):
     bad = {**config, "songs": {"x": {"path": str(DEMO_SONG), "styel": "waltz"}}}
     refused = run_snakemake(tmp_path, "-n", config=bad, check=False)
     assert refused.returncode != 0 and "styel" in refused.stdout + refused.stderr
+
+
+MOTIF_TINY = {
+    "down": 4,
+    "parts": 2,
+    "codebook": 32,
+    "code_dim": 16,
+    "vq_width": 32,
+    "vq_window": 32,
+    "vq_batch": 8,
+    "vq_steps": 30,
+    "dim": 32,
+    "heads": 2,
+    "layers": 1,
+    "context": 12,
+    "gpt_batch": 8,
+    "gpt_steps": 30,
+    "log_every": 15,
+}
+
+
+def test_style_balanced_batches_draw_a_rare_style_as_often() -> None:
+    from kakashi.models.motif_train import style_weights
+
+    groups = np.array([0] * 90 + [1] * 10)  # 90 % waltz windows, 10 % cha-cha
+    gen = torch.Generator().manual_seed(0)
+    drawn = torch.multinomial(style_weights(groups), 4000, True, generator=gen).numpy()
+    assert abs(np.mean(groups[drawn] == 1) - 0.5) < 0.03
+    assert style_weights(np.zeros(50, dtype=int)) is None  # one group: uniform, as before
+
+
+def test_motif_takes_a_style_embedding(styled, demo_shards, tmp_path):
+    out = tmp_path / "motif.pt"
+    config = resolve("motif", {}, {**MOTIF_TINY, "shards": str(styled["shards"]), "out": str(out)})
+    train(config, progress=False)
+    model = load_model(out)
+    assert model.net.arch["styles"] == ["cha-cha", "waltz"] == model.payload["styles"]
+    assert model.net.choreographer.style.weight.shape[0] == 3  # two styles + "no style"
+    arrays, _ = read_shard(styled["shards"] / "split=test" / "c3.parquet", ["audio"])
+    first = model.stats.mean_pose()
+    waltz = model.generate_motion(arrays["audio"], first, 0, style="waltz")[0]
+    chacha = model.generate_motion(arrays["audio"], first, 0, style="cha-cha")[0]
+    assert not np.allclose(waltz, chacha)  # the style reaches the dance
+    dance = generate(styled["songs"]["c3"], out, tmp_path / "c3.npz", style="waltz")
+    assert dance.meta["style"] == "waltz" and dance.meta["style_conditioned"] is True
+    # Without labels: no embedding, as before.
+    plain = tmp_path / "plain.pt"
+    config = resolve("motif", {}, {**MOTIF_TINY, "shards": str(demo_shards), "out": str(plain)})
+    train(config, progress=False)
+    assert load_model(plain).net.choreographer.style is None
+
+
+def test_the_studio_api_lists_and_takes_styles(styled, graph, tmp_path):
+    """/api/models lists a model's styles; POST /api/dances takes 'style' (auto by default)."""
+    import shutil
+    import threading
+    import time
+
+    import requests
+    import uvicorn
+
+    from kakashi.studio.app import StudioSettings, create_app
+    from test_studio import Studio, free_port
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(graph, models / "motiongraph.pt")
+    settings = StudioSettings(models=[str(models)], work_dir=tmp_path / "work", workers=1)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.05)
+    studio = Studio(f"http://127.0.0.1:{port}", app, tmp_path / "work")
+    try:
+        listed = requests.get(f"{studio.url}/api/models", timeout=10).json()["models"]
+        assert [m["styles"] for m in listed] == [["cha-cha", "waltz"]]
+        auto = studio.wait(studio.post(styled["songs"]["c3"], "c3.wav").json()["id"])
+        assert auto["status"] == "done", auto
+        assert (auto["result"]["style"], auto["result"]["style_source"]) == ("cha-cha", "auto")
+        asked = studio.wait(
+            studio.post(styled["songs"]["c3"], "c3.wav", style="Waltz").json()["id"]
+        )
+        assert (asked["result"]["style"], asked["result"]["style_source"]) == ("waltz", "requested")
+        bad = studio.post(styled["songs"]["c3"], "c3.wav", style="tango")
+        assert bad.status_code == 422
+        assert "unknown style 'tango'; model motiongraph knows cha-cha, waltz" in bad.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

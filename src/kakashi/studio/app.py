@@ -310,7 +310,8 @@ def create_app(settings: StudioSettings) -> FastAPI:
     @app.post(
         "/api/dances",
         status_code=202,
-        summary="Dance to a song: multipart field 'song'; optional 'model', 'seed', 'start'",
+        summary="Dance to a song: multipart field 'song'; optional 'model', 'seed', 'start', "
+        "'style' (one of the model's styles, or auto)",
         responses={202: {"description": '{"id": ...}: poll GET /api/dances/{id}'}},
     )
     async def create_dance(request: Request) -> Response:
@@ -351,6 +352,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 )
             seed = int(seed_text)
             start = _text_field(form, "start", "mean", 100)
+            style = _style(model, _text_field(form, "style", "", 100))
             start_pose = _start_pose(start)
             stored = await run_in_threadpool(
                 store_song,
@@ -365,7 +367,9 @@ def create_app(settings: StudioSettings) -> FastAPI:
             await form.close()
         checkpoint = model.path
         version = checkpoint.stat().st_mtime_ns  # a retrained model is another model
-        dance_id = job_id(stored.sha256, checkpoint, version, seed, start)
+        dance_id = job_id(
+            stored.sha256, checkpoint, version, seed, start, *([style] if style else [])
+        )
         job = Job(
             dance_id,
             "dance",
@@ -374,6 +378,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 "model": model.id,
                 "seed": seed,
                 "start": start,
+                "style": style or "auto",
                 "song_sha256": stored.sha256,
                 "duration_s": round(stored.duration_s, 3),
                 "song": stored.path.name,
@@ -389,6 +394,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
             seed,
             start_pose,
             str(job.folder),
+            style,
         )
         await run_in_threadpool(board.enforce_limit)  # the new song counts too
         return JSONResponse({"id": job.id, **job.public()}, status_code=202)
@@ -418,6 +424,21 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 await asyncio.sleep(0.25)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    def _style(model, style: str) -> str | None:
+        """The style asked for (lower case), None for auto or none; 422 for one the model
+        does not know."""
+        if not style or style.lower() == "auto":
+            return None
+        if style.lower() not in model.styles:
+            known = ", ".join(model.styles)
+            raise StudioError(
+                422,
+                f"unknown style {style!r}; model {model.id} knows {known} (or auto)"
+                if known
+                else f"model {model.id} was trained without style labels: leave style empty",
+            )
+        return style.lower()
 
     def _start_pose(start: str) -> str:
         """``mean`` (the training mean pose) or the id of a finished dance of this studio,

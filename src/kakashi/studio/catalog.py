@@ -61,6 +61,7 @@ class Model:
     metrics: dict = field(default_factory=dict)
     metrics_file: str | None = None
     problem: str | None = None  # why it cannot be used (missing, damaged), or None
+    styles: list[str] = field(default_factory=list)  # the dance styles it knows (its checkpoint's)
 
     def public(self, best: str | None) -> dict:
         return {
@@ -72,6 +73,7 @@ class Model:
             "best": self.id == best,
             "usable": self.problem is None,
             "problem": self.problem,
+            "styles": self.styles,
         }
 
 
@@ -138,6 +140,19 @@ def _globals_in(pickle: bytes) -> set[str]:
     return names
 
 
+def _styles_of(path: Path) -> list[str]:
+    """The styles a checkpoint knows ([] without style labels, or when it cannot be read:
+    a request then gets the loader's own error)."""
+    from kakashi.errors import KakashiError
+    from kakashi.models.checkpoint import load_checkpoint
+    from kakashi.models.styles import known_styles
+
+    try:
+        return known_styles(load_checkpoint(path))
+    except KakashiError:
+        return []
+
+
 def _problem(path: Path) -> str | None:
     """Why the checkpoint cannot be served, or None: read as data, never loaded here."""
     name = path.name  # messages name the file, not the server's folders
@@ -200,7 +215,9 @@ def find_models(specs: list[str | Path]) -> Catalog:
             if model_id in models:  # two folders with a model of the same name
                 model_id = f"{path.parent.name}/{path.stem}"
             metrics, source = _metrics_for(path)
-            models[model_id] = Model(model_id, path.resolve(), metrics, source, _problem(path))
+            problem = _problem(path)
+            styles = _styles_of(path) if problem is None else []
+            models[model_id] = Model(model_id, path.resolve(), metrics, source, problem, styles)
     scored = [m for m in models.values() if m.problem is None and "fid_k" in m.metrics]
     dancing = [m for m in scored if _dances(m.metrics)]
     if scored:

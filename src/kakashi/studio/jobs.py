@@ -101,9 +101,13 @@ def _model(checkpoint: str):
     return _loaded_models[key]
 
 
-def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str) -> dict:
-    """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``."""
+def make_dance(
+    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None
+) -> dict:
+    """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``; ``style``:
+    one the checkpoint knows, or None for auto (the style the song's music calls for)."""
     from kakashi.models.generate import dance_for_audio, song_features, start_pose
+    from kakashi.models.styles import choose_style
     from kakashi.outputs.bvh import export_bvh
     from kakashi.outputs.glb import export_glb
     from kakashi.outputs.viewer import write_viewer
@@ -115,7 +119,9 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     _report(job_id, "features", 0.1)
     features = song_features(song, stats, Path(checkpoint).name)
     _report(job_id, "generation", 0.35)
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed)
+    name = Path(checkpoint).name
+    choice = choose_style(model.payload, style, features.values, name, Path(song).name)
+    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, style=choice)
     dance.save(out / "dance.npz")
     _report(job_id, "page", 0.75)
     write_viewer(
@@ -125,6 +131,7 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
     _report(job_id, "bvh", 0.9)
     export_bvh(out / "dance.npz", out / "dance.bvh")
     export_glb(out / "dance.npz", out / "dance.glb", music=Path(song).name)
+    styled = choice.meta() if choice else {}
     beats = []
     if "beat" in features.names:  # the beat tracker's frames, for the page's beat marker
         column = features.values[:, features.names.index("beat")]
@@ -134,6 +141,7 @@ def make_dance(job_id: str, song: str, checkpoint: str, seed: int, start: str, f
         "fps": stats.fps,
         "duration_s": features.duration_s,
         "beats": beats,
+        **styled,
     }
 
 
