@@ -137,7 +137,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--only",
         metavar="GLOB",
         help="motiongraph: dance only with segments of training recordings whose id matches "
-        "this glob (a style: e.g. 'm2d-DANCE_W_*' for the waltzes; mirror images follow)",
+        "this glob (e.g. 'm2d-DANCE_W_7'; mirror images follow); with --style, both apply",
     )
     generate.add_argument(
         "--style",
