@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--shards", default="/work/main/results/m2d/shards")
     parser.add_argument("--out", default=str(REPO / "results" / "m2d_style"))
     parser.add_argument("--reuse", action="store_true", help="keep shards and checkpoints")
+    parser.add_argument("--split", default="test", help="tune on val, report test")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -71,9 +72,10 @@ def main() -> None:
     if not (args.reuse and shards.is_dir()):
         labelled_shards(Path(args.shards), shards, REPO / "config" / "m2d_sources.tsv")
     train_dances = load_split(shards, "train")
-    test = load_split(shards, "test")
-    truth = {d.name: d.style for d in test}
+    test = load_split(shards, args.split)
     train_styles = sorted({d.style for d in train_dances if d.style})
+    test = [d for d in test if d.style in train_styles]  # val's one tango: no train style
+    truth = {d.name: d.style for d in test}
     classifier = style_eval.train_classifier([(d.world, d.fps, d.style) for d in train_dances])
     print(f"train styles {train_styles}; test songs {truth}")
     real = style_eval.style_accuracy(classifier, [(d.world, d.fps, d.style) for d in test])
@@ -90,7 +92,8 @@ def main() -> None:
             print(f"{model}: trained in {time.perf_counter() - started:.0f} s")
         for requested in ["auto", *train_styles]:
             folder = out / "dances" / model / requested
-            paths = generate_split(shards, "test", checkpoint, folder, style=requested)
+            paths = generate_split(shards, args.split, checkpoint, folder, style=requested)
+            paths = [p for p in paths if p.stem in truth]
             from kakashi.dance import Dance
 
             dances = [Dance.load(p) for p in paths]

@@ -100,6 +100,25 @@ def test_style_accuracy_of_a_replay_and_of_a_wrong_style() -> None:
     assert counts.sum() == wrong["style_windows"] and counts[0].sum() == counts.sum()
 
 
+def test_style_reads_the_dance_not_the_dancers_body() -> None:
+    """A cha-cha danced by the waltz dancers' body (each bone re-placed at their lengths, as
+    a motion graph's bone projection does) is still a cha-cha: the descriptors see one body."""
+    from kakashi import skeleton
+    from kakashi.kinematics import project_bones_np
+
+    classifier = style.train_classifier([(_dance(n), FPS, s) for n, s in TRAIN.items()])
+    chacha = _dance("DANCE_C_2").astype(np.float64)
+    waltz_bones = np.median(skeleton.bone_lengths(_dance("DANCE_W_1")), axis=0)
+    root = chacha[:, :1]
+    reboned = project_bones_np(chacha - root, waltz_bones) + root
+    assert np.abs(skeleton.bone_lengths(reboned) - skeleton.bone_lengths(chacha)).max() > 0.02
+    np.testing.assert_allclose(
+        style.window_descriptors(reboned, FPS), style.window_descriptors(chacha, FPS), atol=1e-6
+    )
+    result = style.style_accuracy(classifier, [(reboned, FPS, "cha-cha")])
+    assert result["style_accuracy"] > 0.9
+
+
 def test_fewer_than_two_styles_give_no_classifier() -> None:
     assert style.train_classifier([(_dance("DANCE_W_1"), FPS, "waltz")]) is None
 
