@@ -229,7 +229,7 @@ MOTIF_TINY = {
 
 
 def test_style_balanced_batches_draw_a_rare_style_as_often() -> None:
-    from kakashi.models.motif_train import style_weights
+    from kakashi.models.styles import style_weights
 
     groups = np.array([0] * 90 + [1] * 10)  # 90 % waltz windows, 10 % cha-cha
     gen = torch.Generator().manual_seed(0)
@@ -257,6 +257,40 @@ def test_motif_takes_a_style_embedding(styled, demo_shards, tmp_path):
     config = resolve("motif", {}, {**MOTIF_TINY, "shards": str(demo_shards), "out": str(plain)})
     train(config, progress=False)
     assert load_model(plain).net.choreographer.style is None
+
+
+def test_the_recurrent_models_read_style_columns_and_draw_balanced_batches(styled, tmp_path):
+    from kakashi.models.data import load_training_data, make_windows
+    from kakashi.models.rnn_train import batches
+
+    tiny = {"shards": str(styled["shards"]), "epochs": 1, "hidden": 16, "layers": 1}
+    seed = tmp_path / "rnn.pt"
+    train(resolve("rnn", {}, {**tiny, "out": str(seed)}), progress=False)
+    rnn = load_model(seed)
+    features = len(rnn.stats.feature_names)
+    assert rnn.payload["arch"]["styles"] == ["cha-cha", "waltz"] == rnn.payload["styles"]
+    assert rnn.payload["arch"]["audio_dim"] == features + 2  # one input column per style
+    arrays, _ = read_shard(styled["shards"] / "split=test" / "w3.parquet", ["audio"])
+    first = rnn.stats.mean_pose()
+    waltz = rnn.generate_motion(arrays["audio"], first, 0, style="waltz")[0]
+    chacha = rnn.generate_motion(arrays["audio"], first, 0, style="cha-cha")[0]
+    assert not np.allclose(waltz, chacha)  # the style reaches the dance
+    dance = generate(styled["songs"]["w3"], seed, tmp_path / "w3.npz", style="cha-cha")
+    assert dance.meta["style"] == "cha-cha" and dance.meta["style_conditioned"] is True
+    # The C-RNN-GAN continues the seed RNN, so it reads the same style columns.
+    gan = tmp_path / "crnngan.pt"
+    settings = {"shards": tiny["shards"], "epochs": 1, "out": str(gan), "init": str(seed)}
+    train(resolve("crnngan", {}, settings), progress=False)
+    assert load_model(gan).payload["arch"]["styles"] == ["cha-cha", "waltz"]
+    # Windows carry their style (one-hot columns after the audio) and batches balance them.
+    train_seqs, _, stats = load_training_data(styled["shards"], mirror=False)
+    train_seqs = train_seqs[:1] * 9 + train_seqs[-1:]  # 90 % one style, 10 % the other
+    (windows,) = make_windows(train_seqs, stats, 10, 10, ["cha-cha", "waltz"])
+    assert windows.audio.shape[-1] == features + 2
+    np.testing.assert_array_equal(windows.audio[:, 0, features:].sum(axis=1), 1.0)
+    plan = batches([windows], 1, torch.Generator().manual_seed(0))
+    drawn = np.array([windows.style[index[0]] for _, index in plan])
+    assert len(plan) == len(windows) and abs(np.mean(drawn == drawn[-1]) - 0.5) < 0.15
 
 
 def test_the_studio_api_lists_and_takes_styles(styled, graph, tmp_path):

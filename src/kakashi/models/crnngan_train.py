@@ -28,8 +28,8 @@ from kakashi.models.stats import MOTION_DIM, Stats
 from kakashi.shards import check_audio_settings
 
 
-def seed_rnn(config: TrainConfig, train: list[Sequence]) -> tuple[dict, Stats]:
-    """The seed RNN's weights and statistics (``init``); its architecture, loss and output
+def seed_rnn(config: TrainConfig, train: list[Sequence]) -> tuple[dict, Stats, list[str]]:
+    """The seed RNN's weights, statistics and styles (``init``); its architecture, loss and output
     settings go into ``config``. The generator continues the seed RNN, so it must see the
     data exactly as the RNN did: same normalisation, same architecture, same loss."""
     path = init_path(config.init, config.out)
@@ -52,7 +52,7 @@ def seed_rnn(config: TrainConfig, train: list[Sequence]) -> tuple[dict, Stats]:
         f"the shards under {config.shards}",
         f"--init {path}",
     )
-    return saved["model"], stats
+    return saved["model"], stats, list(saved["arch"].get("styles") or [])
 
 
 def run(
@@ -61,8 +61,8 @@ def run(
     """The C-RNN-GAN's loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
     torch.manual_seed(config.seed)  # same on every rank: identical initial weights
     train_seqs, val_seqs, _ = load_training_data(config.shards, config.mirror)
-    init_state, stats = seed_rnn(config, train_seqs)
-    arch = recurrent_arch(config, stats, noise_dim=config.noise_dim)
+    init_state, stats, styles = seed_rnn(config, train_seqs)
+    arch = recurrent_arch(config, stats, noise_dim=config.noise_dim, styles=styles)
     model = rnn.build(arch)
     disc = Discriminator(arch["audio_dim"], MOTION_DIM, config.d_hidden)
     init_generator_from_rnn(model, init_state)

@@ -19,6 +19,7 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.models.stats import STD_FLOOR, Stats
+from kakashi.models.styles import style_columns, style_index
 from kakashi.shards import Sequence, list_shards, read_shard
 
 
@@ -119,41 +120,50 @@ class Windows:
 
     Frame 0 of each window is context only (the "previous" frame of the first prediction);
     a model predicts frames 1..W. ``mask`` is 0 on frames without a person (``conf == 0``),
-    whose interpolated pose the loss ignores.
+    whose interpolated pose the loss ignores. Cut with ``styles``, the audio ends in one
+    column per style, 1 at the window's own (all 0: unlabelled), and ``style`` (N,) holds
+    each window's style index (:func:`kakashi.models.styles.style_index`).
     """
 
     audio: np.ndarray
     motion: np.ndarray
     mask: np.ndarray
+    style: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.audio)
 
 
 def make_windows(
-    sequences: list[Sequence], stats: Stats, window: int | None, stride: int
+    sequences: list[Sequence],
+    stats: Stats,
+    window: int | None,
+    stride: int,
+    styles: list[str] | tuple = (),
 ) -> list[Windows]:
     """Cut sequences into windows of ``window`` predicted frames; ``None`` keeps whole songs.
 
     Returns one ``Windows`` batch source per distinct length: a list with one entry for
     fixed windows, and one entry per sequence for whole songs (they differ in length).
+    ``styles``: the style columns and indices of :class:`Windows` (none when empty).
     """
     if not sequences:
         return []
     if window is None:
-        return [_normalise([s], stats, [(0, len(s.audio))]) for s in sequences]
+        return [_normalise([s], stats, [(0, len(s.audio))], styles) for s in sequences]
     if window < 1 or stride < 1:
         raise ModelError(f"window ({window}) and stride ({stride}) must be at least one frame")
-    chunks_audio, chunks_motion, chunks_mask = [], [], []
+    chunks_audio, chunks_motion, chunks_mask, chunks_style = [], [], [], []
     for seq in sequences:
         length = window + 1
         starts = list(range(0, len(seq.audio) - length + 1, stride))
         if not starts:
             continue  # shorter than one window
-        part = _normalise([seq], stats, [(start, start + length) for start in starts])
+        part = _normalise([seq], stats, [(start, start + length) for start in starts], styles)
         chunks_audio.append(part.audio)
         chunks_motion.append(part.motion)
         chunks_mask.append(part.mask)
+        chunks_style.append(part.style)
     if not chunks_audio:
         longest = max(len(s.audio) for s in sequences)
         raise ModelError(
@@ -165,20 +175,30 @@ def make_windows(
             np.concatenate(chunks_audio),
             np.concatenate(chunks_motion),
             np.concatenate(chunks_mask),
+            np.concatenate(chunks_style) if styles else None,
         )
     ]
 
 
-def _normalise(sequences: list[Sequence], stats: Stats, spans: list[tuple[int, int]]) -> Windows:
+def _normalise(
+    sequences: list[Sequence], stats: Stats, spans: list[tuple[int, int]], styles=()
+) -> Windows:
     (seq,) = sequences
     audio = (seq.audio - stats.audio_mean) / stats.audio_std
+    if styles:
+        audio = np.concatenate([audio, style_columns(len(audio), styles, seq.style)], axis=1)
     motion = (motion_of(seq.pose, seq.root) - stats.motion_mean) / stats.motion_std
     mask = (seq.conf > 0).astype(np.float32)
     return Windows(
         np.stack([audio[a:b] for a, b in spans]).astype(np.float32),
         np.stack([motion[a:b] for a, b in spans]).astype(np.float32),
         np.stack([mask[a:b] for a, b in spans]),
+        _style_indices(styles, seq.style, len(spans)),
     )
+
+
+def _style_indices(styles, style: str | None, count: int) -> np.ndarray | None:
+    return np.full(count, style_index(list(styles), style), dtype=np.int64) if styles else None
 
 
 def load_training_data(

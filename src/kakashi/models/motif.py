@@ -53,6 +53,7 @@ from kakashi.kinematics import (
     settle_own_feet,
 )
 from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
+from kakashi.models.styles import style_index
 
 # Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]
@@ -260,8 +261,7 @@ class Choreographer(nn.Module):
 
     def style_index(self, style: str | None) -> int:
         """The embedding row of ``style``; the "no style" row for None or an unknown one."""
-        styles = list(self.arch_styles)
-        return styles.index(style) if style in styles else len(styles)
+        return style_index(list(self.arch_styles), style)
 
     def embed(self, previous: torch.Tensor, music: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Inputs (B, L, dim): codes of the previous steps (B, L, parts) + music (B, L, dim)."""

@@ -37,6 +37,7 @@ from kakashi.models.data import Sequence, load_training_data, motion_of
 from kakashi.models.distributed import RANK_SEED, Trained
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
 from kakashi.models.stats import Stats
+from kakashi.models.styles import style_index, style_weights, train_labels
 
 log = logging.getLogger("kakashi.models.motif")
 
@@ -222,10 +223,6 @@ def _code_sequences(
     style index) per sequence and phase."""
     down, back, ahead = s.down, s.music_back, s.music_ahead
     styles = list(styles)
-
-    def style_of(name: str) -> int:  # the last index: unlabelled, or a style train lacks
-        return styles.index(name) if name in styles else len(styles)
-
     out = []
     encoded = _encode_all(tok, motions, down, device, phases)
     # _encode_all keeps sequence order; walk it alongside the sequences' audio.
@@ -242,7 +239,7 @@ def _code_sequences(
             music = np.concatenate(
                 [np.zeros((back, width), np.float32), pooled, np.zeros((ahead, width), np.float32)]
             )
-            style = style_of(seq.style)
+            style = style_index(styles, seq.style)
             out.append((codes, music, song_summary(audio_n), style))
     return out
 
@@ -294,17 +291,6 @@ class NextCodeLoss(nn.Module):
 
     def forward(self, prev, target, music, summary, style) -> torch.Tensor:
         return _gpt_loss(self.choreographer, prev, target, music, summary, style)
-
-
-def style_weights(groups: np.ndarray) -> torch.Tensor | None:
-    """Sampling weights of windows whose style indices are ``groups``: style-balanced
-    batches, each style drawn as often as any other (on m2d's train split 60 % of the
-    windows are waltz, 10 % cha-cha), unlabelled windows as one more group. None (uniform
-    over windows) when there is one group."""
-    counts = np.bincount(groups)
-    if np.count_nonzero(counts) < 2:
-        return None
-    return torch.from_numpy(1.0 / counts[groups]).double()
 
 
 def _train_choreographer(
@@ -396,8 +382,7 @@ def fit(
     gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
     arch = {key: getattr(s, key) for key in ARCH_KEYS}
     arch["audio_dim"] = len(stats.audio_mean)
-    labels = sorted({seq.style for seq in train if seq.style})
-    arch["styles"] = labels if len(labels) >= 2 else []
+    arch["styles"] = train_labels(train)
     net = build(arch).to(device)
     if rank:
         torch.manual_seed(s.seed + RANK_SEED * rank)

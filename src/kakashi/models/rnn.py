@@ -44,6 +44,7 @@ from torch import nn
 from kakashi import skeleton
 from kakashi.kinematics import ROOT_LEAK_S, leaky_integral, project_bones_np
 from kakashi.models.stats import POSE_DIM, STD_FLOOR, Stats
+from kakashi.models.styles import style_columns
 
 
 class DanceRNN(nn.Module):
@@ -251,7 +252,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device) -> 
 def build(arch: dict) -> DanceRNN:
     """The network a checkpoint's ``arch`` describes (weights still to be loaded)."""
     # Checkpoints from before the mixture output have no such keys: a plain MSE network.
-    return DanceRNN(
+    net = DanceRNN(
         arch["audio_dim"],
         arch["motion_dim"],
         arch["hidden"],
@@ -263,6 +264,9 @@ def build(arch: dict) -> DanceRNN:
         arch.get("sample_smooth", 0.0),
         arch.get("smooth", 0.0),
     )
+    # The styles whose columns follow the audio features (trained on styled shards).
+    net.styles = list(arch.get("styles") or [])
+    return net
 
 
 class _NumpyStepper:
@@ -332,10 +336,12 @@ def generate_motion(
     temperature: float | None = None,
     sample_smooth: float | None = None,
     smooth: float | None = None,
+    style: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose (T, 17, 3) and root (T, 3) for raw audio features (T, F). A mixture output is
     sampled (seeded by ``seed``); ``temperature``, ``sample_smooth`` and ``smooth`` override
-    the values the network carries from training."""
+    the values the network carries from training; ``style``: one of the network's styles
+    (trained on styled shards), None for no style cue."""
     rng = np.random.default_rng(seed)
     temperature = model.temperature if temperature is None else temperature
     ar = model.sample_smooth if sample_smooth is None else sample_smooth
@@ -343,6 +349,9 @@ def generate_motion(
     eps = np.zeros(model.motion_dim)
     step = _NumpyStepper(model.eval())
     audio_n = (audio - stats.audio_mean) / stats.audio_std
+    styles = getattr(model, "styles", [])
+    if styles:
+        audio_n = np.concatenate([audio_n, style_columns(len(audio_n), styles, style)], axis=1)
     m_mean = stats.motion_mean.astype(np.float64)
     m_std = stats.motion_std.astype(np.float64)
     # Columns constant in training (an unmeasured root: velocity always 0) keep their value;

@@ -36,6 +36,7 @@ from kakashi.models.data import Sequence, Windows, load_training_data, make_wind
 from kakashi.models.distributed import RANK_SEED, Trained, rank_share
 from kakashi.models.rnn import DanceRNN, masked_loss
 from kakashi.models.stats import MOTION_DIM, POSE_DIM, Stats
+from kakashi.models.styles import style_weights, train_labels
 
 log = logging.getLogger("kakashi.models.train")
 
@@ -64,10 +65,16 @@ def teacher_prob(config: TrainConfig, epoch: int) -> float:
 def batches(
     sets: list[Windows], size: int, generator: torch.Generator
 ) -> list[tuple[int, np.ndarray]]:
-    """Shuffled (set index, window indices) batches; one set per distinct window length."""
+    """Shuffled (set index, window indices) batches; one set per distinct window length.
+    Windows cut with styles are drawn style-balanced (as many draws as windows, with
+    replacement, each style as often as any other); without, each window once."""
     out = []
     for k, windows in enumerate(sets):
-        order = torch.randperm(len(windows), generator=generator).numpy()
+        weights = None if windows.style is None else style_weights(windows.style)
+        if weights is not None:
+            order = torch.multinomial(weights, len(windows), True, generator=generator).numpy()
+        else:
+            order = torch.randperm(len(windows), generator=generator).numpy()
         out += [(k, order[i : i + size]) for i in range(0, len(order), size)]
     shuffle = torch.randperm(len(out), generator=generator).numpy()
     return [out[i] for i in shuffle]
@@ -147,11 +154,16 @@ def _windows_for(config: TrainConfig, fps: float) -> tuple[int | None, int]:
     return max(1, round(config.window_s * fps)), max(1, round(config.stride_s * fps))
 
 
-def recurrent_arch(config: TrainConfig, stats: Stats, noise_dim: int) -> dict:
-    """The ``arch`` of a DanceRNN trained as ``config`` says (``noise_dim`` > 0: a GAN's)."""
+def recurrent_arch(
+    config: TrainConfig, stats: Stats, noise_dim: int, styles: list[str] | tuple = ()
+) -> dict:
+    """The ``arch`` of a DanceRNN trained as ``config`` says (``noise_dim`` > 0: a GAN's).
+    With ``styles`` the network reads one more input column per style beside the audio
+    features (:func:`kakashi.models.data.style_columns`)."""
     return {
         "kind": config.model,
-        "audio_dim": len(stats.feature_names),
+        "audio_dim": len(stats.feature_names) + len(styles),
+        "styles": list(styles),
         "motion_dim": MOTION_DIM,
         "hidden": config.hidden,
         "layers": config.layers,
@@ -206,8 +218,11 @@ class Loop:
         self.files = paths_for(config.out)
         window, stride = _windows_for(config, stats.fps)
         train_seqs, val_seqs = data
-        self.train_sets = make_windows(train_seqs, stats, window, stride)
-        self.val_sets = make_windows(val_seqs, stats, window, window or 1) if val_seqs else []
+        styles = arch.get("styles") or ()
+        self.train_sets = make_windows(train_seqs, stats, window, stride, styles)
+        self.val_sets = (
+            make_windows(val_seqs, stats, window, window or 1, styles) if val_seqs else []
+        )
         self.model, self.disc = model.to(device), disc
         optim_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD
         extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
@@ -408,7 +423,7 @@ def run(
     """The seed RNN's loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
     torch.manual_seed(config.seed)  # same on every rank: identical initial weights
     train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
-    arch = recurrent_arch(config, stats, noise_dim=0)
+    arch = recurrent_arch(config, stats, noise_dim=0, styles=train_labels(train_seqs))
     loop = Loop(
         config, stats, (train_seqs, val_seqs), arch, rnn.build(arch), None, rank, world, device
     )

@@ -76,6 +76,43 @@ def _fit(shards: str | Path) -> dict:
     }
 
 
+def train_labels(sequences) -> list[str]:
+    """The styles a model learns from train ``sequences`` (their ``.style``): sorted, or []
+    when they hold fewer than two (one style is no choice: the model is trained as before)."""
+    labels = sorted({seq.style for seq in sequences if seq.style})
+    return labels if len(labels) >= 2 else []
+
+
+def style_index(styles: list[str], style: str | None) -> int:
+    """The row of ``style`` among ``styles``; ``len(styles)`` ("no style") for None, an
+    unlabelled sequence, or a style training lacked."""
+    return styles.index(style) if style in styles else len(styles)
+
+
+def style_columns(frames: int, styles: list[str] | tuple, style: str | None) -> np.ndarray:
+    """(frames, len(styles)): 1 in the column of ``style``, 0 elsewhere (all 0 for None, an
+    unlabelled sequence or a style not in ``styles``): what the recurrent models read
+    beside the audio features."""
+    out = np.zeros((frames, len(styles)), dtype=np.float32)
+    index = style_index(list(styles), style)
+    if index < len(styles):
+        out[:, index] = 1.0
+    return out
+
+
+def style_weights(groups: np.ndarray):
+    """Sampling weights (torch, float64) of windows whose style indices are ``groups``:
+    style-balanced batches, each style drawn as often as any other (on m2d's train split
+    60 % of the windows are waltz, 10 % cha-cha), unlabelled windows as one more group.
+    None (uniform over windows) when there is one group."""
+    import torch
+
+    counts = np.bincount(groups)
+    if np.count_nonzero(counts) < 2:
+        return None
+    return torch.from_numpy(1.0 / counts[groups]).double()
+
+
 def known_styles(payload: dict) -> list[str]:
     """The styles a checkpoint knows ([] for one trained without style labels)."""
     return list(payload.get("styles") or [])
