@@ -227,6 +227,12 @@ class Choreographer(nn.Module):
         # the summary; the last row (kept at zero) is "no style": unlabelled or not asked.
         styles = arch.get("styles") or []
         self.style = nn.Embedding(len(styles) + 1, dim, padding_idx=len(styles)) if styles else None
+        # Each style's vocabulary: the codes its train dances use (style, part, code). A
+        # dance asked for in a style samples only these, as the motion graph takes only that
+        # style's segments: the embedding alone moved the dance but not into the style
+        # (m2d val, requested rumba classified rumba in 0 % of windows).
+        if styles:
+            self.register_buffer("style_codes", torch.zeros(len(styles), parts, codebook).bool())
         self.position = nn.Embedding(self.context, dim)
         self.drop = nn.Dropout(arch["dropout"])
         self.blocks = nn.ModuleList(
@@ -258,6 +264,26 @@ class Choreographer(nn.Module):
         if self.style is not None and style is not None:
             out = out + self.style(style)[:, None]
         return out
+
+    def learn_style_codes(self, codes: list[tuple[np.ndarray, int]]) -> None:
+        """Set each style's vocabulary from (codes (N, parts), style index) of the train
+        sequences (an index past the styles: unlabelled, not counted)."""
+        if self.style is None:
+            return
+        used = torch.zeros_like(self.style_codes)
+        for sequence, index in codes:
+            if index < len(used):
+                for part in range(self.parts):
+                    used[index, part, torch.from_numpy(np.asarray(sequence[:, part]))] = True
+        self.style_codes.copy_(used)
+
+    def vocabulary(self, style: str | None) -> np.ndarray | None:
+        """(parts, codebook) bool: the codes a dance in ``style`` may use; None: any."""
+        index = self.style_index(style)
+        if self.style is None or index >= len(self.arch_styles):
+            return None
+        allowed = self.style_codes[index].cpu().numpy()
+        return allowed if allowed.any(axis=1).all() else None  # a part it never saw: any
 
     def style_index(self, style: str | None) -> int:
         """The embedding row of ``style``; the "no style" row for None or an unknown one."""
@@ -412,8 +438,12 @@ class Stepper:
         return _gelu(h @ w1 + b1) @ w2 + b2
 
 
-def _sample(logits: np.ndarray, temperature: float, top_k: int, rng) -> int:
+def _sample(
+    logits: np.ndarray, temperature: float, top_k: int, rng, allowed: np.ndarray | None = None
+) -> int:
     logits = logits.astype(np.float64) / max(temperature, 1e-5)
+    if allowed is not None:
+        logits = np.where(allowed, logits, -np.inf)
     if 0 < top_k < len(logits):
         kth = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits < kth, -np.inf, logits)
@@ -429,8 +459,10 @@ def sample_codes(
     seed: int,
     temperature: float | None = None,
     top_k: int | None = None,
+    vocabulary: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Codes (N, parts) for music features (N, dim), starting after the codes ``prime``."""
+    """Codes (N, parts) for music features (N, dim), starting after the codes ``prime``;
+    ``vocabulary`` (parts, codebook) bool: the codes allowed (None: all)."""
     temperature = net.arch["temperature"] if temperature is None else temperature
     top_k = net.arch["top_k"] if top_k is None else top_k
     stepper = Stepper(net.choreographer)
@@ -447,7 +479,8 @@ def sample_codes(
         h = stepper.advance(stepper.inputs(history[i : i + 1], music[i : i + 1]))[0]
         chosen = history[i + 1]
         for p in range(stepper.parts):
-            chosen[p] = _sample(stepper.logits(h, p, chosen), temperature, top_k, rng)
+            allowed = None if vocabulary is None else vocabulary[p]
+            chosen[p] = _sample(stepper.logits(h, p, chosen), temperature, top_k, rng, allowed)
     return history[1:]
 
 
@@ -497,7 +530,8 @@ def generate_motion(
     start = torch.from_numpy(np.tile(motion_rows(first, stats), (down, 1))).to(device)
     prime = net.tokenizer.encode(start[None])[0, 0]
 
-    codes = sample_codes(net, music, prime.cpu().numpy(), seed, temperature, top_k)
+    vocabulary = net.choreographer.vocabulary(style)
+    codes = sample_codes(net, music, prime.cpu().numpy(), seed, temperature, top_k, vocabulary)
     codes = torch.cat([prime[None], torch.from_numpy(codes).to(device)])
     motion = net.tokenizer.decode(codes[None])[0, down:]
     motion = motion[:frames].float().cpu().numpy()

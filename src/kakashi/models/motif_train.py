@@ -394,6 +394,7 @@ def fit(
     styles = arch["styles"]
     data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, s.down, styles)
     val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, 1, styles)
+    net.choreographer.learn_style_codes([(codes, style) for codes, _, _, style in data])
     _train_choreographer(net, s, data, val_data, device, gen, history, rank, world)
 
     net.eval()
