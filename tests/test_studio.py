@@ -911,3 +911,25 @@ def test_preselection_skips_a_model_that_does_not_dance(tmp_path: Path) -> None:
     rows[1]["liveliness"] = 0.3
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rows": rows}))
     assert find_models([models]).best == "jerky"
+
+
+def test_the_preselection_ranks_by_the_held_out_fid(tmp_path) -> None:
+    """A replay of the train set wins the train-referenced FID; the studio preselects by the
+    FID against the real held-out dances where the evaluation measured it."""
+    import torch
+
+    from kakashi.studio.catalog import find_models
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("replay", "graph"):
+        torch.save({"format": "not needed here"}, models / f"{name}.pt")
+    rows = [
+        {"name": "replay", "kind": "model", "fid_k": 9.5, "fid_k_heldout": 25.8},
+        {"name": "graph", "kind": "model", "fid_k": 23.8, "fid_k_heldout": 24.0},
+    ]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    catalog = find_models([models])
+    assert catalog.best == "graph"
+    assert catalog.models["graph"].metrics["fid_k_heldout"] == 24.0  # shown beside the model

@@ -36,6 +36,9 @@ _UNPACKED_SLACK = 1 << 20
 _SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
 # The metrics shown beside a model, in the order of the evaluation table.
 SHOWN_METRICS = (
+    "fid_k_heldout",
+    "fid_g_heldout",
+    "style_accuracy",
     "fid_k",
     "fid_g",
     "div_k",
@@ -221,12 +224,21 @@ def find_models(specs: list[str | Path]) -> Catalog:
     scored = [m for m in models.values() if m.problem is None and "fid_k" in m.metrics]
     dancing = [m for m in scored if _dances(m.metrics)]
     if scored:
-        best = min(
-            dancing or scored, key=lambda m: (m.metrics["fid_k"], m.metrics.get("fid_g", 0.0))
-        ).id
+        best = min(dancing or scored, key=_closeness).id
     else:
         best = next((m.id for m in models.values() if m.problem is None), None)
     return Catalog(models, best)
+
+
+def _closeness(model: Model) -> tuple[float, float]:
+    """How far from real dancing (lower is closer): the FID against the real held-out test
+    dances where the evaluation measured it, else against the train split. The train-split
+    FID ranks a replay of the training set first (m2d: random train clips 9.5, real unseen
+    dancing 52.6), the held-out one does not."""
+    metrics = model.metrics
+    if "fid_k_heldout" in metrics:
+        return metrics["fid_k_heldout"], metrics.get("fid_g_heldout", 0.0)
+    return metrics["fid_k"], metrics.get("fid_g", 0.0)
 
 
 def _dances(metrics: dict) -> bool:
