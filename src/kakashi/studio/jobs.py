@@ -102,10 +102,13 @@ def _model(checkpoint: str):
 
 
 def make_dance(
-    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None
-) -> dict:
+    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None,
+    edit=None,
+) -> dict:  # fmt: skip
     """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``; ``style``:
-    one the checkpoint knows, or None for auto (the style the song's music calls for)."""
+    one the checkpoint knows, or None for auto (the style the song's music calls for);
+    ``edit``: a :class:`kakashi.models.editing.EditRequest` (its dance a finished one's
+    file), and the result says what was edited (``edit``)."""
     from kakashi.models.generate import dance_for_audio, song_features, start_pose
     from kakashi.models.styles import choose_style
     from kakashi.outputs.bvh import export_bvh
@@ -118,10 +121,18 @@ def make_dance(
     stats = model.stats
     _report(job_id, "features", 0.1)
     features = song_features(song, stats, Path(checkpoint).name)
+    constraints, edited = None, None
+    if edit is not None:
+        constraints, edited = edit.plan(len(features.values), stats.fps)
+        edited.pop("of", None)  # the work folder's file name: the request says which dance
     _report(job_id, "generation", 0.35)
     name = Path(checkpoint).name
     choice = choose_style(model.payload, style, features.values, name, Path(song).name)
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, style=choice)
+    first = start_pose(start, stats)
+    dance = dance_for_audio(model, features.values, first, seed, style=choice,
+                            constraints=constraints)  # fmt: skip
+    if edited is not None:
+        dance.meta["edit"] = edited
     dance.save(out / "dance.npz")
     _report(job_id, "page", 0.75)
     write_viewer(
@@ -142,6 +153,7 @@ def make_dance(
         "duration_s": features.duration_s,
         "beats": beats,
         **styled,
+        **({"edit": edited} if edited is not None else {}),
     }
 
 
