@@ -12,6 +12,8 @@ Printed:
 - mocap: the largest joint jerk of each frame (world positions, third difference, m/s^3)
   over every shard of every split: median, 95th, 99th and 99.5th percentile (the 99.5th
   is the seam target);
+- per model: the largest frame jerk of its unedited dances (after their first 10 frames,
+  where a model blends its start pose in): what the model makes without any edit;
 - per model and edit: the kept frames bit-identical (yes/no), the largest seam jerk over
   the test songs (within ``BLEND_S`` of a seam, :func:`kakashi.models.editing.seam_jerk`),
   the 99.5th percentile of the edited dance's own frame jerk (mean over songs: what the
@@ -73,6 +75,7 @@ def edits(model, audio: np.ndarray, other: Dance, seed: int):
     """(name, constraints, dance, seconds) of each edit of one song."""
     fps = model.stats.fps
     plain = dance_for_audio(model, audio, model.stats.mean_pose(), seed)
+    yield "none", Constraints.free(len(plain)), plain, 0.0
     frames = len(plain)
     half = Dance(plain.pose[: frames // 2], plain.root[: frames // 2], fps)
     keys = Constraints.free(frames)
@@ -120,7 +123,8 @@ def main() -> None:
                 if name == "keep upper":
                     upper = list(range(7, 17))
                     kept = np.array_equal(dance.pose[:, upper], constraints.pose[:, upper])
-                p995 = np.percentile(frame_jerk(dance.world(), dance.fps), 99.5)
+                own = frame_jerk(dance.world()[10:], dance.fps)  # after the start's blend-in
+                p995 = own.max() if name == "none" else np.percentile(own, 99.5)
                 rows.setdefault(name, []).append(
                     (
                         kept,
@@ -136,6 +140,10 @@ def main() -> None:
                 np.array(v) for v in zip(*values, strict=True)
             )
             same = "yes" if kept.all() else "NO"
+            if name == "none":
+                print(f"{checkpoint.stem:12s} unedited: the largest frame jerk of its dances "
+                      f"{p995.max():.0f} m/s^3 (after their first 10 frames)")  # fmt: skip
+                continue
             print(f"{checkpoint.stem:12s} {name:11s} kept bit-identical: {same}"
                   f"; seam jerk max {jerk.max():.0f} m/s^3; the dance's 99.5th percentile "
                   f"{p995.mean():.0f}; keyframe error {100 * error.mean():.2f} cm"

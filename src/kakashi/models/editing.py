@@ -346,9 +346,13 @@ def _yaw(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.arctan2(line[..., 0], line[..., 2])
 
 
-def _face_like(pose: np.ndarray, constraints: Constraints, free: np.ndarray) -> np.ndarray:
+def _face_like(
+    pose: np.ndarray, constraints: Constraints, free: np.ndarray, fps: float
+) -> np.ndarray:
     """The generated joints ``free`` (T, 17) turned about y, frame by frame, so that where a
     body part is given, the generated body faces where that part faces."""
+    from scipy.ndimage import gaussian_filter1d
+
     known = constraints.joint_known()
     out = pose.copy()
     for part, (lj, rj) in _FACING.items():
@@ -358,7 +362,8 @@ def _face_like(pose: np.ndarray, constraints: Constraints, free: np.ndarray) -> 
             continue
         given = constraints.pose[frames].astype(np.float64)
         turn = _yaw(given[:, lj], given[:, rj]) - _yaw(pose[frames, lj], pose[frames, rj])
-        turn = np.unwrap(turn)
+        # Smoothed (0.1 s): the two lines' own jitter must not shake the generated part.
+        turn = gaussian_filter1d(np.unwrap(turn), 0.1 * fps, mode="nearest")
         c, s = np.cos(turn)[:, None], np.sin(turn)[:, None]
         x, z = pose[frames, :, 0], pose[frames, :, 2]
         turned = out[frames]
@@ -396,7 +401,7 @@ def enforce(
     width = max(2, round(BLEND_S * fps))
     known = constraints.joint_known() | constraints.exact[:, None]
     root_known = constraints.root_known() | constraints.exact
-    made = _face_like(np.asarray(pose, np.float64), constraints, ~known)
+    made = _face_like(np.asarray(pose, np.float64), constraints, ~known, fps)
     out_pose = np.empty_like(made)
     given = constraints.pose.astype(np.float64)
     for joint in range(skeleton.NUM_JOINTS):
@@ -427,18 +432,26 @@ def keyframe_error(pose: np.ndarray, constraints: Constraints) -> float:
 
 
 def seam_jerk(dance, constraints: Constraints) -> float:
-    """The largest joint jerk (m/s^3, world positions, third difference) of ``dance``
-    within :data:`BLEND_S` of a seam between given and generated frames (0: no seam)."""
+    """The largest joint jerk (m/s^3, world positions, third difference) of ``dance`` that
+    involves a generated frame within :data:`BLEND_S` of a given one: what a seam can
+    add (the given frames' own jerk is not the seam's). 0 when there is no seam."""
     known = constraints.exact | constraints.joint_known().any(axis=1)
-    edges = np.flatnonzero(np.diff(known.astype(np.int8))) + 1
-    if not len(edges):
+    width = round(BLEND_S * dance.fps)
+    given = np.flatnonzero(known)
+    if not len(given) or known.all():
+        return 0.0
+    index = np.arange(len(known))
+    slot = np.clip(np.searchsorted(given, index), 1, len(given)) - 1
+    distance = np.minimum(  # frames to the nearest given frame
+        np.abs(index - given[slot]), np.abs(index - given[np.minimum(slot + 1, len(given) - 1)])
+    )
+    blended = ~known & (distance <= width)
+    # the third difference at i uses frames i .. i + 3
+    touched = np.convolve(blended.astype(int), np.ones(4, int))[3 : 3 + len(known) - 3] > 0
+    if not touched.any():
         return 0.0
     jerk = np.linalg.norm(np.diff(dance.world(), 3, axis=0), axis=2).max(axis=1) * dance.fps**3
-    width = round(BLEND_S * dance.fps) + 3
-    near = np.zeros(len(jerk), dtype=bool)
-    for edge in edges:
-        near[max(0, edge - width) : edge + width] = True
-    return float(jerk[near].max()) if near.any() else 0.0
+    return float(jerk[touched].max())
 
 
 def describe(kind: str, **details) -> dict:
