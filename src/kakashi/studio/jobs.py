@@ -25,6 +25,7 @@ no folder and a failed render no partial file. The work folder is kept under
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -384,9 +385,19 @@ class WorkerPool:
 
 
 def _size(path: Path) -> int:
+    """Bytes under ``path``. A file or folder that goes meanwhile (an upload's ``.part``
+    renamed into place, a result evicted by another request) counts as 0: ``stat`` of it
+    raised FileNotFoundError, a 500 for a request that had done nothing wrong."""
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        with contextlib.suppress(FileNotFoundError):
+            return path.stat().st_size
+        return 0
+    total = 0
+    for folder, _, names in os.walk(path):  # os.walk skips a folder that vanished
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
 
 
 class JobBoard:
