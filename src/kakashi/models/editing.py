@@ -27,9 +27,9 @@ them: a joint's offset (position, and velocity where two or more frames are give
 to zero over :data:`BLEND_S` with a raised-cosine, so it has no kink; the root's offset
 does not fall off (a continued dance goes on from where it stands) but moves smoothly
 across a span from its left to its right seam. The jerk this adds stays far below the
-mocap's own: on the 35 real Dance-with-Melody dances the 99.5th percentile of joint jerk
-(world positions, third difference at 30 fps) is 1175 m/s^3 (median 29, 99th 830;
-``bench/editing.py``, docs/editing.md).
+mocap's own: on the 35 real Dance-with-Melody dances the 99.5th percentile of a frame's
+largest joint jerk (world positions, third difference at 30 fps) is 3,119 m/s^3 (median
+144, 99th 2,335; ``bench/editing.py``, docs/editing.md).
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ import numpy as np
 from kakashi import skeleton
 from kakashi.errors import EditError
 
-# Seconds over which a seam's offset falls to zero: long enough that a 0.5-m pose offset
-# adds ~60 m/s^3 of jerk (5 % of the mocap's 99.5th percentile), short enough that the
-# model's own motion is back after half a second.
+# Seconds over which a seam's offset falls to zero: long enough that the shift of a 0.5-m
+# pose offset has a jerk of 148 m/s^3, 354 with a 1.5-m/s velocity mismatch too (5-11 % of
+# the mocap's 99.5th percentile, 3,119), short enough that the model's own motion is back
+# after half a second.
 BLEND_S = 0.5
 # The joints of each body part (``--keep``); the pelvis (joint 0, the origin of a
 # root-centred pose) belongs to both. Keeping the lower body keeps the root too: the legs
