@@ -186,6 +186,7 @@ def test_page_picks_a_style_and_dances_bars_anew(models, styled, chromium, tmp_p
             timeout=300,
         )
         assert retaken["request"]["edit_of"] == asked["id"]
+        assert retaken["result"]["style"] == "waltz"  # the edited take's style
         labels = [e.text for e in chromium.find_elements("css selector", ".take > div:first-child")]
         assert labels[0].endswith("· bars 4-8 s anew"), labels
         assert chromium.execute_script("return window.kakashiStudio.current.id") == retaken["id"]
