@@ -240,6 +240,10 @@ def test_bad_edits_are_one_line_errors(checkpoints, songs, tmp_path, capsys) -> 
     shards = ["--shards", tmp_path, "--checkpoint", ckpt, "-o", tmp_path / "d"]
     err = one_line_error(capsys, [*shards, "--keep", "upper", "--dance", dance])
     assert "drop --shards" in err
+    # The dance edited is never written over.
+    err = one_line_error(capsys, [songs["long"], "--checkpoint", ckpt, "-o", dance,
+                                  "--continue", dance])  # fmt: skip
+    assert "dance.npz" in err and Dance.load(dance).duration_s == 6.0
     assert not (tmp_path / "out.npz").exists()  # nothing written by a refused edit
 
 

@@ -10,6 +10,7 @@ imported inside the commands so that ``kakashi --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kakashi.cli import setting_flag
 from kakashi.cli.guard import CommandPaths, given
@@ -96,7 +97,9 @@ def _generate_paths(args: argparse.Namespace) -> CommandPaths:
         raise EditError(
             "--start-pose and the edit both say how the dance starts: drop --start-pose"
         )
-    inputs = given(args, ["song", "--checkpoint", "--shards", "--continue", "--dance"])
+    inputs = given(args, ["song", "--checkpoint", "--shards", "--dance"])
+    if args.continue_from:  # its attribute is not the flag's name (continue is a keyword)
+        inputs.append(("--continue", Path(args.continue_from)))
     inputs += [("--keyframes", _keyframe_file(spec)) for spec in edit.keyframes]
     if args.start_pose != "mean":
         inputs += given(args, ["--start-pose"])
@@ -104,10 +107,8 @@ def _generate_paths(args: argparse.Namespace) -> CommandPaths:
     return CommandPaths([] if args.shards else output, output if args.shards else [], inputs)
 
 
-def _keyframe_file(spec: str):
+def _keyframe_file(spec: str) -> Path:
     """The file of a ``--keyframes`` value (``FILE.json`` or ``DANCE.npz@T1,T2``)."""
-    from pathlib import Path
-
     if "@" in spec and not spec.endswith(".json"):
         spec = spec.rpartition("@")[0]
     return Path(spec)
