@@ -171,8 +171,14 @@ def test_page_picks_a_style_and_dances_bars_anew(models, styled, chromium, tmp_p
         assert (asked["result"]["style"], asked["request"]["style"]) == ("waltz", "waltz")
         assert chromium.find_element("id", "inferred").text == "style waltz (as asked)"
 
-        # Another take of bars 4-8 s of the shown (waltz) take.
+        # Another take of bars 4-8 s of the shown (waltz) take; the span offered first is
+        # two bars on the take's beats.
         assert chromium.find_element("id", "edit").is_displayed()
+        beats = asked["result"]["beats"]
+        offered = [
+            float(chromium.find_element("id", n).get_attribute("value")) for n in ("from", "to")
+        ]
+        assert offered[0] in beats and offered[1] == beats[beats.index(offered[0]) + 8]
         for name, value in (("from", "4"), ("to", "8")):
             box = chromium.find_element("id", name)
             box.clear()
