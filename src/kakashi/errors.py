@@ -81,5 +81,10 @@ class UnknownModelError(ModelError):
     """A model name that the studio does not serve."""
 
 
+class EditError(KakashiError):
+    """An edit of a dance (keyframes, continuation, a span, a body part) that does not fit
+    the song, the model or the dance it edits."""
+
+
 class EvaluationError(KakashiError):
     """The inputs of an evaluation are missing, empty or inconsistent."""

@@ -10,10 +10,11 @@ imported inside the commands so that ``kakashi --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kakashi.cli import setting_flag
 from kakashi.cli.guard import CommandPaths, given
-from kakashi.errors import ModelError
+from kakashi.errors import EditError, ModelError
 from kakashi.settings import argparse_text, flag_type
 
 
@@ -25,6 +26,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
     overrides.update(model=args.model, shards=args.shards, out=args.out)
     config = config_from(args.config, overrides)
     train(config, progress=not args.no_progress)
+
+
+def _edit_of(args: argparse.Namespace):
+    """The edit flags as one :class:`kakashi.models.editing.EditRequest`."""
+    from kakashi.models.editing import EditRequest
+
+    return EditRequest(
+        continue_from=args.continue_from,
+        dance=args.dance,
+        regenerate=args.regenerate,
+        keep=args.keep,
+        keyframes=args.keyframes or [],
+    )
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -51,6 +65,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             start=args.start_pose,
             only=args.only,
             style=args.style,
+            edit=_edit_of(args),
         )
 
 
@@ -74,11 +89,29 @@ def _generate_paths(args: argparse.Namespace) -> CommandPaths:
     guard runs first: what -o is depends on it)."""
     if (args.song is None) == (args.shards is None):
         raise ModelError("give either a song or --shards DIR (a dance per shard of --split)")
-    inputs = given(args, ["song", "--checkpoint", "--shards"])
+    edit = _edit_of(args)
+    edit.check()
+    if edit.any() and args.shards:
+        raise EditError("an edit is of one song's dance: drop --shards, give the song")
+    if args.start_pose != "mean" and (args.continue_from or args.regenerate):
+        raise EditError(
+            "--start-pose and the edit both say how the dance starts: drop --start-pose"
+        )
+    inputs = given(args, ["song", "--checkpoint", "--shards", "--dance"])
+    if args.continue_from:  # its attribute is not the flag's name (continue is a keyword)
+        inputs.append(("--continue", Path(args.continue_from)))
+    inputs += [("--keyframes", _keyframe_file(spec)) for spec in edit.keyframes]
     if args.start_pose != "mean":
         inputs += given(args, ["--start-pose"])
     output = given(args, ["-o"])
     return CommandPaths([] if args.shards else output, output if args.shards else [], inputs)
+
+
+def _keyframe_file(spec: str) -> Path:
+    """The file of a ``--keyframes`` value (``FILE.json`` or ``DANCE.npz@T1,T2``)."""
+    if "@" in spec and not spec.endswith(".json"):
+        spec = spec.rpartition("@")[0]
+    return Path(spec)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -145,5 +178,36 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="the dance style: one the checkpoint knows (its train shards' style labels) "
         "or auto, the style the song's music calls for (default: auto when the checkpoint "
         "knows styles)",
+    )
+    edits = generate.add_argument_group(
+        "editing", "keep parts of a dance, or poses at given times (docs/editing.md)"
+    )
+    edits.add_argument(
+        "--keyframes",
+        action="append",
+        metavar="FILE.json|DANCE.npz@T1,T2",
+        help="poses the dance passes through: a JSON of time (s) -> 17 root-centred [x, y, z] "
+        "joints (metres, H36M-17 order), or the poses of a dance file at those times; "
+        "may be repeated",
+    )
+    edits.add_argument(
+        "--continue",
+        dest="continue_from",
+        metavar="DANCE.npz",
+        help="extend this dance to the (longer) song: its frames are kept bit-identically, "
+        "the new part starts where it ends",
+    )
+    edits.add_argument(
+        "--dance", metavar="DANCE.npz", help="the dance that --regenerate or --keep edits"
+    )
+    edits.add_argument(
+        "--regenerate",
+        metavar="START-END",
+        help="make the span START-END (seconds) of --dance anew, keeping the rest bit-identically",
+    )
+    edits.add_argument(
+        "--keep",
+        choices=("upper", "lower"),
+        help="keep the upper (or lower, with the root) body of --dance, generate the rest",
     )
     generate.set_defaults(func=_cmd_generate, paths=_generate_paths)

@@ -10,6 +10,12 @@
   ``style`` = a name, or ``auto``/None to infer it from the song; the dance's metadata
   records ``style``, ``style_source`` (auto or requested), ``style_confidence`` (auto) and
   ``style_conditioned`` (whether this model's generation takes the style).
+- Edits (docs/editing.md): ``edit`` (:class:`kakashi.models.editing.EditRequest`) keeps
+  frames of a dance (``--continue``, ``--regenerate``), a body part (``--keep``) or poses
+  at given times (``--keyframes``). A model whose ``generate_motion`` takes
+  ``constraints`` gets them; any other makes the free frames (each free span from the
+  kept frame before it); then :func:`kakashi.models.editing.enforce` applies them. The
+  dance's metadata records the edit (``edit``).
 - Which model it is only matters to :func:`kakashi.models.checkpoint.load_model`, which
   builds the network through the registry; no training code is imported.
 """
@@ -25,10 +31,13 @@ from kakashi.dance import Dance
 from kakashi.errors import MediaError, ModelError
 from kakashi.inputs import require
 from kakashi.models.checkpoint import LoadedModel, load_model
+from kakashi.models.editing import Constraints, EditRequest, enforce
 from kakashi.models.stats import Stats
 from kakashi.models.styles import StyleChoice, choose_style
 
 log = logging.getLogger("kakashi.models.generate")
+# Seconds of kept dance a span's generation starts before the span (see _edited_motion).
+LEAD_S = 1.0
 
 
 def start_pose(spec: str, stats: Stats) -> np.ndarray:
@@ -45,10 +54,12 @@ def dance_for_audio(
     seed: int,
     only: str | None = None,
     style: StyleChoice | None = None,
+    constraints: Constraints | None = None,
 ) -> Dance:
     """The dance for raw audio features (T, F), seeded so it never depends on what ran before.
     ``only``: a glob of training recording ids the dance may use (motiongraph); ``style``:
-    from :func:`kakashi.models.styles.choose_style` (None: the checkpoint knows no styles)."""
+    from :func:`kakashi.models.styles.choose_style` (None: the checkpoint knows no styles);
+    ``constraints``: what the dance keeps (an edit: see the module doc)."""
     import torch
 
     torch.manual_seed(seed)
@@ -59,8 +70,44 @@ def dance_for_audio(
         if conditioned:
             options["style"] = style.style
         meta.update(style.meta(), style_conditioned=conditioned)
-    pose, root = model.generate_motion(audio, first_pose, seed, **options)
+    if constraints is None:
+        pose, root = model.generate_motion(audio, first_pose, seed, **options)
+    else:
+        pose, root = _edited_motion(model, audio, first_pose, seed, options, constraints)
+        meta["inpainted"] = model.takes_option("constraints")
     return Dance(pose, root, model.stats.fps, meta=meta)
+
+
+def _edited_motion(
+    model: LoadedModel, audio, first_pose, seed: int, options: dict, constraints: Constraints
+):
+    """(pose, root) that keep ``constraints``: the model inpaints if it can; otherwise each
+    span between exact frames is made on its own, from the kept frames before it (the
+    model starts a dance at its first pose), to the kept frame after it."""
+    if model.takes_option("constraints"):
+        first = constraints.pose[0] if constraints.exact[0] else first_pose
+        made = model.generate_motion(audio, first, seed, constraints=constraints, **options)
+        return enforce(*made, constraints, model.stats.fps)
+    exact = constraints.exact
+    if not exact.any():
+        made = model.generate_motion(audio, first_pose, seed, **options)
+        return enforce(*made, constraints, model.stats.fps)
+    pose = np.where(exact[:, None, None], constraints.pose, 0).astype(np.float32)
+    root = np.where(exact[:, None], constraints.root, 0).astype(np.float32)
+    edges = np.diff(np.r_[0, (~exact).astype(np.int8), 0])
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        # From the kept frame before the span to the one after it: the seams' offsets are
+        # measured on those two (enforce overwrites them with the kept frames).
+        # It starts LEAD_S earlier, from the kept pose there, so that the model's start
+        # (motiongraph blends its first pose into a segment within 3 frames: jerk up to
+        # 12,600 m/s^3) lies in kept frames and the seam meets its running motion.
+        start, end = max(a - round(LEAD_S * model.stats.fps), 0), min(b + 1, len(exact))
+        first = constraints.pose[start] if a > 0 else first_pose
+        part_pose, part_root = model.generate_motion(audio[start:end], first, seed, **options)
+        if a > 0:  # the root goes on from where the kept frame stands
+            part_root = part_root - part_root[a - 1 - start] + constraints.root[a - 1]
+        pose[start:end], root[start:end] = part_pose, part_root
+    return enforce(pose, root, constraints, model.stats.fps)
 
 
 def song_features(song: str | Path, stats: Stats, checkpoint: str | Path):
@@ -91,16 +138,25 @@ def generate(
     start: str = "mean",
     only: str | None = None,
     style: str | None = None,
+    edit: EditRequest | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``;
-    ``style``: a style the checkpoint knows, ``auto`` or None (see the module doc)."""
+    ``style``: a style the checkpoint knows, ``auto`` or None; ``edit``: the edit flags
+    (see the module doc)."""
+    if edit is not None:
+        edit.check()  # before any work
     song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
     stats = model.stats
     features = song_features(song, stats, checkpoint)
+    constraints, edited = None, None
+    if edit is not None and edit.any():
+        constraints, edited = edit.plan(len(features.values), stats.fps)
     choice = choose_style(model.payload, style, features.values, checkpoint, song.name)
     first = start_pose(start, stats)
-    dance = dance_for_audio(model, features.values, first, seed, only, choice)
+    dance = dance_for_audio(model, features.values, first, seed, only, choice, constraints)
+    if edited is not None:
+        dance.meta["edit"] = edited
     dance.save(output)
     log.info(
         "%s: %d frames (%.1f s at %g fps) -> %s",

@@ -44,6 +44,7 @@ from swagger_ui_bundle import swagger_ui_path
 from kakashi.errors import CheckpointError, KakashiError, UnknownModelError
 from kakashi.settings import default
 from kakashi.studio.catalog import Catalog, find_models
+from kakashi.studio.edits import edit_job
 from kakashi.studio.jobs import (
     DANCE_FILES,
     RENDER_FILE,
@@ -215,6 +216,31 @@ def download_name(job: Job, name: str) -> str:
     return f"{song}-{model}-seed{request.get('seed', 0)}{Path(name).suffix}"
 
 
+def _text_field(form, name: str, fallback: str, longest: int) -> str:
+    value = form.get(name)
+    if value is None or value == "":
+        return fallback
+    if not isinstance(value, str) or len(value) > longest:
+        raise StudioError(422, f"field {name!r} must be text of at most {longest} characters")
+    return value.strip()
+
+
+def _style(model, style: str) -> str | None:
+    """The style asked for (lower case), None for auto or none; 422 for one the model
+    does not know."""
+    if not style or style.lower() == "auto":
+        return None
+    if style.lower() not in model.styles:
+        known = ", ".join(model.styles)
+        raise StudioError(
+            422,
+            f"unknown style {style!r}; model {model.id} knows {known} (or auto)"
+            if known
+            else f"model {model.id} was trained without style labels: leave style empty",
+        )
+    return style.lower()
+
+
 def create_app(settings: StudioSettings) -> FastAPI:
     songs_dir = settings.work_dir / "songs"
     dances_dir = settings.work_dir / "dances"
@@ -299,19 +325,12 @@ def create_app(settings: StudioSettings) -> FastAPI:
     async def models() -> dict:
         return catalog.public()
 
-    def _text_field(form, name: str, fallback: str, longest: int) -> str:
-        value = form.get(name)
-        if value is None or value == "":
-            return fallback
-        if not isinstance(value, str) or len(value) > longest:
-            raise StudioError(422, f"field {name!r} must be text of at most {longest} characters")
-        return value.strip()
-
     @app.post(
         "/api/dances",
         status_code=202,
         summary="Dance to a song: multipart field 'song'; optional 'model', 'seed', 'start', "
-        "'style' (one of the model's styles, or auto)",
+        "'style' (one of the model's styles, or auto). Or edit a finished dance: 'edit_of' "
+        "(its id) with 'from_s' and 'to_s' (the span made anew) or 'keep' (upper|lower)",
         responses={202: {"description": '{"id": ...}: poll GET /api/dances/{id}'}},
     )
     async def create_dance(request: Request) -> Response:
@@ -338,6 +357,10 @@ def create_app(settings: StudioSettings) -> FastAPI:
             log.info("a client went away during its upload (%d bytes received)", receive.received)
             return Response(status_code=400)  # nobody reads it
         try:
+            if form.get("edit_of") is not None:  # a new take of a finished dance's bars
+                job, arguments = edit_job(form, board, catalog, _style)
+                job = board.submit(job, DANCE_FILES, make_dance, *arguments)
+                return JSONResponse({"id": job.id, **job.public()}, status_code=202)
             song = form.get("song")
             if not isinstance(song, UploadFile):
                 raise StudioError(422, "no song: send the audio file in the multipart field 'song'")
@@ -424,21 +447,6 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 await asyncio.sleep(0.25)
 
         return StreamingResponse(events(), media_type="text/event-stream")
-
-    def _style(model, style: str) -> str | None:
-        """The style asked for (lower case), None for auto or none; 422 for one the model
-        does not know."""
-        if not style or style.lower() == "auto":
-            return None
-        if style.lower() not in model.styles:
-            known = ", ".join(model.styles)
-            raise StudioError(
-                422,
-                f"unknown style {style!r}; model {model.id} knows {known} (or auto)"
-                if known
-                else f"model {model.id} was trained without style labels: leave style empty",
-            )
-        return style.lower()
 
     def _start_pose(start: str) -> str:
         """``mean`` (the training mean pose) or the id of a finished dance of this studio,

@@ -25,6 +25,7 @@ no folder and a failed render no partial file. The work folder is kept under
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -102,10 +103,13 @@ def _model(checkpoint: str):
 
 
 def make_dance(
-    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None
-) -> dict:
+    job_id: str, song: str, checkpoint: str, seed: int, start: str, folder: str, style=None,
+    edit=None,
+) -> dict:  # fmt: skip
     """Worker: the dance for ``song``, its viewer page, BVH and GLB, in ``folder``; ``style``:
-    one the checkpoint knows, or None for auto (the style the song's music calls for)."""
+    one the checkpoint knows, or None for auto (the style the song's music calls for);
+    ``edit``: a :class:`kakashi.models.editing.EditRequest` (its dance a finished one's
+    file), and the result says what was edited (``edit``)."""
     from kakashi.models.generate import dance_for_audio, song_features, start_pose
     from kakashi.models.styles import choose_style
     from kakashi.outputs.bvh import export_bvh
@@ -118,10 +122,18 @@ def make_dance(
     stats = model.stats
     _report(job_id, "features", 0.1)
     features = song_features(song, stats, Path(checkpoint).name)
+    constraints, edited = None, None
+    if edit is not None:
+        constraints, edited = edit.plan(len(features.values), stats.fps)
+        edited.pop("of", None)  # the work folder's file name: the request says which dance
     _report(job_id, "generation", 0.35)
     name = Path(checkpoint).name
     choice = choose_style(model.payload, style, features.values, name, Path(song).name)
-    dance = dance_for_audio(model, features.values, start_pose(start, stats), seed, style=choice)
+    first = start_pose(start, stats)
+    dance = dance_for_audio(model, features.values, first, seed, style=choice,
+                            constraints=constraints)  # fmt: skip
+    if edited is not None:
+        dance.meta["edit"] = edited
     dance.save(out / "dance.npz")
     _report(job_id, "page", 0.75)
     write_viewer(
@@ -142,6 +154,7 @@ def make_dance(
         "duration_s": features.duration_s,
         "beats": beats,
         **styled,
+        **({"edit": edited} if edited is not None else {}),
     }
 
 
@@ -372,9 +385,19 @@ class WorkerPool:
 
 
 def _size(path: Path) -> int:
+    """Bytes under ``path``. A file or folder that goes meanwhile (an upload's ``.part``
+    renamed into place, a result evicted by another request) counts as 0: ``stat`` of it
+    raised FileNotFoundError, a 500 for a request that had done nothing wrong."""
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        with contextlib.suppress(FileNotFoundError):
+            return path.stat().st_size
+        return 0
+    total = 0
+    for folder, _, names in os.walk(path):  # os.walk skips a folder that vanished
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
 
 
 class JobBoard:

@@ -1,0 +1,211 @@
+"""The studio's style picker and its edits ("another take of these bars"), through the JSON
+API and in headless Chromium, on a real uvicorn with a real motion graph trained on tiny
+shards with two labelled styles (tests/test_styles.py) and one trained on the demo's."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import headless_chromium
+from kakashi.cli import main
+from kakashi.dance import Dance
+from test_studio import Studio, serve
+from test_styles import graph, styled  # noqa: F401 (fixtures: labelled shards, their model)
+from test_viewer import wait_for
+
+
+@pytest.fixture(scope="module")
+def models(graph: Path, demo_shards: Path, tmp_path_factory) -> Path:  # noqa: F811
+    """styled.pt knows cha-cha and waltz; plain.pt (the demo's) knows no style."""
+    folder = tmp_path_factory.mktemp("edit_studio_models")
+    shutil.copy(graph, folder / "styled.pt")
+    command = ["train", "--model", "motiongraph", "--shards", str(demo_shards)]
+    assert main([*command, "--out", str(folder / "plain.pt"), "--no-progress"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def studio(models: Path, tmp_path_factory):
+    with serve(models, tmp_path_factory.mktemp("edit_studio_work")) as running:
+        yield running
+
+
+def dance_of(studio: Studio, dance_id: str) -> Dance:
+    answer = requests.get(f"{studio.url}/api/dances/{dance_id}/dance.npz", timeout=30)
+    assert answer.status_code == 200
+    path = studio.work_dir / f"download-{dance_id}.npz"
+    path.write_bytes(answer.content)
+    return Dance.load(path)
+
+
+def edit(studio: Studio, **fields) -> requests.Response:
+    # multipart like the page's FormData, without a song
+    files = {name: (None, str(value)) for name, value in fields.items()}
+    return requests.post(f"{studio.url}/api/dances", files=files, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def first(studio: Studio, styled) -> dict:  # noqa: F811
+    """A finished dance of the cha-cha test song by the styled model."""
+    answer = studio.post(styled["songs"]["c3"], "c3.wav", model="styled", seed="1")
+    assert answer.status_code == 202, answer.text
+    status = studio.wait(answer.json()["id"])
+    assert status["status"] == "done", status
+    return status
+
+
+def test_another_take_of_these_bars_keeps_the_rest(studio: Studio, first: dict) -> None:
+    answer = edit(studio, edit_of=first["id"], from_s="4", to_s="8.5", seed="5")
+    assert answer.status_code == 202, answer.text
+    status = studio.wait(answer.json()["id"])
+    assert status["status"] == "done", status
+    assert status["request"]["edit_of"] == first["id"]
+    assert (status["request"]["from_s"], status["request"]["to_s"]) == (4.0, 8.5)
+    assert status["request"]["song"] == first["request"]["song"]  # the same song
+    assert status["result"]["edit"]["kind"] == "inbetween"
+    assert status["result"]["style"] == first["result"]["style"] == "cha-cha"
+    before, after = dance_of(studio, first["id"]), dance_of(studio, status["id"])
+    assert len(before) == len(after)
+    assert np.array_equal(after.pose[:120], before.pose[:120])
+    assert np.array_equal(after.pose[255:], before.pose[255:])
+    assert np.array_equal(after.root[255:], before.root[255:])
+    assert not np.array_equal(after.pose[120:255], before.pose[120:255])
+    # The same edit again is the same job; it is listed as a take.
+    assert (
+        edit(studio, edit_of=first["id"], from_s="4", to_s="8.5", seed="5").json()["id"]
+        == (status["id"])
+    )
+    listed = [job["id"] for job in requests.get(f"{studio.url}/api/dances", timeout=10).json()[
+        "dances"]]  # fmt: skip
+    assert status["id"] in listed
+
+    upper = edit(studio, edit_of=first["id"], keep="upper", seed="2")
+    status = studio.wait(upper.json()["id"])
+    assert status["status"] == "done", status
+    kept = dance_of(studio, status["id"])
+    assert np.array_equal(kept.pose[:, 7:], before.pose[:, 7:])
+    assert status["result"]["edit"]["keep"] == "upper"
+
+
+def test_bad_edits_are_one_line_422s(studio: Studio, first: dict) -> None:
+    duration = first["result"]["duration_s"]
+    for fields, message in (
+        ({"edit_of": "nope", "from_s": "1", "to_s": "2"}, "give the id of a finished dance"),
+        ({"edit_of": first["id"], "from_s": "3", "to_s": "2"}, "from_s before to_s"),
+        ({"edit_of": first["id"], "from_s": "3", "to_s": "99"}, f"(0-{duration:.2f} s)"),
+        ({"edit_of": first["id"], "from_s": "x", "to_s": "2"}, "from_s must be a time"),
+        ({"edit_of": first["id"]}, "give from_s and to_s"),
+        ({"edit_of": first["id"], "from_s": "1", "to_s": "2", "keep": "upper"}, "one of the two"),
+        ({"edit_of": first["id"], "keep": "middle"}, "keep must be upper or lower"),
+        ({"edit_of": first["id"], "keep": "upper", "seed": "-1"}, "seed must be a whole"),
+        ({"edit_of": first["id"], "keep": "upper", "model": "plain"}, "leave model out"),
+        ({"edit_of": first["id"], "keep": "upper", "style": "tango"}, "unknown style 'tango'"),
+    ):
+        answer = edit(studio, **fields)
+        assert answer.status_code == 422, (fields, answer.text)
+        error = answer.json()["error"]
+        assert message in error and "\n" not in error, (fields, error)
+    files = {"edit_of": (None, first["id"]), "song": ("s.wav", io.BytesIO(b"x"), "audio/wav")}
+    answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=30)
+    assert answer.status_code == 422 and "not song" in answer.json()["error"]
+    # The server keeps serving.
+    assert requests.get(f"{studio.url}/api/models", timeout=10).status_code == 200
+
+
+@pytest.fixture
+def chromium():
+    driver = headless_chromium(size="1300,760")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_page_picks_a_style_and_dances_bars_anew(models, styled, chromium, tmp_path) -> None:  # noqa: F811
+    """The picker: hidden for the demo's model, auto plus the styles for a styled one, the
+    style the music called for shown; then "another take of these bars" in the page."""
+    with serve(models, tmp_path / "work") as studio:
+        chromium.get(studio.url)
+        wait_for(chromium, "return window.kakashiStudio.models !== null")
+        wait_for(chromium, "return window.kakashiStudio.loaded")
+        assert chromium.execute_script("return document.getElementById('model').value") == ("plain")
+        assert not chromium.find_element("id", "stylebox").is_displayed()
+        chromium.execute_script(
+            "const s = document.getElementById('model'); s.value = 'styled';"
+            "s.dispatchEvent(new Event('change'))"
+        )
+        assert chromium.find_element("id", "stylebox").is_displayed()
+        options = chromium.execute_script(
+            "return [...document.getElementById('style').options].map((o) => o.value)"
+        )
+        assert options == ["auto", "cha-cha", "waltz"]
+        chromium.find_element("id", "song").send_keys(str(styled["songs"]["c3"]))
+        chromium.find_element("id", "dance").click()
+        first = wait_for(
+            chromium,
+            "const s = window.kakashiStudio.status; "
+            "return s && (s.status === 'done' || s.status === 'failed') && s",
+            timeout=300,
+        )
+        assert first["status"] == "done", first
+        assert first["request"]["style"] == "auto"
+        inferred = chromium.find_element("id", "inferred").text
+        assert inferred.startswith("style cha-cha (from the music, ") and inferred.endswith("%)")
+
+        # Asking for a style: the take dances it.
+        chromium.execute_script("document.getElementById('style').value = 'waltz'")
+        chromium.find_element("id", "another").click()
+        asked = wait_for(
+            chromium,
+            "const s = window.kakashiStudio.status; return s && s.status === 'done' && "
+            "window.kakashiStudio.takes.length === 2 && s.id === window.kakashiStudio.takes[1].id"
+            " && s",
+            timeout=300,
+        )
+        assert (asked["result"]["style"], asked["request"]["style"]) == ("waltz", "waltz")
+        assert chromium.find_element("id", "inferred").text == "style waltz (as asked)"
+
+        # Another take of bars 4-8 s of the shown (waltz) take; the span offered first is
+        # two bars on the take's beats.
+        assert chromium.find_element("id", "edit").is_displayed()
+        beats = asked["result"]["beats"]
+        offered = [
+            float(chromium.find_element("id", n).get_attribute("value")) for n in ("from", "to")
+        ]
+        assert offered[0] in beats and offered[1] == beats[beats.index(offered[0]) + 8]
+        for name, value in (("from", "4"), ("to", "8")):
+            box = chromium.find_element("id", name)
+            box.clear()
+            box.send_keys(value)
+        chromium.find_element("id", "retake").click()
+        retaken = wait_for(
+            chromium,
+            "const s = window.kakashiStudio.status; return s && s.status === 'done' && "
+            "window.kakashiStudio.takes.length === 3 && s.id === window.kakashiStudio.takes[2].id"
+            " && s",
+            timeout=300,
+        )
+        assert retaken["request"]["edit_of"] == asked["id"]
+        assert retaken["result"]["style"] == "waltz"  # the edited take's style
+        labels = [e.text for e in chromium.find_elements("css selector", ".take > div:first-child")]
+        assert labels[0].endswith("· bars 4-8 s anew"), labels
+        assert chromium.execute_script("return window.kakashiStudio.current.id") == retaken["id"]
+        before, after = dance_of(studio, asked["id"]), dance_of(studio, retaken["id"])
+        assert np.array_equal(after.pose[:120], before.pose[:120])
+        assert np.array_equal(after.pose[240:], before.pose[240:])
+        assert not np.array_equal(after.pose[120:240], before.pose[120:240])
+        # A reload lists the edited take with what it edits.
+        chromium.refresh()
+        wait_for(chromium, "return window.kakashiStudio.loaded")
+        wait_for(chromium, "return document.querySelectorAll('.take').length === 3", 30)
+        labels = [e.text for e in chromium.find_elements("css selector", ".take > div:first-child")]
+        assert any(label.endswith("· bars 4-8 s anew") for label in labels), labels
+        shot = tmp_path / "studio-edit.png"
+        chromium.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
