@@ -162,6 +162,20 @@ def test_the_motion_graph_dances_with_the_requested_styles_segments(styled, grap
         assert set(labels[path]) == {style}
     # too few segments of a style: every style's, with a warning (not an empty dance)
     assert mg.style_segments(arch, {"seg_sequence": lib["seg_sequence"][:10]}, "waltz") is None
+    # An inferred style (auto) is a cost of the other styles' segments, not a restriction: at
+    # no cost it is the dance without a style; a high cost takes that style's segments where
+    # they fit the song's tempo (a restriction takes them wherever).
+    centred = first - first[0]
+    free = mg.plan(model.net, model.stats, arrays["audio"], centred, 0)[1]
+    soft = {}
+    for penalty in (0.0, 1e6):
+        model.net.arch["style_penalty"] = penalty
+        soft[penalty] = mg.plan(
+            model.net, model.stats, arrays["audio"], centred, 0, style="cha-cha", strict_style=False
+        )[1]
+    model.net.arch["style_penalty"] = arch["style_penalty"]
+    np.testing.assert_array_equal(soft[0.0], free)
+    assert np.mean(labels[soft[1e6]] == "cha-cha") > np.mean(labels[free] == "cha-cha")
 
 
 def test_style_errors_are_one_line(styled, graph, demo_shards, tmp_path, capsys, caplog):
@@ -264,8 +278,11 @@ def test_the_recurrent_models_read_style_columns_and_draw_balanced_batches(style
     from kakashi.models.rnn_train import batches
 
     tiny = {"shards": str(styled["shards"]), "epochs": 1, "hidden": 16, "layers": 1}
+    plain = tmp_path / "plain.pt"  # the default: no style input, as before
+    train(resolve("rnn", {}, {**tiny, "out": str(plain)}), progress=False)
+    assert load_model(plain).payload["arch"]["styles"] == []
     seed = tmp_path / "rnn.pt"
-    train(resolve("rnn", {}, {**tiny, "out": str(seed)}), progress=False)
+    train(resolve("rnn", {}, {**tiny, "styles": True, "out": str(seed)}), progress=False)
     rnn = load_model(seed)
     features = len(rnn.stats.feature_names)
     assert rnn.payload["arch"]["styles"] == ["cha-cha", "waltz"] == rnn.payload["styles"]

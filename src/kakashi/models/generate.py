@@ -69,6 +69,8 @@ def dance_for_audio(
         conditioned = model.takes_option("style")
         if conditioned:
             options["style"] = style.style
+            if style.source != "requested" and model.takes_option("strict_style"):
+                options["strict_style"] = False  # inferred: a preference, not a restriction
         meta.update(style.meta(), style_conditioned=conditioned)
     if constraints is None:
         pose, root = model.generate_motion(audio, first_pose, seed, **options)

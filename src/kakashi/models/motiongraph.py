@@ -231,8 +231,10 @@ def choose_segments(
     first_pose: np.ndarray,
     seed: int,
     allowed: np.ndarray | None = None,
+    off_style: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One library segment per span (J,), by Viterbi in chunks with a repetition penalty."""
+    """One library segment per span (J,), by Viterbi in chunks with a repetition penalty;
+    ``off_style`` (S,): an extra cost per segment (another style's)."""
     rng = np.random.default_rng(seed)
     lengths = (spans[:, 1] - spans[:, 0]).astype(np.float64)
     seg_len = lib["seg_length"].astype(np.float64)
@@ -246,6 +248,8 @@ def choose_segments(
         + arch["tempo_weight"] * np.abs(warp)
         + arch["stillness_weight"] * stillness(lib["seg_speed"])[None, :]
     )
+    if off_style is not None:
+        unary = unary + off_style[None, :]
     # Segments are warped by at most max_warp; for a span no segment fits so, the limit is
     # the closest fit plus 10 % (every other cost still counts). The closest *allowed* one:
     # measured against every segment, a restriction (--only, a style) whose segments all
@@ -458,10 +462,18 @@ def plan(
     seed: int,
     only: str | None = None,
     style: str | None = None,
+    strict_style: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The song's spans (J, 2) and the library segment chosen for each (J,)."""
     arch, lib = net.arch, net.arrays()
-    allowed = allowed_segments(arch, lib, only, style)
+    penalty = arch.get("style_penalty")  # None in checkpoints from before it: a restriction
+    if style is not None and not strict_style and penalty is not None:
+        # A cost, not a restriction: another style's segment where it fits much better.
+        allowed = allowed_segments(arch, lib, only)
+        in_style = style_segments(arch, lib, style)
+        off_style = None if in_style is None else float(penalty) * ~in_style
+    else:
+        allowed, off_style = allowed_segments(arch, lib, only, style), None
     typical = int(np.median(lib["seg_length"]))
     beats = beat_frames(audio, list(stats.feature_names))
     per = beats_per_span(beats, int(arch["beats"]), lib["seg_length"], arch["max_warp"])
@@ -469,7 +481,9 @@ def plan(
     audio_n = (np.asarray(audio, np.float64) - stats.audio_mean) / stats.audio_std
     columns = audio_n[:, arch["music_columns"]]
     music = pool_spans(relative_music(columns), spans)
-    path = choose_segments(lib, arch, spans, music, columns.mean(axis=0), first_pose, seed, allowed)
+    path = choose_segments(
+        lib, arch, spans, music, columns.mean(axis=0), first_pose, seed, allowed, off_style
+    )
     return spans, path
 
 
@@ -481,13 +495,16 @@ def generate_motion(
     seed: int = 0,
     only: str | None = None,
     style: str | None = None,
+    strict_style: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose (T, 17, 3) root-centred and root (T, 3), float32, for raw audio features (T, F);
     ``only``: a glob of the training recordings to dance with, ``style``: a style label
-    whose recordings the dance uses (see ``allowed_segments``)."""
+    whose recordings the dance uses (see ``allowed_segments``); with ``strict_style`` False
+    (a style inferred from the music, not asked for) other styles' segments cost
+    ``style_penalty`` more instead."""
     if len(audio) == 0:
         return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32), np.zeros((0, 3), np.float32)
     first = np.asarray(first_pose, dtype=np.float64).reshape(skeleton.NUM_JOINTS, 3)
     first = first - first[0]
-    spans, path = plan(net, stats, audio, first, seed, only, style)
+    spans, path = plan(net, stats, audio, first, seed, only, style, strict_style)
     return assemble(net.arrays(), net.arch, stats, spans, path, first)

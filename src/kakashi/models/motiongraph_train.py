@@ -42,6 +42,7 @@ ARCH_KEYS = [
     "max_warp",
     "music_weight",
     "style_weight",
+    "style_penalty",
     "stillness_weight",
     "tempo_weight",
     "transition_weight",

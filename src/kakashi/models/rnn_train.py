@@ -423,7 +423,8 @@ def run(
     """The seed RNN's loop; with ``world > 1`` this process is rank ``rank`` of a DDP group."""
     torch.manual_seed(config.seed)  # same on every rank: identical initial weights
     train_seqs, val_seqs, stats = load_training_data(config.shards, config.mirror)
-    arch = recurrent_arch(config, stats, noise_dim=0, styles=train_labels(train_seqs))
+    styles = train_labels(train_seqs) if config.styles else []
+    arch = recurrent_arch(config, stats, noise_dim=0, styles=styles)
     loop = Loop(
         config, stats, (train_seqs, val_seqs), arch, rnn.build(arch), None, rank, world, device
     )
