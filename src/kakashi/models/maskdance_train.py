@@ -1,0 +1,252 @@
+"""Training of maskdance (see ``maskdance``): motif's tokenizer, then the masked transformer.
+
+1. tokenizer: motif's loop (``motif_train``: random motion windows, reconstruction +
+   commitment loss, EMA codebooks with k-means start and dead-code restarts);
+2. every training sequence is turned into codes once per phase (shifted by 0..down-1
+   frames), with its music and style (motif's ``_code_sequences``);
+3. masked transformer: random windows of ``window`` steps, style-balanced when the shards
+   have two styles or more (motif's ``style_weights``), masked as MoMask (see
+   ``maskdance``); the loss is the cross-entropy of the hidden tokens with label smoothing.
+
+DDP as motif (``train.devices``): each rank draws its own batches, DDP averages gradients,
+vector-quantize-pytorch keeps the codebooks in sync. ``fit`` returns plain tensors, numbers,
+strings, lists and dicts only (a ``weights_only`` checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kakashi.models.config import TrainConfig
+from kakashi.models.data import Sequence, load_training_data
+from kakashi.models.distributed import RANK_SEED, Trained
+from kakashi.models.maskdance import MaskDance, MaskTransformer, build
+from kakashi.models.motif_train import (
+    _code_sequences,
+    _data_parallel,
+    _lr,
+    _motion,
+    _rank_mean,
+    _train_tokenizer,
+    _windows,
+    style_weights,
+)
+from kakashi.models.stats import Stats
+
+log = logging.getLogger("kakashi.models.maskdance")
+
+ARCH_KEYS = [
+    "down",
+    "parts",
+    "codebook",
+    "code_dim",
+    "vq_width",
+    "ema_decay",
+    "dead_code",
+    "commitment",
+    "dim",
+    "heads",
+    "layers",
+    "dropout",
+    "window",
+    "overlap",
+    "music_back",
+    "music_ahead",
+    "iterations",
+    "temperature",
+    "top_k",
+    "smooth",
+    "foot_lock",
+]
+
+
+def mask_tokens(
+    codes: torch.Tensor, codebook: int, span_share: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, hidden) for codes (B, L, parts): ``hidden`` (bool) marks the tokens to
+    predict, a share cos(u pi/2) of each window's tokens (u uniform, at least one); a
+    ``span_share`` of the windows hide one contiguous span of steps (every part) instead.
+    Of the hidden tokens 10 % become a random code, 88 % of the rest the [MASK] code
+    (``codebook``), the others stay (MoMask's BERT scheme)."""
+    batch, length, parts = codes.shape
+    ratio = torch.cos(torch.rand(batch, generator=gen) * math.pi / 2)
+    tokens = length * parts
+    count = (ratio * tokens).round().clamp(min=1)
+    ranks = torch.rand(batch, tokens, generator=gen).argsort(-1).argsort(-1)
+    hidden = (ranks < count[:, None]).view(batch, length, parts)
+    span = (ratio * length).round().clamp(min=1).long()
+    start = (torch.rand(batch, generator=gen) * (length - span + 1)).long()
+    steps = torch.arange(length)[None]
+    in_span = (steps >= start[:, None]) & (steps < (start + span)[:, None])
+    spans = torch.rand(batch, generator=gen) < span_share
+    hidden = torch.where(spans[:, None, None], in_span[..., None].expand_as(hidden), hidden)
+    hidden = hidden.to(codes.device)
+    draw = torch.rand(codes.shape, generator=gen).to(codes.device)
+    random = torch.randint(codebook, codes.shape, generator=gen).to(codes.device)
+    inputs = torch.where(hidden & (draw < 0.1), random, codes)
+    inputs = torch.where(hidden & (draw >= 0.1) & (draw < 0.1 + 0.9 * 0.88), codebook, inputs)
+    return inputs, hidden
+
+
+class MaskedLoss(nn.Module):
+    """Cross-entropy of the hidden tokens as one ``forward`` (DDP sees every parameter)."""
+
+    def __init__(self, model: MaskTransformer, smoothing: float) -> None:
+        super().__init__()
+        self.model, self.smoothing = model, smoothing
+
+    def forward(self, inputs, target, hidden, music, style) -> torch.Tensor:
+        logits = self.model(inputs, self.model.music_features(music, style))
+        return F.cross_entropy(logits[hidden], target[hidden], label_smoothing=self.smoothing)
+
+
+def _batch(data, idx, starts, pick, window: int, extra: int, device):
+    """codes (B, L, parts), padded music (B, L + back + ahead, down*F), style (B,)."""
+    codes, music, style = [], [], []
+    for p in pick:
+        seq_codes, pooled, _, seq_style = data[idx[p]]
+        st = starts[p]
+        codes.append(seq_codes[st : st + window])
+        music.append(pooled[st : st + window + extra])  # step j reads rows j..j+extra
+        style.append(seq_style)
+    return (
+        torch.from_numpy(np.stack(codes)).long().to(device),
+        torch.from_numpy(np.stack(music)).to(device),
+        torch.tensor(style, dtype=torch.long, device=device),
+    )
+
+
+def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
+    model = net.transformer
+    loss_of = _data_parallel(MaskedLoss(model, s.label_smoothing), world, device)
+    window, extra = s.window, s.music_back + s.music_ahead
+    idx, starts = _windows([len(c) for c, *_ in data], window)
+    weights = style_weights(np.array([data[i][3] for i in idx]))
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": s.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=s.mask_lr,
+        betas=(0.9, 0.99),
+    )
+    model.train()
+    started, running = time.perf_counter(), []
+    for step in range(s.mask_steps):
+        if weights is not None:
+            pick = torch.multinomial(weights, s.mask_batch, True, generator=gen).numpy()
+        else:
+            pick = torch.randint(len(idx), (s.mask_batch,), generator=gen).numpy()
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
+        loss = loss_of(inputs, codes, hidden, music, style)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % s.log_every == 0 or step + 1 == s.mask_steps:
+            loss_val, acc_val = _val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2
+            entry = {
+                "step": float(step + 1),
+                "loss": _rank_mean(float(np.mean(running)), world, device),
+                "val_loss": loss_val,
+                "val_accuracy": acc_val,
+                "seconds": time.perf_counter() - started,
+            }
+            model.train()
+            history.append(entry)
+            running = []
+            log.info("transformer %s", {k: round(v, 4) for k, v in entry.items()})
+
+
+@torch.no_grad()
+def _val(model: MaskTransformer, data, s, device) -> tuple[float, float]:
+    """Cross-entropy and accuracy of the hidden tokens over non-overlapping validation
+    windows, masked by a fixed seed (the same masks at every logging point)."""
+    if not data:
+        return math.nan, math.nan
+    model.eval()
+    window, extra = s.window, s.music_back + s.music_ahead
+    try:
+        idx, starts = _windows([len(c) for c, *_ in data], window)
+    except ValueError:
+        return math.nan, math.nan
+    keep = starts % window == 0
+    idx, starts = idx[keep], starts[keep]
+    gen = torch.Generator().manual_seed(0)
+    total = correct = count = 0.0
+    for chunk in range(0, len(idx), 64):
+        pick = np.arange(chunk, min(chunk + 64, len(idx)))
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
+        logits = model(inputs, model.music_features(music, style))[hidden]
+        target = codes[hidden]
+        total += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(-1) == target).sum().item()
+        count += len(target)
+    return total / max(count, 1), correct / max(count, 1)
+
+
+def fit(
+    config: TrainConfig,
+    train: list[Sequence],
+    val: list[Sequence],
+    stats: Stats,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+) -> dict:
+    """Train maskdance with the settings ``config`` (``config.resolve("maskdance", ...)``);
+    returns ``{"arch", "model" (cpu state_dict), "history"}``."""
+    s = config
+    if s.down < 2 or s.down & (s.down - 1):
+        raise ValueError(f"down must be a power of 2, got {s.down}")
+    if not 0 <= s.overlap < s.window:
+        raise ValueError(f"overlap must be below window ({s.window}), got {s.overlap}")
+    torch.manual_seed(s.seed)  # same on every rank: identical initial weights
+    np.random.seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
+    arch = {key: getattr(s, key) for key in ARCH_KEYS}
+    arch["audio_dim"] = len(stats.audio_mean)
+    labels = sorted({seq.style for seq in train if seq.style})
+    arch["styles"] = labels if len(labels) >= 2 else []
+    net = build(arch).to(device)
+    if rank:
+        torch.manual_seed(s.seed + RANK_SEED * rank)
+    history: list[dict] = []
+
+    train_m, val_m = _motion(train, stats), _motion(val, stats)
+    _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
+
+    styles = arch["styles"]
+    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, s.down, styles)
+    val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, 1, styles)
+    _train_transformer(net, s, data, val_data, device, gen, history, rank, world)
+
+    net.eval()
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return {"arch": arch, "model": state, "history": history}
+
+
+def run(
+    config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
+) -> Trained:
+    """Train maskdance as ``kakashi train --model maskdance`` asks (kakashi.models.distributed
+    calls this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
+    train, val, stats = load_training_data(config.shards, config.mirror)
+    result = fit(config, train, val, stats, device, rank, world)
+    arch = {**result["arch"], "kind": "maskdance"}
+    return Trained(arch, stats, result["model"], result["history"])
