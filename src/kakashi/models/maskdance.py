@@ -43,7 +43,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kakashi import skeleton
@@ -172,7 +171,7 @@ def fill_window(
         probs /= probs.sum(-1, keepdims=True)
         scores[where] = probs[np.arange(len(chosen)), chosen]
         scores[~is_mask] = np.inf  # kept in an earlier pass: never hidden again
-        remask = int(math.floor(count * math.cos(math.pi / 2 * (t + 1) / iterations)))
+        remask = math.floor(count * math.cos(math.pi / 2 * (t + 1) / iterations))
         if remask <= 0:
             break
         # The least confident free tokens are hidden again (given tokens score inf).
