@@ -102,8 +102,12 @@ class MaskedLoss(nn.Module):
         super().__init__()
         self.model, self.smoothing = model, smoothing
 
-    def forward(self, inputs, target, hidden, music, style) -> torch.Tensor:
-        logits = self.model(inputs, self.model.music_features(music, style))
+    def forward(self, inputs, target, hidden, music, style, keep=None) -> torch.Tensor:
+        """``keep`` (B,): 0 for windows whose music is dropped (``music_drop``), else 1."""
+        condition = self.model.music_features(music, style)
+        if keep is not None:
+            condition = condition * keep[:, None, None]
+        logits = self.model(inputs, condition)
         return F.cross_entropy(logits[hidden], target[hidden], label_smoothing=self.smoothing)
 
 
@@ -149,9 +153,12 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
             pick = torch.randint(len(idx), (s.mask_batch,), generator=gen).numpy()
         codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
         inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
+        # A music_drop share of the windows sees no music: the model must also read the
+        # codes around a hidden one, not only recall the dance a song's music came with.
+        keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
-        loss = loss_of(inputs, codes, hidden, music, style)
+        loss = loss_of(inputs, codes, hidden, music, style, keep)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
