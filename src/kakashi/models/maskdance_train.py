@@ -26,17 +26,17 @@ from torch import nn
 
 from kakashi.models.config import TrainConfig
 from kakashi.models.data import Sequence, load_training_data
-from kakashi.models.distributed import RANK_SEED, Trained
+from kakashi.models.distributed import Trained
 from kakashi.models.maskdance import MaskDance, MaskTransformer, build
 from kakashi.models.motif_train import (
-    _code_sequences,
     _data_parallel,
     _lr,
-    _motion,
     _rank_mean,
-    _train_tokenizer,
     _windows,
+    draw_windows,
+    fit_tokens,
     style_weights,
+    transformer_optimizer,
 )
 from kakashi.models.stats import Stats
 
@@ -133,24 +133,11 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
     window, extra = s.window, s.music_back + s.music_ahead
     idx, starts = _windows([len(c) for c, *_ in data], window)
     weights = style_weights(np.array([data[i][3] for i in idx]))
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": s.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=s.mask_lr,
-        betas=(0.9, 0.99),
-    )
+    opt = transformer_optimizer(model, s.mask_lr, s.weight_decay, (0.9, 0.99))
     model.train()
     started, running = time.perf_counter(), []
     for step in range(s.mask_steps):
-        if weights is not None:
-            pick = torch.multinomial(weights, s.mask_batch, True, generator=gen).numpy()
-        else:
-            pick = torch.randint(len(idx), (s.mask_batch,), generator=gen).numpy()
+        pick = draw_windows(weights, len(idx), s.mask_batch, gen)
         codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
         inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
         # A music_drop share of the windows sees no music: the model must also read the
@@ -218,34 +205,10 @@ def fit(
 ) -> dict:
     """Train maskdance with the settings ``config`` (``config.resolve("maskdance", ...)``);
     returns ``{"arch", "model" (cpu state_dict), "history"}``."""
-    s = config
-    if s.down < 2 or s.down & (s.down - 1):
-        raise ValueError(f"down must be a power of 2, got {s.down}")
-    if not 0 <= s.overlap < s.window:
-        raise ValueError(f"overlap must be below window ({s.window}), got {s.overlap}")
-    torch.manual_seed(s.seed)  # same on every rank: identical initial weights
-    np.random.seed(s.seed)
-    gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
-    arch = {key: getattr(s, key) for key in ARCH_KEYS}
-    arch["audio_dim"] = len(stats.audio_mean)
-    labels = sorted({seq.style for seq in train if seq.style})
-    arch["styles"] = labels if len(labels) >= 2 else []
-    net = build(arch).to(device)
-    if rank:
-        torch.manual_seed(s.seed + RANK_SEED * rank)
-    history: list[dict] = []
-
-    train_m, val_m = _motion(train, stats), _motion(val, stats)
-    _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
-
-    styles = arch["styles"]
-    data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, s.down, styles)
-    val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, 1, styles)
-    _train_transformer(net, s, data, val_data, device, gen, history, rank, world)
-
-    net.eval()
-    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    return {"arch": arch, "model": state, "history": history}
+    if not 0 <= config.overlap < config.window:
+        raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
+    return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
+                      _train_transformer)  # fmt: skip
 
 
 def run(
