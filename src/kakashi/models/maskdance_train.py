@@ -142,7 +142,10 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
         inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
         # A music_drop share of the windows sees no music: the model must also read the
         # codes around a hidden one, not only recall the dance a song's music came with.
-        keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
+        # (no draw when off: the generator's stream, so the weights, stay as measured)
+        keep = None
+        if s.music_drop > 0:
+            keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
         loss = loss_of(inputs, codes, hidden, music, style, keep)
