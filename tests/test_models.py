@@ -536,6 +536,9 @@ def every_model(rnn_checkpoint: Path, demo_shards: Path, tmp_path_factory) -> di
                       gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
                       layers=1, context=8),
         "motiongraph": {},
+        "maskdance": dict(vq_steps=5, mask_steps=5, log_every=5, vq_window=16, vq_batch=4,
+                          mask_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
+                          layers=1, window=8, overlap=4),
     }  # fmt: skip
     paths = {"rnn": rnn_checkpoint}
     for name in MODELS:

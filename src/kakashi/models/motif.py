@@ -523,11 +523,7 @@ def generate_motion(
     music = net.choreographer.music_features(pooled[None], summary[None], index)[0]
     music = music.float().cpu().numpy()
 
-    first = np.asarray(first_pose, dtype=np.float32).reshape(-1, 3)
-    first = first - first[0]  # root-centred, whatever it held
-    lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
-    first = project_bones(torch.from_numpy(first), lengths).numpy()
-    start = torch.from_numpy(np.tile(motion_rows(first, stats), (down, 1))).to(device)
+    start = torch.from_numpy(start_rows(first_pose, stats, down)).to(device)
     prime = net.tokenizer.encode(start[None])[0, 0]
 
     vocabulary = net.choreographer.vocabulary(style)
@@ -535,13 +531,40 @@ def generate_motion(
     codes = torch.cat([prime[None], torch.from_numpy(codes).to(device)])
     motion = net.tokenizer.decode(codes[None])[0, down:]
     motion = motion[:frames].float().cpu().numpy()
+    return finish_motion(motion, start[0].cpu().numpy(), stats, net.arch, smooth, foot_lock)
+
+
+def start_rows(first_pose: np.ndarray, stats: Stats, down: int) -> np.ndarray:
+    """The start pose (root-centred, bones at the training lengths) as ``down`` normalised
+    motion rows (down, 54) standing still: what the tokenizer encodes as the start."""
+    first = np.asarray(first_pose, dtype=np.float32).reshape(-1, 3)
+    first = first - first[0]  # root-centred, whatever it held
+    lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
+    first = project_bones(torch.from_numpy(first), lengths).numpy()
+    return np.tile(motion_rows(first, stats), (down, 1))
+
+
+def finish_motion(
+    motion: np.ndarray,
+    start: np.ndarray,
+    stats: Stats,
+    arch: dict,
+    smooth: float | None = None,
+    foot_lock: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded normalised motion (T, 54) -> pose (T, 17, 3) and root (T, 3), float32: smoothed,
+    blended into the start row ``start`` (54,) over the first ``arch["down"]`` frames (frame 0
+    is the start pose), bones at the training lengths, the root integrated with a leak and
+    the feet settled. ``smooth``/``foot_lock`` None: the values in ``arch``."""
+    frames, down = len(motion), arch["down"]
+    lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
     # The decoder's frame-level ripple (jerk 3-4x the real dances') is removed by a Gaussian
     # of ~1 frame; joint speed drops by ~2%.
-    smooth = net.arch.get("smooth", 0.0) if smooth is None else smooth
+    smooth = arch.get("smooth", 0.0) if smooth is None else smooth
     if smooth > 0 and frames > 1:
         motion = gaussian_filter1d(motion, smooth, axis=0, mode="nearest")
     # Blend into the start pose over the first step: frame 0 is exactly the start pose.
-    offset = start[0, :POSE_DIM].cpu().numpy() - motion[0, :POSE_DIM]
+    offset = start[:POSE_DIM] - motion[0, :POSE_DIM]
     blend = np.clip(1.0 - np.arange(frames) / down, 0.0, None)[:, None]
     motion[:, :POSE_DIM] += blend * offset
     motion = motion * stats.motion_std + stats.motion_mean
@@ -554,6 +577,6 @@ def generate_motion(
     root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
     # The decoder knows nothing of the floor: its planted feet glide (skating 3-4x the real
     # dances'). Checkpoints from before this setting have no foot_lock: left as they were.
-    foot_lock = net.arch.get("foot_lock", 0.0) if foot_lock is None else foot_lock
+    foot_lock = arch.get("foot_lock", 0.0) if foot_lock is None else foot_lock
     root = settle_own_feet(pose.astype(np.float64), root, stats.fps, foot_lock)
     return pose.astype(np.float32), root.astype(np.float32)

@@ -293,6 +293,28 @@ class NextCodeLoss(nn.Module):
         return _gpt_loss(self.choreographer, prev, target, music, summary, style)
 
 
+def transformer_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices, none on biases, norms and positions."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def draw_windows(weights: torch.Tensor | None, count: int, batch: int, gen) -> np.ndarray:
+    """``batch`` window indices out of ``count``: by ``weights`` (:func:`style_weights`), or
+    uniformly when there are none (unlabelled runs draw as before styles existed)."""
+    if weights is not None:
+        return torch.multinomial(weights, batch, True, generator=gen).numpy()
+    return torch.randint(count, (batch,), generator=gen).numpy()
+
+
 def _train_choreographer(
     net: Motif, s, data, val_data, device, gen, history, rank: int = 0, world: int = 1
 ) -> None:
@@ -301,24 +323,11 @@ def _train_choreographer(
     length = s.context
     idx, starts = _windows([len(c) for c, *_ in data], length + 1)
     weights = style_weights(np.array([data[i][3] for i in idx]))
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (decay if param.dim() >= 2 and "position" not in name else no_decay).append(param)
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": s.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=s.gpt_lr,
-        betas=(0.9, 0.95),
-    )
+    opt = transformer_optimizer(model, s.gpt_lr, s.weight_decay, (0.9, 0.95))
     model.train()
     started, running = time.perf_counter(), []
     for step in range(s.gpt_steps):
-        if weights is not None:
-            pick = torch.multinomial(weights, s.gpt_batch, True, generator=gen).numpy()
-        else:  # no styles: the uniform draw of before, so unlabelled runs are unchanged
-            pick = torch.randint(len(idx), (s.gpt_batch,), generator=gen).numpy()
+        pick = draw_windows(weights, len(idx), s.gpt_batch, gen)
         batch = _gpt_batch(data, idx, starts, pick, s, device, gen)
         for param_group in opt.param_groups:
             param_group["lr"] = _lr(step, s.gpt_steps, s.gpt_lr)
@@ -373,17 +382,43 @@ def fit(
     """Train motif with the settings ``config`` (``config.resolve("motif", ...)``); returns
     ``{"arch", "model" (cpu state_dict), "history"}``. With ``world > 1`` this is rank
     ``rank`` of a process group that is already initialised."""
-    s = config
+    return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
+                      _train_motif_codes)  # fmt: skip
+
+
+def _train_motif_codes(net: Motif, s, data, *rest) -> None:
+    """motif over the codes: each style's vocabulary (the codes its train dances use), then
+    the choreographer."""
+    net.choreographer.learn_style_codes([(codes, style) for codes, _, _, style in data])
+    _train_choreographer(net, s, data, *rest)
+
+
+def fit_tokens(
+    s: TrainConfig,
+    train: list[Sequence],
+    val: list[Sequence],
+    stats: Stats,
+    device: torch.device,
+    rank: int,
+    world: int,
+    arch_keys: list[str],
+    build_net,
+    train_codes,
+) -> dict:
+    """The training of a model over motion tokens (motif, maskdance): seeds, the arch
+    (``arch_keys`` of the settings, the audio width, the styles), the network
+    (``build_net(arch)``), the tokenizer, every sequence's codes, then ``train_codes(net, s,
+    data, val_data, device, gen, history, rank, world)``, the model over the codes."""
     if s.down < 2 or s.down & (s.down - 1):
         raise ValueError(f"down must be a power of 2, got {s.down}")
     torch.manual_seed(s.seed)  # same on every rank: identical initial weights
     np.random.seed(s.seed)
     # Each rank draws its own batches, token noise and dropout; rank 0 keeps the plain seeds.
     gen = torch.Generator().manual_seed(s.seed + RANK_SEED * rank)
-    arch = {key: getattr(s, key) for key in ARCH_KEYS}
+    arch = {key: getattr(s, key) for key in arch_keys}
     arch["audio_dim"] = len(stats.audio_mean)
     arch["styles"] = train_labels(train)
-    net = build(arch).to(device)
+    net = build_net(arch).to(device)
     if rank:
         torch.manual_seed(s.seed + RANK_SEED * rank)
     history: list[dict] = []
@@ -394,8 +429,7 @@ def fit(
     styles = arch["styles"]
     data = _code_sequences(net.tokenizer, train, train_m, stats, s, device, s.down, styles)
     val_data = _code_sequences(net.tokenizer, val, val_m, stats, s, device, 1, styles)
-    net.choreographer.learn_style_codes([(codes, style) for codes, _, _, style in data])
-    _train_choreographer(net, s, data, val_data, device, gen, history, rank, world)
+    train_codes(net, s, data, val_data, device, gen, history, rank, world)
 
     net.eval()
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

@@ -34,6 +34,7 @@ MODELS: dict[str, str] = {
     "crnngan": "C-RNN-GAN started from the seed RNN",
     "motif": "VQ-VAE motion tokens + music-conditioned transformer",
     "motiongraph": "beat-synchronous motion graph: real segments chosen for the music",
+    "maskdance": "VQ-VAE motion tokens + masked bidirectional transformer (edits by inpainting)",
 }
 
 

@@ -1,0 +1,225 @@
+"""Training of maskdance (see ``maskdance``): motif's tokenizer, then the masked transformer.
+
+1. tokenizer: motif's loop (``motif_train``: random motion windows, reconstruction +
+   commitment loss, EMA codebooks with k-means start and dead-code restarts);
+2. every training sequence is turned into codes once per phase (shifted by 0..down-1
+   frames), with its music and style (motif's ``_code_sequences``);
+3. masked transformer: random windows of ``window`` steps, style-balanced when the shards
+   have two styles or more (``styles.style_weights``), masked as MoMask (see
+   ``maskdance``); the loss is the cross-entropy of the hidden tokens with label smoothing.
+
+DDP as motif (``train.devices``): each rank draws its own batches, DDP averages gradients,
+vector-quantize-pytorch keeps the codebooks in sync. ``fit`` returns plain tensors, numbers,
+strings, lists and dicts only (a ``weights_only`` checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kakashi.models.config import TrainConfig
+from kakashi.models.data import Sequence, load_training_data
+from kakashi.models.distributed import Trained
+from kakashi.models.maskdance import MaskDance, MaskTransformer, build
+from kakashi.models.motif_train import (
+    _data_parallel,
+    _lr,
+    _rank_mean,
+    _windows,
+    draw_windows,
+    fit_tokens,
+    transformer_optimizer,
+)
+from kakashi.models.stats import Stats
+from kakashi.models.styles import style_weights
+
+log = logging.getLogger("kakashi.models.maskdance")
+
+ARCH_KEYS = [
+    "down",
+    "parts",
+    "codebook",
+    "code_dim",
+    "vq_width",
+    "ema_decay",
+    "dead_code",
+    "commitment",
+    "dim",
+    "heads",
+    "layers",
+    "dropout",
+    "window",
+    "overlap",
+    "music_back",
+    "music_ahead",
+    "iterations",
+    "temperature",
+    "top_k",
+    "smooth",
+    "foot_lock",
+]
+
+
+def mask_tokens(
+    codes: torch.Tensor, codebook: int, span_share: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, hidden) for codes (B, L, parts): ``hidden`` (bool) marks the tokens to
+    predict, a share cos(u pi/2) of each window's tokens (u uniform, at least one); a
+    ``span_share`` of the windows hide one contiguous span of steps (every part) instead.
+    Of the hidden tokens 10 % become a random code, 88 % of the rest the [MASK] code
+    (``codebook``), the others stay (MoMask's BERT scheme)."""
+    batch, length, parts = codes.shape
+    ratio = torch.cos(torch.rand(batch, generator=gen) * math.pi / 2)
+    tokens = length * parts
+    count = (ratio * tokens).round().clamp(min=1)
+    ranks = torch.rand(batch, tokens, generator=gen).argsort(-1).argsort(-1)
+    hidden = (ranks < count[:, None]).view(batch, length, parts)
+    span = (ratio * length).round().clamp(min=1).long()
+    start = (torch.rand(batch, generator=gen) * (length - span + 1)).long()
+    steps = torch.arange(length)[None]
+    in_span = (steps >= start[:, None]) & (steps < (start + span)[:, None])
+    spans = torch.rand(batch, generator=gen) < span_share
+    hidden = torch.where(spans[:, None, None], in_span[..., None].expand_as(hidden), hidden)
+    hidden = hidden.to(codes.device)
+    draw = torch.rand(codes.shape, generator=gen).to(codes.device)
+    random = torch.randint(codebook, codes.shape, generator=gen).to(codes.device)
+    inputs = torch.where(hidden & (draw < 0.1), random, codes)
+    inputs = torch.where(hidden & (draw >= 0.1) & (draw < 0.1 + 0.9 * 0.88), codebook, inputs)
+    return inputs, hidden
+
+
+class MaskedLoss(nn.Module):
+    """Cross-entropy of the hidden tokens as one ``forward`` (DDP sees every parameter)."""
+
+    def __init__(self, model: MaskTransformer, smoothing: float) -> None:
+        super().__init__()
+        self.model, self.smoothing = model, smoothing
+
+    def forward(self, inputs, target, hidden, music, style, keep=None) -> torch.Tensor:
+        """``keep`` (B,): 0 for windows whose music is dropped (``music_drop``), else 1."""
+        condition = self.model.music_features(music, style)
+        if keep is not None:
+            condition = condition * keep[:, None, None]
+        logits = self.model(inputs, condition)
+        return F.cross_entropy(logits[hidden], target[hidden], label_smoothing=self.smoothing)
+
+
+def _batch(data, idx, starts, pick, window: int, extra: int, device):
+    """codes (B, L, parts), padded music (B, L + back + ahead, down*F), style (B,)."""
+    codes, music, style = [], [], []
+    for p in pick:
+        seq_codes, pooled, _, seq_style = data[idx[p]]
+        st = starts[p]
+        codes.append(seq_codes[st : st + window])
+        music.append(pooled[st : st + window + extra])  # step j reads rows j..j+extra
+        style.append(seq_style)
+    return (
+        torch.from_numpy(np.stack(codes)).long().to(device),
+        torch.from_numpy(np.stack(music)).to(device),
+        torch.tensor(style, dtype=torch.long, device=device),
+    )
+
+
+def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
+    model = net.transformer
+    loss_of = _data_parallel(MaskedLoss(model, s.label_smoothing), world, device)
+    window, extra = s.window, s.music_back + s.music_ahead
+    idx, starts = _windows([len(c) for c, *_ in data], window)
+    weights = style_weights(np.array([data[i][3] for i in idx]))
+    opt = transformer_optimizer(model, s.mask_lr, s.weight_decay, (0.9, 0.99))
+    model.train()
+    started, running = time.perf_counter(), []
+    for step in range(s.mask_steps):
+        pick = draw_windows(weights, len(idx), s.mask_batch, gen)
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
+        # A music_drop share of the windows sees no music: the model must also read the
+        # codes around a hidden one, not only recall the dance a song's music came with.
+        # (no draw when off: the generator's stream, so the weights, stay as measured)
+        keep = None
+        if s.music_drop > 0:
+            keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
+        loss = loss_of(inputs, codes, hidden, music, style, keep)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % s.log_every == 0 or step + 1 == s.mask_steps:
+            loss_val, acc_val = _val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2
+            entry = {
+                "step": float(step + 1),
+                "loss": _rank_mean(float(np.mean(running)), world, device),
+                "val_loss": loss_val,
+                "val_accuracy": acc_val,
+                "seconds": time.perf_counter() - started,
+            }
+            model.train()
+            history.append(entry)
+            running = []
+            log.info("transformer %s", {k: round(v, 4) for k, v in entry.items()})
+
+
+@torch.no_grad()
+def _val(model: MaskTransformer, data, s, device) -> tuple[float, float]:
+    """Cross-entropy and accuracy of the hidden tokens over non-overlapping validation
+    windows, masked by a fixed seed (the same masks at every logging point)."""
+    if not data:
+        return math.nan, math.nan
+    model.eval()
+    window, extra = s.window, s.music_back + s.music_ahead
+    try:
+        idx, starts = _windows([len(c) for c, *_ in data], window)
+    except ValueError:
+        return math.nan, math.nan
+    keep = starts % window == 0
+    idx, starts = idx[keep], starts[keep]
+    gen = torch.Generator().manual_seed(0)
+    total = correct = count = 0.0
+    for chunk in range(0, len(idx), 64):
+        pick = np.arange(chunk, min(chunk + 64, len(idx)))
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
+        logits = model(inputs, model.music_features(music, style))[hidden]
+        target = codes[hidden]
+        total += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(-1) == target).sum().item()
+        count += len(target)
+    return total / max(count, 1), correct / max(count, 1)
+
+
+def fit(
+    config: TrainConfig,
+    train: list[Sequence],
+    val: list[Sequence],
+    stats: Stats,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+) -> dict:
+    """Train maskdance with the settings ``config`` (``config.resolve("maskdance", ...)``);
+    returns ``{"arch", "model" (cpu state_dict), "history"}``."""
+    if not 0 <= config.overlap < config.window:
+        raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
+    return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
+                      _train_transformer)  # fmt: skip
+
+
+def run(
+    config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
+) -> Trained:
+    """Train maskdance as ``kakashi train --model maskdance`` asks (kakashi.models.distributed
+    calls this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
+    train, val, stats = load_training_data(config.shards, config.mirror)
+    result = fit(config, train, val, stats, device, rank, world)
+    arch = {**result["arch"], "kind": "maskdance"}
+    return Trained(arch, stats, result["model"], result["history"])

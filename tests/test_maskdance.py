@@ -1,0 +1,270 @@
+"""maskdance: masking, parallel decoding that keeps given codes, edits, seeds, checkpoints.
+
+Tiny networks on real motion (CMU subject 131 mocap from the shared test data) with
+synthetic audio features, and one few-step run of `kakashi train`'s path on the demo shards.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_file
+from kakashi import skeleton
+from kakashi.errors import ModelError
+from kakashi.models import maskdance, maskdance_train
+from kakashi.models.config import TrainConfig, resolve
+from kakashi.models.data import Sequence, compute_stats
+from kakashi.models.editing import Constraints
+
+TINY = {
+    "down": 4,
+    "parts": 2,
+    "codebook": 32,
+    "code_dim": 16,
+    "vq_width": 32,
+    "vq_window": 32,
+    "vq_batch": 8,
+    "vq_steps": 40,
+    "dim": 32,
+    "heads": 2,
+    "layers": 2,
+    "window": 12,
+    "overlap": 4,
+    "mask_batch": 8,
+    "mask_steps": 40,
+    "log_every": 20,
+    "iterations": 4,
+}
+FEATURES = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**changes) -> TrainConfig:
+    return resolve("maskdance", {}, {**TINY, **changes})
+
+
+def tiny_arch(**changes) -> dict:
+    settings = tiny()
+    arch = {key: getattr(settings, key) for key in maskdance_train.ARCH_KEYS}
+    arch["audio_dim"] = FEATURES
+    arch.update(changes)
+    return arch
+
+
+@pytest.fixture(scope="module")
+def sequences() -> list[Sequence]:
+    from kakashi.motion import read_motion
+
+    folder = shared_file("mocap_cmu_131_bvh11")
+    rng = np.random.default_rng(0)
+    out = []
+    for path in sorted(folder.glob("*.bvh"))[:3]:
+        dance = read_motion(path, 30)
+        frames = len(dance)
+        audio = rng.standard_normal((frames, FEATURES)).astype(np.float32)
+        audio[:, -1] = (np.arange(frames) % 15 == 0).astype(np.float32)
+        names = [f"f{i}" for i in range(FEATURES)]
+        out.append(
+            Sequence(path.stem, audio, dance.pose, dance.root, np.ones(frames), 30.0, names, 512)
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(sequences):
+    stats = compute_stats(sequences)
+    result = maskdance_train.fit(tiny(), sequences[:2], sequences[2:], stats, torch.device("cpu"))
+    net = maskdance.build(result["arch"])
+    net.load_state_dict(result["model"])
+    return result, stats, net.eval()
+
+
+def test_masking_follows_the_schedule_and_the_bert_scheme():
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(32, (400, 12, 2), generator=gen)
+    inputs, hidden = maskdance_train.mask_tokens(codes, 32, 0.0, gen)
+    assert torch.equal(inputs[~hidden], codes[~hidden])  # visible tokens are the codes
+    share = hidden.float().mean((1, 2))
+    assert share.min() > 0 and abs(share.mean().item() - 2 / np.pi) < 0.05  # E cos(u pi/2)
+    masked = (inputs == 32) & hidden
+    assert abs(masked.sum() / hidden.sum() - 0.9 * 0.88) < 0.03
+    # span masks: one contiguous span of steps, both parts
+    _, spans = maskdance_train.mask_tokens(codes, 32, 1.0, gen)
+    assert torch.equal(spans[..., 0], spans[..., 1])
+    for row in spans[..., 0]:
+        steps = torch.nonzero(row).flatten()
+        assert len(steps) >= 1 and steps[-1] - steps[0] + 1 == len(steps)
+
+
+def test_transformer_is_bidirectional():
+    torch.manual_seed(0)
+    model = maskdance.build(tiny_arch(dropout=0.0)).transformer.eval()
+    ids = torch.randint(32, (1, 12, 2))
+    music = torch.randn(1, 12, 32)
+    with torch.no_grad():
+        base = model(ids, music)
+        later = ids.clone()
+        later[0, 10:] = 32  # hide the last steps: the first steps' logits change too
+        changed = model(later, music)
+    assert base.shape == (1, 12, 2, 32)
+    assert not torch.allclose(base[:, :5], changed[:, :5])
+
+
+def test_decoding_keeps_given_codes_and_is_seeded():
+    torch.manual_seed(0)
+    model = maskdance.build(tiny_arch(dropout=0.0)).transformer.eval()
+    music = torch.randn(12, 32)
+    codes = np.full((12, 2), -1)
+    codes[:4] = np.arange(8).reshape(4, 2)  # the overlap a window keeps
+    codes[6:, 1] = 5  # an upper body given
+    fills = [
+        maskdance.fill_window(model, codes, music, np.random.default_rng(s), 4, 1.0, 8)
+        for s in (3, 3, 4)
+    ]
+    for out in fills:
+        given = codes >= 0
+        np.testing.assert_array_equal(out[given], codes[given])
+        assert ((out >= 0) & (out < 32)).all()
+    np.testing.assert_array_equal(fills[0], fills[1])
+    assert not np.array_equal(fills[0], fills[2])
+    full = np.arange(24).reshape(12, 2)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(maskdance.fill_window(model, full, music, rng, 4, 1.0, 8), full)
+
+
+def test_windows_cover_any_length_and_overlap():
+    assert maskdance.windows(5, 12, 4) == [0]
+    assert maskdance.windows(12, 12, 4) == [0]
+    assert maskdance.windows(30, 12, 4) == [0, 8, 16, 18]
+    for steps in (65, 100, 1125):
+        starts = maskdance.windows(steps, 64, 32)
+        assert starts[0] == 0 and starts[-1] + 64 == steps
+        assert all(b - a <= 32 for a, b in itertools.pairwise(starts))
+
+
+def test_generation_seeded_exact_length_any_song(trained, sequences):
+    _, stats, net = trained
+    rng = np.random.default_rng(1)
+    first = sequences[0].pose[10]
+    for frames in (1, 7, 33, 301):  # shorter than a step, than a window, several windows
+        audio = rng.standard_normal((frames, FEATURES)).astype(np.float32)
+        pose, root = maskdance.generate_motion(net, stats, audio, first, seed=3)
+        assert pose.shape == (frames, 17, 3) and root.shape == (frames, 3)
+        assert pose.dtype == np.float32 and np.isfinite(pose).all() and np.isfinite(root).all()
+    again = maskdance.generate_motion(net, stats, audio, first, seed=3)
+    np.testing.assert_array_equal(pose, again[0])
+    np.testing.assert_array_equal(root, again[1])
+    other, _ = maskdance.generate_motion(net, stats, audio, first, seed=4)
+    assert not np.array_equal(pose, other)
+    bones = skeleton.bone_lengths(pose)
+    np.testing.assert_allclose(bones, np.broadcast_to(stats.bone_lengths, bones.shape), atol=1e-4)
+    np.testing.assert_allclose(pose[0, 1:4] - pose[0, 0], first[1:4] - first[0], atol=0.05)
+    assert np.abs(np.diff(pose, axis=0)).mean() > 1e-4  # it moves
+
+
+def _real(seq: Sequence, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    pose = (seq.pose[:frames] - seq.pose[:frames, :1]).astype(np.float32)
+    return pose, seq.root[:frames].astype(np.float32)
+
+
+def test_edits_keep_the_codes_of_given_frames(trained, sequences):
+    """Steps whose frames are all given keep the tokenizer's codes of those frames (per body
+    part); the span of a generated dance that was given comes out close to the given dance."""
+    _, stats, net = trained
+    seq, frames = sequences[2], 160
+    pose, root = _real(seq, frames)
+    audio = seq.audio[:frames]
+    steps = frames // 4
+
+    span = Constraints.free(frames)  # in-betweening: frames 0..63 and 128..159 kept
+    span.pose[:64], span.root[:64] = pose[:64], root[:64]
+    span.pose[128:], span.root[128:] = pose[128:], root[128:]
+    span.exact[:64] = span.exact[128:] = True
+    given = maskdance.given_codes(net, stats, span, steps)
+    assert (given[:16] >= 0).all() and (given[32:] >= 0).all() and (given[16:32] < 0).all()
+    whole = Constraints.free(frames)
+    whole.pose[:], whole.root[:] = pose, root
+    truth = maskdance.given_codes(net, stats, whole, steps)
+    np.testing.assert_array_equal(given[2:14], truth[2:14])  # away from the seams: the same
+
+    upper = Constraints.free(frames)  # keep the upper body, generate the lower
+    upper_joints = [j for j in range(17) if j > 6]
+    upper.pose[:, upper_joints] = pose[:, upper_joints]
+    kept = maskdance.given_codes(net, stats, upper, steps)
+    assert (kept[:, 1] >= 0).all() and (kept[:, 0] < 0).all()
+
+    key = Constraints.free(frames)  # a keyframe: one full pose keeps its step's code
+    key.pose[90] = pose[90]
+    assert (maskdance.given_codes(net, stats, key, steps) >= 0).sum(0).tolist() == [1, 1]
+
+    free, _ = maskdance.generate_motion(net, stats, audio, pose[0], seed=0)
+    edited, _ = maskdance.generate_motion(net, stats, audio, pose[0], seed=0, constraints=span)
+    other, _ = maskdance.generate_motion(net, stats, audio, pose[0], seed=5, constraints=span)
+    # Frames decoded from kept codes alone (the decoder reaches ~3 steps) hardly depend on
+    # the seed; the span in between does, and the kept span is nearer the given dance.
+    np.testing.assert_allclose(edited[16:48], other[16:48], atol=2e-3)  # measured 0.7 mm
+    assert not np.allclose(edited[72:120], other[72:120], atol=1e-3)
+    err_free = np.linalg.norm(free[8:56] - pose[8:56], axis=-1).mean()
+    err_edit = np.linalg.norm(edited[8:56] - pose[8:56], axis=-1).mean()
+    assert err_edit < err_free, (err_edit, err_free)
+    with pytest.raises(ModelError, match="the edits cover 10 frames but the song has 160"):
+        maskdance.generate_motion(net, stats, audio, pose[0], constraints=Constraints.free(10))
+
+
+def test_fit_history_and_weights_only_round_trip(trained):
+    result, stats, net = trained
+    steps = [e for e in result["history"] if "step" in e]
+    assert steps and any("vq_step" in e for e in result["history"])
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert 0.0 <= steps[-1]["val_accuracy"] <= 1.0
+    buffer = io.BytesIO()
+    torch.save({**result, "stats": stats.to_dict()}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    again = maskdance.build(loaded["arch"])
+    again.load_state_dict(loaded["model"])
+    audio = np.random.default_rng(2).standard_normal((80, FEATURES)).astype(np.float32)
+    a = maskdance.generate_motion(net, stats, audio, stats.mean_pose(), seed=0)
+    b = maskdance.generate_motion(again.eval(), stats, audio, stats.mean_pose(), seed=0)
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(ModelError, match="--no-such-setting is not a setting of model maskdance"):
+        tiny(no_such_setting=1)
+
+
+def test_trains_on_the_demo_shards_and_generates_with_a_keyframe(demo_shards, tmp_path):
+    """`kakashi train`'s path on the demo shards (a few steps), then a dance with a keyframe
+    from a real test dance: the keyframe's step, and only it, keeps its code."""
+    from kakashi.models.checkpoint import load_checkpoint, load_model
+    from kakashi.models.distributed import train
+    from kakashi.shards import list_shards, read_shard
+
+    out = tmp_path / "maskdance.pt"
+    small = dict(TINY, vq_steps=10, mask_steps=10, log_every=5, window=16, overlap=8)
+    train(resolve("maskdance", {}, {**small, "shards": str(demo_shards), "out": str(out)}), False)
+    assert load_checkpoint(out)["arch"]["kind"] == "maskdance"
+    model = load_model(out)
+    assert model.takes_option("constraints") and model.takes_option("style")
+    arrays, _ = read_shard(list_shards(demo_shards, "test")[0], ["audio", "pose"])
+    audio, real = arrays["audio"][:200], arrays["pose"][:200].reshape(-1, 17, 3)
+    real = real - real[:, :1]
+    key = Constraints.free(len(audio))
+    key.pose[120] = real[120]
+    pose, root = model.generate_motion(audio, model.stats.mean_pose(), 0, constraints=key)
+    assert pose.shape == (200, 17, 3) and root.shape == (200, 3) and np.isfinite(pose).all()
+    # The keyframe fixes the codes of its step (frame 120: step 30) and of no other step.
+    given = maskdance.given_codes(model.net, model.stats, key, 50)
+    assert (given[30] >= 0).all() and (np.delete(given, 30, axis=0) < 0).all()
+    other, _ = model.generate_motion(audio, model.stats.mean_pose(), 1, constraints=key)
+    assert not np.array_equal(pose, other)  # the rest is generated: seeds differ
