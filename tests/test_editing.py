@@ -39,6 +39,9 @@ SMALL = {
                   gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
                   layers=1, context=8),
     "motiongraph": {},
+    "maskdance": dict(vq_steps=5, mask_steps=5, log_every=5, vq_window=16, vq_batch=4,
+                      mask_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
+                      layers=1, window=12, overlap=4),
 }  # fmt: skip
 
 
@@ -47,7 +50,7 @@ def checkpoints(demo_shards: Path, tmp_path_factory) -> dict[str, Path]:
     """A tiny checkpoint of each model (the C-RNN-GAN: from the RNN, one epoch)."""
     folder = tmp_path_factory.mktemp("edit_models")
     paths = {}
-    for name in ("rnn", "motiongraph", "motif", "crnngan"):
+    for name in ("rnn", "motiongraph", "motif", "crnngan", "maskdance"):
         out = folder / f"{name}.pt"
         small = SMALL[name] if name in SMALL else dict(init=str(paths["rnn"]), epochs=1)
         settings_ = {**small, "shards": str(demo_shards), "out": str(out)}
@@ -85,7 +88,7 @@ def jerk_ok(dance: Dance, constraints: Constraints, own: Dance) -> float:
     return jerk
 
 
-@pytest.mark.parametrize("model", ["rnn", "motiongraph", "motif", "crnngan"])
+@pytest.mark.parametrize("model", ["rnn", "motiongraph", "motif", "crnngan", "maskdance"])
 def test_every_model_continues_and_regenerates_keeping_frames_bit_identical(
     model: str, checkpoints, songs, tmp_path: Path
 ) -> None:
@@ -107,7 +110,8 @@ def test_every_model_continues_and_regenerates_keeping_frames_bit_identical(
         "of": "first.npz",
         "of_meta": {"model": model, "seed": 1},
     }
-    assert dance.meta["inpainted"] is False  # none of these models inpaints: enforcement did
+    # maskdance inpaints in code space; the others are made whole by the enforcement alone.
+    assert dance.meta["inpainted"] is (model == "maskdance")
     constraints, _ = EditRequest(continue_from=str(first)).plan(270, 30.0)
     jerk_ok(dance, constraints, source)
     # The new part starts where the dance ends: the root goes on from its last position.
