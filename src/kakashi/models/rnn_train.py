@@ -254,7 +254,14 @@ class Loop:
         if not self.files["last"].is_file():
             return 0
         saved = load_checkpoint(self.files["last"])
-        if not _same_run(saved["config"], self.config):
+        generation = set(OUTPUT_KEYS) - {"mixtures"}  # sampling settings: not the network
+        same_net = all(
+            saved["arch"].get(key) == value
+            for key, value in self.arch.items()
+            if key not in generation
+        )
+        if not (_same_run(saved["config"], self.config) and same_net):
+            # (another network: e.g. a C-RNN-GAN whose seed RNN now reads style columns)
             log.warning("%s was trained with other settings: starting afresh", self.files["last"])
             return 0
         # The statistics are a function of the train split: other ones mean other data (a
