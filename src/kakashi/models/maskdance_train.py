@@ -29,6 +29,8 @@ from kakashi.models.data import Sequence, load_training_data
 from kakashi.models.distributed import Trained
 from kakashi.models.maskdance import MaskDance, MaskTransformer, build
 from kakashi.models.motif_train import (
+    SAMPLING_KEYS,
+    TOKENIZER_KEYS,
     _data_parallel,
     _lr,
     _rank_mean,
@@ -43,14 +45,7 @@ from kakashi.models.styles import style_weights
 log = logging.getLogger("kakashi.models.maskdance")
 
 ARCH_KEYS = [
-    "down",
-    "parts",
-    "codebook",
-    "code_dim",
-    "vq_width",
-    "ema_decay",
-    "dead_code",
-    "commitment",
+    *TOKENIZER_KEYS,
     "dim",
     "heads",
     "layers",
@@ -60,10 +55,7 @@ ARCH_KEYS = [
     "music_back",
     "music_ahead",
     "iterations",
-    "temperature",
-    "top_k",
-    "smooth",
-    "foot_lock",
+    *SAMPLING_KEYS,
 ]
 
 

@@ -42,15 +42,13 @@ from kakashi.models.styles import style_index, style_weights, train_labels
 log = logging.getLogger("kakashi.models.motif")
 
 
+# Settings kept in the arch of every model over motif's tokens (motif, maskdance): the
+# tokenizer's, and what generation reads to sample and finish the motion.
+TOKENIZER_KEYS = ["down", "parts", "codebook", "code_dim", "vq_width", "ema_decay", "dead_code",
+                  "commitment"]  # fmt: skip
+SAMPLING_KEYS = ["temperature", "top_k", "smooth", "foot_lock"]
 ARCH_KEYS = [
-    "down",
-    "parts",
-    "codebook",
-    "code_dim",
-    "vq_width",
-    "ema_decay",
-    "dead_code",
-    "commitment",
+    *TOKENIZER_KEYS,
     "dim",
     "heads",
     "layers",
@@ -59,10 +57,7 @@ ARCH_KEYS = [
     "music_back",
     "music_ahead",
     "summary",
-    "temperature",
-    "top_k",
-    "smooth",
-    "foot_lock",
+    *SAMPLING_KEYS,
 ]
 
 
