@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+import numpy as np
 import pytest
 import yaml
 
@@ -58,6 +59,36 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data {path} is absent (set KAKASHI_SHARED_DATA)")
     return path
+
+
+NOISE_FEATURES = 6
+
+
+def noise_audio(frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Synthetic audio features (frames, NOISE_FEATURES): noise, the last column a beat
+    every 15 frames."""
+    audio = rng.standard_normal((frames, NOISE_FEATURES)).astype(np.float32)
+    audio[:, -1] = (np.arange(frames) % 15 == 0).astype(np.float32)  # a beat column
+    return audio
+
+
+def mocap_sequences(audio_for=noise_audio, names: list[str] | None = None) -> list:
+    """The first three CMU subject-131 mocap dances (shared data) at 30 fps as train
+    ``Sequence``s with the audio features ``audio_for(frames, rng)`` (one generator seeded
+    0 for the three; columns ``names``, default f0, f1, ...)."""
+    from kakashi.models.data import Sequence
+    from kakashi.motion import read_motion
+
+    rng = np.random.default_rng(0)
+    out = []
+    for path in sorted(shared_file("mocap_cmu_131_bvh11").glob("*.bvh"))[:3]:
+        dance = read_motion(path, 30)
+        frames = len(dance)
+        audio = audio_for(frames, rng)
+        columns = names or [f"f{i}" for i in range(audio.shape[1])]
+        ones = np.ones(frames, np.float32)
+        out.append(Sequence(path.stem, audio, dance.pose, dance.root, ones, 30.0, columns, 512))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_file
+from conftest import NOISE_FEATURES, mocap_sequences
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.models import maskdance, maskdance_train
@@ -40,7 +40,7 @@ TINY = {
     "log_every": 20,
     "iterations": 4,
 }
-FEATURES = 6
+FEATURES = NOISE_FEATURES  # the width of the fixture sequences' audio
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,21 +65,7 @@ def tiny_arch(**changes) -> dict:
 
 @pytest.fixture(scope="module")
 def sequences() -> list[Sequence]:
-    from kakashi.motion import read_motion
-
-    folder = shared_file("mocap_cmu_131_bvh11")
-    rng = np.random.default_rng(0)
-    out = []
-    for path in sorted(folder.glob("*.bvh"))[:3]:
-        dance = read_motion(path, 30)
-        frames = len(dance)
-        audio = rng.standard_normal((frames, FEATURES)).astype(np.float32)
-        audio[:, -1] = (np.arange(frames) % 15 == 0).astype(np.float32)
-        names = [f"f{i}" for i in range(FEATURES)]
-        out.append(
-            Sequence(path.stem, audio, dance.pose, dance.root, np.ones(frames), 30.0, names, 512)
-        )
-    return out
+    return mocap_sequences()
 
 
 @pytest.fixture(scope="module")

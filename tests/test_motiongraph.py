@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_file
+from conftest import mocap_sequences, shared_file
 from kakashi import skeleton
 from kakashi.errors import ModelError
 from kakashi.evaluate.quality import frozen_frames, longest_run
@@ -44,25 +44,7 @@ def audio_for(frames: int, rng: np.random.Generator, beats: np.ndarray | None = 
 
 @pytest.fixture(scope="module")
 def sequences() -> list[Sequence]:
-    from kakashi.motion import read_motion
-
-    rng = np.random.default_rng(0)
-    out = []
-    for path in sorted(shared_file("mocap_cmu_131_bvh11").glob("*.bvh"))[:3]:
-        dance = read_motion(path, FPS)
-        frames = len(dance)
-        out.append(
-            Sequence(
-                path.stem,
-                audio_for(frames, rng),
-                dance.pose,
-                dance.root,
-                np.ones(frames, np.float32),
-                FPS,
-                NAMES,
-                512,
-            )
-        )
+    out = mocap_sequences(audio_for, NAMES)
     return out + [mirror_sequence(s) for s in out]
 
 
