@@ -12,7 +12,7 @@ import soundfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEMO
+from conftest import DEMO, TINY_TOKEN_MODELS
 from kakashi import skeleton
 from kakashi.cli import main
 from kakashi.dance import Dance
@@ -35,14 +35,9 @@ MOCAP_JERK_995 = 3119.0
 # Tiny settings per model: seconds to train on the demo shards.
 SMALL = {
     "rnn": dict(hidden=32, layers=1, window_s=1.0, stride_s=1.0, batch_size=16, epochs=2),
-    "motif": dict(vq_steps=5, gpt_steps=5, log_every=5, vq_window=16, vq_batch=4,
-                  gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
-                  layers=1, context=8),
+    **TINY_TOKEN_MODELS,
     "motiongraph": {},
-    "maskdance": dict(vq_steps=5, mask_steps=5, log_every=5, vq_window=16, vq_batch=4,
-                      mask_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
-                      layers=1, window=12, overlap=4),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")

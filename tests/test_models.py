@@ -10,7 +10,7 @@ import pytest
 import soundfile
 import torch
 
-from conftest import shared_file
+from conftest import TINY_TOKEN_MODELS, shared_file
 from kakashi import skeleton
 from kakashi.cli import main
 from kakashi.errors import CheckpointError, MediaError, ModelError
@@ -532,14 +532,9 @@ def every_model(rnn_checkpoint: Path, demo_shards: Path, tmp_path_factory) -> di
     folder = tmp_path_factory.mktemp("every")
     small = {
         "crnngan": dict(init=str(rnn_checkpoint), epochs=1, window_s=0.5, batch_size=32),
-        "motif": dict(vq_steps=5, gpt_steps=5, log_every=5, vq_window=16, vq_batch=4,
-                      gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
-                      layers=1, context=8),
+        **TINY_TOKEN_MODELS,
         "motiongraph": {},
-        "maskdance": dict(vq_steps=5, mask_steps=5, log_every=5, vq_window=16, vq_batch=4,
-                          mask_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
-                          layers=1, window=8, overlap=4),
-    }  # fmt: skip
+    }
     paths = {"rnn": rnn_checkpoint}
     for name in MODELS:
         if name == "rnn":
