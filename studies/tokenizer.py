@@ -1,0 +1,114 @@
+"""The ceiling of every model over motion tokens: real val dances encoded and decoded.
+
+Run from the repository root::
+
+    nice -n 10 .venv/bin/python studies/tokenizer.py [--shards results/m2d/shards]
+        [--checkpoint results/m2d/models/maskdance.pt]   # its tokenizer, no training
+        [--set down=2 --set codebook=256 ...]             # else: train one (motif's loop)
+
+motif and maskdance choose codes; the tokenizer's decoder turns them into motion. A choice of
+codes can at best give back what the tokenizer gives for a real dance, so the real val
+dances' round trip (encode, decode, motif's finish) bounds every token model's held-out FID.
+The reference is the real val dances themselves (styles the train split has), 5-s clips every
+2.5 s, as ``studies/style_m2d.py``; a perfect tokenizer scores 0.
+
+Prints per tokenizer: training time, reconstruction MSE, the share of codes used, and the
+round trip's held-out FID_k / FID_g and style accuracy, with the finish's smoothing on
+(the checkpoint's ``smooth``) and off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from kakashi.evaluate import heldout  # noqa: E402
+from kakashi.evaluate import style as style_eval  # noqa: E402
+from kakashi.evaluate.harness import load_split  # noqa: E402
+from kakashi.models import motif_train  # noqa: E402
+from kakashi.models.checkpoint import load_model  # noqa: E402
+from kakashi.models.config import resolve  # noqa: E402
+from kakashi.models.data import load_training_data  # noqa: E402
+from kakashi.models.motif import Tokenizer, finish_motion, start_rows  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", type=Path, default=REPO / "results" / "m2d" / "shards")
+    parser.add_argument("--checkpoint", type=Path, help="score this model's tokenizer")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (JSON value)")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args()
+
+
+def tokenizer_of(args, train, val, stats):
+    """(tokenizer, arch, seconds): the checkpoint's, or one trained with motif's settings."""
+    if args.checkpoint:
+        model = load_model(args.checkpoint)
+        return model.net.tokenizer, model.net.arch, 0.0
+    settings = {"mirror": False}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        settings[key] = json.loads(value)
+    s = resolve("motif", {}, settings)
+    arch = {key: getattr(s, key) for key in motif_train.TOKENIZER_KEYS}
+    arch["smooth"] = s.smooth
+    net = SimpleNamespace(tokenizer=Tokenizer(arch))  # what _train_tokenizer reads
+    torch.manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    train_m, val_m = motif_train._motion(train, stats), motif_train._motion(val, stats)
+    started = time.perf_counter()
+    history: list[dict] = []
+    motif_train._train_tokenizer(net, s, train_m, val_m, torch.device("cpu"), gen, history)
+    print(f"settings {settings}: last {history[-1]}")
+    return net.tokenizer, arch, time.perf_counter() - started
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    train, val, stats = load_training_data(args.shards, mirror=False)
+    train_dances = load_split(args.shards, "train")
+    styles = sorted({d.style for d in train_dances if d.style})
+    real = {d.name: d for d in load_split(args.shards, "val") if d.style in styles}
+    val = [s for s in val if s.name in real]
+    classifier = style_eval.train_classifier([(d.world, d.fps, d.style) for d in train_dances])
+    reference = heldout.clip_features([(d.world, d.fps) for d in real.values()], 5.0, 2.5)
+
+    tok, arch, seconds = tokenizer_of(args, train, val, stats)
+    tok.eval()
+    down = arch["down"]
+    print(f"tokenizer trained in {seconds:.0f} s; down {down}, codebook {arch['codebook']}")
+    for smooth in (arch.get("smooth", 0.0), 0.0):
+        dances, scored = [], []
+        for seq, (motion, _) in zip(val, motif_train._motion(val, stats), strict=True):
+            usable = len(motion) // down * down
+            with torch.no_grad():
+                out = tok.decode(tok.encode(torch.from_numpy(motion[:usable])[None]))[0].numpy()
+            start = start_rows(seq.pose[0], stats, down)[0]
+            pose, root = finish_motion(out, start, stats, arch, smooth=smooth)
+            world = pose + root[:, None]
+            dances.append((world, stats.fps))
+            scored.append((world, stats.fps, real[seq.name].style))
+        fid_k, fid_g = heldout.heldout_fid(reference, heldout.clip_features(dances, 5.0, 2.5))
+        accuracy = style_eval.style_accuracy(classifier, scored)["style_accuracy"]
+        print(
+            f"ROUND TRIP smooth {smooth}: val FID_k {fid_k:.2f} FID_g {fid_g:.2f} "
+            f"style {accuracy:.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
