@@ -15,7 +15,7 @@ import requests
 from conftest import headless_chromium
 from kakashi.cli import main
 from kakashi.dance import Dance
-from test_studio import Studio, serve
+from test_studio import Studio, clip, serve
 from test_styles import graph, styled  # noqa: F401 (fixtures: labelled shards, their model)
 from test_viewer import wait_for
 
@@ -93,15 +93,96 @@ def test_another_take_of_these_bars_keeps_the_rest(studio: Studio, first: dict) 
     assert status["result"]["edit"]["keep"] == "upper"
 
 
-def test_bad_edits_are_one_line_422s(studio: Studio, first: dict) -> None:
+def test_a_take_continued_to_a_longer_song_starts_as_the_take_bit_for_bit(
+    studio: Studio, first: dict, tmp_path: Path
+) -> None:
+    """Continue this dance: to an uploaded song, then to that song by its stored name."""
+    longer = clip(tmp_path, 30.0)  # c3 lasts 24 s
+    files = {"edit_of": (None, first["id"]), "seed": (None, "3"),
+             "song": ("longer.wav", io.BytesIO(longer.read_bytes()), "audio/wav")}  # fmt: skip
+    answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=60)
+    assert answer.status_code == 202, answer.text
+    status = studio.wait(answer.json()["id"])
+    assert status["status"] == "done", status
+    request = status["request"]
+    assert (request["edit_of"], request["continues"], request["song_name"]) == (
+        first["id"], True, "longer.wav")  # fmt: skip
+    assert request["song"] != first["request"]["song"]
+    assert request["model"] == first["request"]["model"] and request["seed"] == 3
+    assert status["result"]["edit"]["kind"] == "continuation"
+    assert status["result"]["duration_s"] == pytest.approx(30.0, abs=0.05)
+    before, after = dance_of(studio, first["id"]), dance_of(studio, status["id"])
+    kept = len(before)
+    assert len(after) == status["result"]["frames"] > kept + 100
+    assert np.array_equal(after.pose[:kept], before.pose[:kept])
+    assert np.array_equal(after.root[:kept], before.root[:kept])
+    assert after.meta["edit"]["kept_s"] == pytest.approx(kept / before.fps, abs=1e-3)
+    listed = [job["id"] for job in requests.get(f"{studio.url}/api/dances", timeout=10).json()[
+        "dances"]]  # fmt: skip
+    assert status["id"] in listed
+    # The same song, now one of the studio's, by its stored name: another seed, another take.
+    again = edit(studio, edit_of=first["id"], song=request["song"], seed="4")
+    assert again.status_code == 202, again.text
+    other = studio.wait(again.json()["id"])
+    assert other["status"] == "done", other
+    assert other["id"] != status["id"] and other["request"]["song_name"] == "longer.wav"
+    second = dance_of(studio, other["id"])
+    assert np.array_equal(second.pose[:kept], before.pose[:kept])
+    assert np.array_equal(second.root[:kept], before.root[:kept])
+    assert len(second) == len(after)
+    # The upload again is the same job.
+    files["song"] = ("longer.wav", io.BytesIO(longer.read_bytes()), "audio/wav")
+    answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=60)
+    assert answer.json()["id"] == status["id"]
+
+
+def test_a_take_through_pinned_poses_reaches_them(studio: Studio, first: dict) -> None:
+    """New take through these poses: the edited take's poses at 2 s and 6.5 s, at the
+    same times of a new take of the same song."""
+    answer = edit(studio, edit_of=first["id"], keyframes_s="6.5, 2", seed="7")
+    assert answer.status_code == 202, answer.text
+    status = studio.wait(answer.json()["id"])
+    assert status["status"] == "done", status
+    assert status["request"]["keyframes_s"] == [2.0, 6.5]
+    assert status["request"]["song"] == first["request"]["song"]
+    assert status["result"]["edit"]["kind"] == "keyframes"
+    assert status["result"]["edit"]["keyframes_s"] == [2.0, 6.5]
+    before, after = dance_of(studio, first["id"]), dance_of(studio, status["id"])
+    assert len(after) == len(before)
+    for frame in (60, 195):
+        assert np.abs(after.pose[frame] - before.pose[frame]).max() < 1e-6
+    assert not np.array_equal(after.pose[120:150], before.pose[120:150])  # a new take between
+    # An edit of that take is no longer a pinned-poses edit: its own fields only.
+    upper = studio.wait(edit(studio, edit_of=status["id"], keep="upper").json()["id"])
+    assert upper["status"] == "done", upper
+    assert "keyframes_s" not in upper["request"] and upper["request"]["keep"] == "upper"
+
+
+def test_bad_edits_are_one_line_422s(studio: Studio, first: dict, styled) -> None:  # noqa: F811
     duration = first["result"]["duration_s"]
     for fields, message in (
         ({"edit_of": "nope", "from_s": "1", "to_s": "2"}, "give the id of a finished dance"),
         ({"edit_of": first["id"], "from_s": "3", "to_s": "2"}, "from_s before to_s"),
         ({"edit_of": first["id"], "from_s": "3", "to_s": "99"}, f"(0-{duration:.2f} s)"),
         ({"edit_of": first["id"], "from_s": "x", "to_s": "2"}, "from_s must be a time"),
-        ({"edit_of": first["id"]}, "give from_s and to_s"),
-        ({"edit_of": first["id"], "from_s": "1", "to_s": "2", "keep": "upper"}, "one of the two"),
+        ({"edit_of": first["id"]}, "give one of from_s and to_s"),
+        ({"edit_of": first["id"], "from_s": "1", "to_s": "2", "keep": "upper"}, "give one of"),
+        ({"edit_of": first["id"], "keyframes_s": "1", "keep": "upper"}, "give one of"),
+        ({"edit_of": first["id"], "keyframes_s": "x"}, "keyframes_s must be times in seconds"),
+        ({"edit_of": first["id"], "keyframes_s": "1,-2"}, "not '-2'"),
+        ({"edit_of": first["id"], "keyframes_s": "1,99"}, f"within the dance (0-{duration:.2f} s)"),
+        ({"edit_of": first["id"], "keyframes_s": "1,1.01"}, "two pinned poses on one frame"),
+        (
+            {"edit_of": first["id"], "keyframes_s": ",".join(str(t) for t in range(17))},
+            "at most 16 pinned poses, not 17",
+        ),
+        ({"edit_of": first["id"], "song": "../../etc/passwd"}, "of this studio's songs"),
+        ({"edit_of": first["id"], "song": "0" * 64 + ".wav"}, "of this studio's songs"),
+        (
+            {"edit_of": first["id"], "song": first["request"]["song"]},
+            "nothing to continue; give a longer song",
+        ),
+        ({"edit_of": first["id"], "song": first["request"]["song"], "keep": "upper"}, "give one"),
         ({"edit_of": first["id"], "keep": "middle"}, "keep must be upper or lower"),
         ({"edit_of": first["id"], "keep": "upper", "seed": "-1"}, "seed must be a whole"),
         ({"edit_of": first["id"], "keep": "upper", "model": "plain"}, "leave model out"),
@@ -111,9 +192,22 @@ def test_bad_edits_are_one_line_422s(studio: Studio, first: dict) -> None:
         assert answer.status_code == 422, (fields, answer.text)
         error = answer.json()["error"]
         assert message in error and "\n" not in error, (fields, error)
+    songs = sorted(path.name for path in (studio.work_dir / "songs").iterdir())
+    # A continuation's upload is checked like a new dance's; a bad edit never stores it.
     files = {"edit_of": (None, first["id"]), "song": ("s.wav", io.BytesIO(b"x"), "audio/wav")}
     answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=30)
-    assert answer.status_code == 422 and "not song" in answer.json()["error"]
+    assert answer.status_code == 422 and "cannot be decoded as audio" in answer.json()["error"]
+    short = io.BytesIO(Path(styled["songs"]["c3"]).read_bytes())
+    files = {"edit_of": (None, first["id"]), "song": ("same.wav", short, "audio/wav"),
+             "keep": (None, "upper")}  # fmt: skip
+    answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=30)
+    assert answer.status_code == 422 and "give one of" in answer.json()["error"]
+    short.seek(0)
+    files = {"edit_of": (None, first["id"]), "song": ("same.wav", short, "audio/wav")}
+    answer = requests.post(f"{studio.url}/api/dances", files=files, timeout=30)
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and "'same.wav' lasts 24.00 s" in error, error
+    assert sorted(path.name for path in (studio.work_dir / "songs").iterdir()) == songs
     # The server keeps serving.
     assert requests.get(f"{studio.url}/api/models", timeout=10).status_code == 200
 
