@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -301,5 +302,115 @@ def test_page_picks_a_style_and_dances_bars_anew(models, styled, chromium, tmp_p
         labels = [e.text for e in chromium.find_elements("css selector", ".take > div:first-child")]
         assert any(label.endswith("· bars 4-8 s anew") for label in labels), labels
         shot = tmp_path / "studio-edit.png"
+        chromium.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+
+
+_DONE_TAKE = (
+    "const s = window.kakashiStudio.status; return s && s.status === 'done' && "
+    "window.kakashiStudio.takes.length === arguments[0] && "
+    "s.id === window.kakashiStudio.takes[arguments[0] - 1].id && s"
+)
+
+
+def _done_take(chromium, count: int) -> dict:
+    """The status of the page's ``count``-th take once it is done (and shown)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = chromium.execute_script(_DONE_TAKE, count)
+        if status:
+            return status
+        error = chromium.execute_script("return window.kakashiStudio.error")
+        assert not error, error
+        time.sleep(0.1)
+    raise AssertionError(f"take {count} not done")
+
+
+def _labels(chromium) -> list[str]:
+    return [e.text for e in chromium.find_elements("css selector", ".take > div:first-child")]
+
+
+def test_page_pins_poses_and_continues_a_take(models, styled, chromium, tmp_path) -> None:  # noqa: F811
+    """Pin the poses at 2 s and 6.5 s of a take and make a new take through them; continue
+    the take to a longer song uploaded above, then another take to it as one of the
+    studio's songs."""
+    longer = clip(tmp_path, 30.0)
+    with serve(models, tmp_path / "work") as studio:
+        chromium.get(studio.url)
+        wait_for(chromium, "return window.kakashiStudio.loaded")
+        chromium.find_element("id", "song").send_keys(str(styled["songs"]["c3"]))
+        chromium.find_element("id", "dance").click()
+        first = _done_take(chromium, 1)
+        assert chromium.find_element("id", "throughpins").get_attribute("disabled")
+        # Pause the dance at 2 s, pin; at 6.5 s, pin (the viewer's scrub bar, as a person).
+        wait_for(chromium, "return window.kakashiStudio.autoplay !== null", 30)
+        viewer = "document.getElementById('viewer').contentWindow"
+        chromium.execute_script(
+            f"const v = {viewer}; if (v.kakashiViewer.playing) "
+            "v.document.getElementById('play').click()"
+        )
+        for seconds, frame in ((6.5, 195), (2.0, 60)):
+            chromium.execute_script(
+                f"const scrub = {viewer}.document.getElementById('scrub');"
+                "scrub.value = arguments[0]; scrub.dispatchEvent(new Event('input'))",
+                seconds,
+            )
+            wait_for(chromium, f"return {viewer}.kakashiViewer.frame === {frame}", 20)
+            chromium.find_element("id", "pin").click()
+        chromium.find_element("id", "pin").click()  # the same pose twice is one pin
+        assert chromium.execute_script("return window.kakashiStudio.pins") == [2.0, 6.5]
+        chips = [e.text for e in chromium.find_elements("css selector", "#pins .pinned")]
+        assert chips == ["2.00 s ×", "6.50 s ×"]
+        chromium.find_element("id", "throughpins").click()
+        keyed = _done_take(chromium, 2)
+        assert keyed["request"]["edit_of"] == first["id"]
+        assert keyed["request"]["keyframes_s"] == [2.0, 6.5]
+        assert _labels(chromium)[0].endswith("· through 2 pinned poses"), _labels(chromium)
+        assert chromium.execute_script("return window.kakashiStudio.pins") == []  # a new take
+        before, after = dance_of(studio, first["id"]), dance_of(studio, keyed["id"])
+        for frame in (60, 195):
+            assert np.abs(after.pose[frame] - before.pose[frame]).max() < 1e-6
+
+        # Continue the first take to a longer song, chosen above.
+        chromium.find_element("css selector", f"#take-{first['id']} > div").click()
+        wait_for(chromium, f"return window.kakashiStudio.current.id === '{first['id']}'")
+        chromium.find_element("id", "song").send_keys(str(longer))
+        assert chromium.find_element("id", "continueto").get_attribute("value") == "upload"
+        chromium.find_element("id", "continue").click()
+        continued = _done_take(chromium, 3)
+        assert continued["request"]["edit_of"] == first["id"]
+        assert continued["request"]["song_name"] == longer.name
+        seed = continued["request"]["seed"]
+        label = f"{longer.name} · plain · seed {seed} · continues another take"
+        assert _labels(chromium)[0] == label, _labels(chromium)
+        longer_dance = dance_of(studio, continued["id"])
+        assert len(longer_dance) > len(before) + 100
+        assert np.array_equal(longer_dance.pose[: len(before)], before.pose)
+        assert np.array_equal(longer_dance.root[: len(before)], before.root)
+
+        # The longer song is one of the studio's now: continue the pinned take to it.
+        chromium.find_element("css selector", f"#take-{keyed['id']} > div").click()
+        wait_for(chromium, f"return window.kakashiStudio.current.id === '{keyed['id']}'")
+        options = chromium.execute_script(
+            "return [...document.getElementById('continueto').options].map((o) => "
+            "[o.value, o.text])"
+        )
+        stored = continued["request"]["song"]
+        assert options == [["upload", "the song chosen above"], [stored, f"{longer.name} (30.0 s)"]]
+        chromium.execute_script(f"document.getElementById('continueto').value = '{stored}'")
+        chromium.find_element("id", "continue").click()
+        again = _done_take(chromium, 4)
+        assert (again["request"]["edit_of"], again["request"]["song"]) == (keyed["id"], stored)
+        keyed_dance, onwards = after, dance_of(studio, again["id"])
+        assert np.array_equal(onwards.pose[: len(keyed_dance)], keyed_dance.pose)
+        assert np.array_equal(onwards.root[: len(keyed_dance)], keyed_dance.root)
+        # A reload lists the takes with what they edit.
+        chromium.refresh()
+        wait_for(chromium, "return window.kakashiStudio.loaded")
+        wait_for(chromium, "return document.querySelectorAll('.take').length === 4", 30)
+        labels = _labels(chromium)
+        assert sum(label.endswith("· continues another take") for label in labels) == 2, labels
+        assert sum(label.endswith("· through 2 pinned poses") for label in labels) == 1, labels
+        shot = tmp_path / "studio-pins-continue.png"
         chromium.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
