@@ -330,7 +330,9 @@ def create_app(settings: StudioSettings) -> FastAPI:
         status_code=202,
         summary="Dance to a song: multipart field 'song'; optional 'model', 'seed', 'start', "
         "'style' (one of the model's styles, or auto). Or edit a finished dance: 'edit_of' "
-        "(its id) with 'from_s' and 'to_s' (the span made anew) or 'keep' (upper|lower)",
+        "(its id) with 'from_s' and 'to_s' (the span made anew), 'keep' (upper|lower), "
+        "'keyframes_s' (times whose poses the new take passes through: 1.5,6) or 'song' "
+        "(an upload or a stored song's name: the dance continued to that longer song)",
         responses={202: {"description": '{"id": ...}: poll GET /api/dances/{id}'}},
     )
     async def create_dance(request: Request) -> Response:
@@ -357,9 +359,13 @@ def create_app(settings: StudioSettings) -> FastAPI:
             log.info("a client went away during its upload (%d bytes received)", receive.received)
             return Response(status_code=400)  # nobody reads it
         try:
-            if form.get("edit_of") is not None:  # a new take of a finished dance's bars
-                job, arguments = edit_job(form, board, catalog, _style)
+            if form.get("edit_of") is not None:  # a new take made from a finished dance
+                # In a thread: a continuation's uploaded song is decoded (store_song).
+                job, arguments = await run_in_threadpool(
+                    edit_job, form, board, catalog, _style, _store
+                )
                 job = board.submit(job, DANCE_FILES, make_dance, *arguments)
+                await run_in_threadpool(board.enforce_limit)  # a new song counts too
                 return JSONResponse({"id": job.id, **job.public()}, status_code=202)
             song = form.get("song")
             if not isinstance(song, UploadFile):
@@ -377,14 +383,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
             start = _text_field(form, "start", "mean", 100)
             style = _style(model, _text_field(form, "style", "", 100))
             start_pose = _start_pose(start)
-            stored = await run_in_threadpool(
-                store_song,
-                song.file,
-                songs_dir,
-                max_bytes=settings.max_upload_bytes,
-                min_s=settings.min_seconds,
-                max_s=settings.max_minutes * 60,
-            )
+            stored = await run_in_threadpool(_store, song)
             song_name = (song.filename or "song")[:200]
         finally:
             await form.close()
@@ -447,6 +446,16 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 await asyncio.sleep(0.25)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    def _store(song: UploadFile):
+        """The uploaded song, checked and stored under its content hash (blocking)."""
+        return store_song(
+            song.file,
+            songs_dir,
+            max_bytes=settings.max_upload_bytes,
+            min_s=settings.min_seconds,
+            max_s=settings.max_minutes * 60,
+        )
 
     def _start_pose(start: str) -> str:
         """``mean`` (the training mean pose) or the id of a finished dance of this studio,
