@@ -14,16 +14,13 @@ import pytest
 import soundfile
 import torch
 
-from conftest import TINY_TOKEN_MODELS
 from kakashi.cli import main
 from kakashi.dance import Dance
 from kakashi.errors import ModelError
 from kakashi.features import audio_features, settings_of
-from kakashi.models import maskdance, motif_train
 from kakashi.models import motiongraph as mg
 from kakashi.models.checkpoint import load_checkpoint, load_model
 from kakashi.models.config import resolve
-from kakashi.models.data import load_training_data
 from kakashi.models.distributed import train
 from kakashi.models.generate import generate
 from kakashi.models.styles import choose_style, training_styles
@@ -274,47 +271,6 @@ def test_motif_takes_a_style_embedding(styled, demo_shards, tmp_path):
     config = resolve("motif", {}, {**MOTIF_TINY, "shards": str(demo_shards), "out": str(plain)})
     train(config, progress=False)
     assert load_model(plain).net.choreographer.style is None
-
-
-def test_maskdance_samples_only_the_requested_styles_codes(styled, tmp_path):
-    """Each style's vocabulary is the codes its train dances use; the decoding takes no
-    other code; a checkpoint from before the vocabulary loads and allows every code."""
-    out = tmp_path / "maskdance.pt"
-    settings = {**TINY_TOKEN_MODELS["maskdance"], "shards": str(styled["shards"]), "out": str(out)}
-    config = resolve("maskdance", {}, settings)
-    train(config, progress=False)
-    model = load_model(out)
-    transformer, arch = model.net.transformer, model.net.arch
-    waltz = transformer.vocabulary("waltz")
-    assert waltz.shape == (arch["parts"], arch["codebook"]) and waltz.any(axis=1).all()
-    assert transformer.vocabulary(None) is None and transformer.vocabulary("tango") is None
-    # The vocabulary holds exactly the train waltzes' codes (the tokenizer's own encoding).
-    down = arch["down"]
-    used = np.zeros_like(waltz)
-    sequences = load_training_data(styled["shards"], config.mirror)[0]  # mirrors included
-    waltzes = [seq for seq in sequences if seq.style == "waltz"]
-    for motion, _ in motif_train._motion(waltzes, model.stats):
-        for phase in range(down):  # training encodes every phase
-            usable = (len(motion) - phase) // down * down
-            codes = model.net.tokenizer.encode(torch.from_numpy(motion[phase:][:usable])[None])
-            for part in range(arch["parts"]):
-                used[part, codes[0, :, part].numpy()] = True
-    assert np.array_equal(used, waltz)
-    # Decoding a window with three codes allowed per part takes only those.
-    allowed = np.zeros_like(waltz)
-    allowed[:, [1, 4, 7]] = True
-    window = arch["window"]
-    free = np.full((window, arch["parts"]), -1)
-    music = torch.zeros(window, arch["dim"])
-    rng = np.random.default_rng(0)
-    codes = maskdance.fill_window(transformer, free, music, rng, 4, 1.5, 0, allowed)
-    assert set(np.unique(codes)) <= {1, 4, 7}
-    # A checkpoint written before the vocabulary existed: every code allowed.
-    payload = load_checkpoint(out)
-    del payload["model"]["transformer.style_codes"]
-    net = maskdance.build(payload["arch"])
-    net.load_state_dict(payload["model"])
-    assert net.transformer.vocabulary("waltz") is None
 
 
 def test_the_recurrent_models_read_style_columns_and_draw_balanced_batches(styled, tmp_path):

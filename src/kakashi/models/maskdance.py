@@ -24,8 +24,7 @@ a dance, regenerates a span of it and keeps the upper or lower body of another (
    ``cos(t * pi / 2)`` share of the free tokens for the next pass. A song is covered by
    windows that overlap by ``overlap`` steps; each window keeps the codes the previous one
    chose in the overlap, so a song of any length costs the same per second and its windows
-   join as one dance. A dance in a style samples only that style's vocabulary, the codes
-   its train dances use (as motif).
+   join as one dance.
 4. **Edits** (:class:`kakashi.models.editing.Constraints`): the given frames are encoded by
    the tokenizer (free frames filled by interpolation in time from the given ones, so the
    encoder sees smooth context) and the code of every step whose frames are all given is
@@ -51,7 +50,6 @@ from kakashi.errors import ModelError
 from kakashi.models.editing import Constraints
 from kakashi.models.motif import Tokenizer, finish_motion, part_columns, pool_audio, start_rows
 from kakashi.models.stats import POSE_DIM, Stats
-from kakashi.models.styles import allowed_codes, code_vocabulary, style_index
 
 
 class MaskTransformer(nn.Module):
@@ -69,11 +67,6 @@ class MaskTransformer(nn.Module):
         # The last row (kept at zero) is "no style": unlabelled shards, or none asked for.
         styles = len(self.styles)
         self.style = nn.Embedding(styles + 1, dim, padding_idx=styles) if styles else None
-        # Each style's vocabulary, as motif's (kakashi.models.styles.code_vocabulary): the
-        # embedding alone left a requested style at 40 % of the windows (m2d test, auto).
-        if styles:
-            self.register_buffer("style_codes", torch.zeros(styles, parts, codebook).bool())
-            self.register_load_state_dict_pre_hook(_no_vocabulary_yet)
         self.position = nn.Embedding(self.window, dim)
         layer = nn.TransformerEncoderLayer(
             dim,
@@ -90,19 +83,7 @@ class MaskTransformer(nn.Module):
 
     def style_index(self, style: str | None) -> int:
         """The embedding row of ``style``; the "no style" row for None or an unknown one."""
-        return style_index(self.styles, style)
-
-    def learn_style_codes(self, codes: list[tuple[np.ndarray, int]]) -> None:
-        """Set each style's vocabulary (:func:`kakashi.models.styles.code_vocabulary`)."""
-        if self.style is not None:
-            used = code_vocabulary(codes, *self.style_codes.shape)
-            self.style_codes.copy_(torch.from_numpy(used))
-
-    def vocabulary(self, style: str | None) -> np.ndarray | None:
-        """(parts, codebook) bool: the codes a dance in ``style`` may use; None: any."""
-        if self.style is None:
-            return None
-        return allowed_codes(self.style_codes.cpu().numpy(), self.style_index(style))
+        return self.styles.index(style) if style in self.styles else len(self.styles)
 
     def music_features(self, padded: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         """Pooled audio padded by back/ahead steps (B, N + back + ahead, down*F) and style
@@ -120,12 +101,6 @@ class MaskTransformer(nn.Module):
             x = x + table(ids[..., p])
         h = self.ln(self.encoder(x))
         return torch.stack([head(h) for head in self.heads], dim=2)
-
-
-def _no_vocabulary_yet(module, state_dict, prefix, *_) -> None:
-    """A checkpoint from before the style vocabulary (2026-12-03, session 8) has none: an
-    empty one, which :func:`kakashi.models.styles.allowed_codes` reads as "any code"."""
-    state_dict.setdefault(prefix + "style_codes", torch.zeros_like(module.style_codes))
 
 
 class MaskDance(nn.Module):
@@ -173,11 +148,9 @@ def fill_window(
     iterations: int,
     temperature: float,
     top_k: int,
-    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Codes (L, parts) with -1 where free -> every code chosen, the given ones unchanged.
-    ``music``: the window's conditioning (L, dim); ``allowed`` (parts, K) bool: the codes a
-    free token may take (None: any). MoMask's decoding: all free tokens start
+    ``music``: the window's conditioning (L, dim). MoMask's decoding: all free tokens start
     masked; after pass t of T (t = 0..T-1), the ``cos(pi/2 * (t+1)/T)`` least confident
     share of the free tokens is masked again and resampled."""
     free = codes < 0
@@ -191,8 +164,6 @@ def fill_window(
     for t in range(iterations):
         x = torch.from_numpy(ids[None]).to(device)
         logits = model(x, music[None])[0].float().cpu().numpy()  # (L, parts, K)
-        if allowed is not None:
-            logits = np.where(allowed[None], logits, -np.inf)
         where = np.nonzero(is_mask)
         chosen = _sample(logits[where], temperature, top_k, rng)
         ids[where] = chosen
@@ -219,11 +190,9 @@ def sample_codes(
     iterations: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
-    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Codes (N, parts) for per-step conditioning ``music`` (N, dim), keeping ``given``
-    (N, parts; -1 = free), window by window; each window keeps the previous one's codes.
-    ``allowed``: the free tokens' codes, as :func:`fill_window`."""
+    (N, parts; -1 = free), window by window; each window keeps the previous one's codes."""
     arch = net.arch
     iterations = arch["iterations"] if iterations is None else iterations
     temperature = arch["temperature"] if temperature is None else temperature
@@ -234,7 +203,7 @@ def sample_codes(
     for start in windows(len(codes), window, arch["overlap"]):
         part = slice(start, start + window)
         codes[part] = fill_window(
-            net.transformer, codes[part], music[part], rng, iterations, temperature, top_k, allowed
+            net.transformer, codes[part], music[part], rng, iterations, temperature, top_k
         )
     return codes
 
@@ -339,8 +308,7 @@ def generate_motion(
     given = np.full((steps, net.arch["parts"]), -1, dtype=np.int64)
     if constraints is not None and constraints.any():
         given = given_codes(net, stats, constraints, steps)
-    allowed = model.vocabulary(style)
-    codes = sample_codes(net, music, given, seed, iterations, temperature, top_k, allowed)
+    codes = sample_codes(net, music, given, seed, iterations, temperature, top_k)
     motion = net.tokenizer.decode(torch.from_numpy(codes)[None].to(device))[0, :frames]
     start = start_rows(first_pose, stats, down)[0]
     return finish_motion(motion.float().cpu().numpy(), start, stats, net.arch)

@@ -3,8 +3,7 @@
 1. tokenizer: motif's loop (``motif_train``: random motion windows, reconstruction +
    commitment loss, EMA codebooks with k-means start and dead-code restarts);
 2. every training sequence is turned into codes once per phase (shifted by 0..down-1
-   frames), with its music and style (motif's ``_code_sequences``); each style's
-   vocabulary is the codes its train dances use (``styles.code_vocabulary``);
+   frames), with its music and style (motif's ``_code_sequences``);
 3. masked transformer: random windows of ``window`` steps, style-balanced when the shards
    have two styles or more (``styles.style_weights``), masked as MoMask (see
    ``maskdance``); the loss is the cross-entropy of the hidden tokens with label smoothing.
@@ -204,13 +203,7 @@ def fit(
     if not 0 <= config.overlap < config.window:
         raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
-                      _train_maskdance_codes)  # fmt: skip
-
-
-def _train_maskdance_codes(net: MaskDance, s, data, *rest) -> None:
-    """maskdance over the codes: each style's vocabulary, then the masked transformer."""
-    net.transformer.learn_style_codes([(codes, style) for codes, _, _, style in data])
-    _train_transformer(net, s, data, *rest)
+                      _train_transformer)  # fmt: skip
 
 
 def run(
