@@ -1,0 +1,109 @@
+"""Score a trained checkpoint on the val split, to tune without looking at the test split.
+
+Run from the repository root::
+
+    nice -n 10 .venv/bin/python studies/val_split.py results/m2d/models/maskdance.pt
+        [--shards results/m2d/shards] [--seeds 0,1,2] [--set foot_lock=0.5 --set smooth=2]
+
+Each val song is danced with ``--style auto`` where the checkpoint knows styles, from the
+mean pose, for each seed; ``--set`` overrides a value of the checkpoint's arch (its
+generation settings: ``temperature``, ``top_k``, ``smooth``, ``foot_lock``, ``iterations``).
+The reference is the real val dances of the styles the train split has (a style training
+never saw cannot be asked for), as 5-s clips every 2.5 s, the evaluation's held-out clips.
+
+Prints per seed: held-out FID_k / FID_g against the real val dances, the share of 5-s
+windows the evaluation's style classifier puts in the song's style, and skating, PFC, mean
+jerk and joint speed as ratios to the real val dances' (``kakashi.evaluate``'s definitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from kakashi import shards  # noqa: E402
+from kakashi.evaluate import heldout  # noqa: E402
+from kakashi.evaluate import style as style_eval  # noqa: E402
+from kakashi.evaluate.contact import physical_foot_contact  # noqa: E402
+from kakashi.evaluate.harness import load_split  # noqa: E402
+from kakashi.evaluate.quality import joint_speed, mean_jerk, skate_rate  # noqa: E402
+from kakashi.models.checkpoint import load_model  # noqa: E402
+from kakashi.models.generate import dance_for_audio  # noqa: E402
+from kakashi.models.styles import choose_style  # noqa: E402
+
+CLIP_S, HOP_S = 5.0, 2.5
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--shards", type=Path, default=REPO / "results" / "m2d" / "shards")
+    parser.add_argument("--seeds", default="0", help="comma-separated generation seeds")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (JSON value)")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args()
+
+
+def quality(dances: list[tuple[np.ndarray, float]]) -> dict[str, float]:
+    return {
+        "skate": np.mean([skate_rate(w, fps) for w, fps in dances]),
+        "pfc": np.mean([physical_foot_contact(w, fps) for w, fps in dances]),
+        "jerk": np.mean([mean_jerk(w, fps) for w, fps in dances]),
+        "speed": np.mean([joint_speed(w, fps).mean() for w, fps in dances]),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    train = load_split(args.shards, "train")
+    styles = sorted({d.style for d in train if d.style})
+    val = [d for d in load_split(args.shards, "val") if not styles or d.style in styles]
+    classifier = style_eval.train_classifier([(d.world, d.fps, d.style) for d in train])
+    reference = heldout.clip_features([(d.world, d.fps) for d in val], CLIP_S, HOP_S)
+    real = quality([(d.world, d.fps) for d in val])
+    audio = {
+        d.name: shards.read_shard(args.shards / "split=val" / f"{d.name}.parquet", ["audio"])[0][
+            "audio"
+        ]
+        for d in val
+    }
+    model = load_model(args.checkpoint)
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value)
+    model.net.arch.update(overrides)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        dances, scored = [], []
+        for d in val:
+            choice = choose_style(
+                model.payload, "auto", audio[d.name], str(args.checkpoint), d.name
+            )
+            dance = dance_for_audio(
+                model, audio[d.name], model.stats.mean_pose(), seed, style=choice
+            )
+            dances.append((dance.world(), dance.fps))
+            scored.append((dance.world(), dance.fps, d.style))
+        clips = heldout.clip_features(dances, CLIP_S, HOP_S)
+        fid_k, fid_g = heldout.heldout_fid(reference, clips)
+        in_style = style_eval.style_accuracy(classifier, scored)["style_accuracy"] if styles else 0
+        ratios = quality(dances)
+        print(
+            f"{args.checkpoint.name} {overrides or ''} seed {seed}: val FID_k {fid_k:.2f} "
+            f"FID_g {fid_g:.2f} style {in_style:.3f} "
+            + " ".join(f"{key} x{ratios[key] / real[key]:.2f}" for key in ratios),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
