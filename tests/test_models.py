@@ -17,6 +17,7 @@ from kakashi.errors import CheckpointError, MediaError, ModelError
 from kakashi.kinematics import project_bones
 from kakashi.models.checkpoint import load_checkpoint, load_model, paths_for, save_checkpoint
 from kakashi.models.config import TrainConfig, config_from, resolve
+from kakashi.models.crnngan_train import state_digest
 from kakashi.models.data import (
     load_training_data,
     make_windows,
@@ -166,6 +167,31 @@ def test_resume_starts_afresh_on_other_data(demo_shards: Path, tmp_path: Path) -
     assert history(out)[-1]["epoch"] == 1
     after = load_checkpoint(out)["model"]  # trained again, not resumed past the end
     assert any(not torch.equal(after[key], before[key]) for key in before)
+
+
+def test_crnngan_starts_afresh_from_a_retrained_seed_rnn(
+    demo_shards: Path, tmp_path: Path, caplog
+) -> None:
+    """Same settings, same data, but the seed RNN trained again (another seed): the GAN's
+    .last.pt started from other weights and is not resumed (the m2d run resumed it)."""
+    seed_rnn, out = tmp_path / "rnn.pt", tmp_path / "gan.pt"
+    gan = dict(model="crnngan", init=str(seed_rnn), window_s=0.5, batch_size=32)
+    train(tiny(demo_shards, seed_rnn, epochs=1), progress=False)
+    train(tiny(demo_shards, out, epochs=1, **gan), progress=False)
+    with caplog.at_level("INFO"):
+        train(tiny(demo_shards, out, epochs=2, **gan), progress=False)  # the same seed RNN
+    assert "resuming" in caplog.text and "starting afresh" not in caplog.text
+    assert [row["epoch"] for row in history(out)] == [1, 2]
+    train(tiny(demo_shards, seed_rnn, epochs=1, seed=7), progress=False)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train(tiny(demo_shards, out, epochs=2, **gan), progress=False)
+    assert "started from other weights: starting afresh" in caplog.text
+    assert [row["epoch"] for row in history(out)] == [1, 2]
+    # The new .last.pt names the retrained seed RNN it started from.
+    assert load_checkpoint(paths_for(out)["last"])["start"] == state_digest(
+        load_checkpoint(seed_rnn)["model"]
+    )
 
 
 @pytest.mark.slow

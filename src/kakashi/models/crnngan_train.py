@@ -8,6 +8,8 @@ Windows, batches, evaluation and checkpoints are the seed RNN's
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from kakashi.errors import ModelError
@@ -55,6 +57,16 @@ def seed_rnn(config: TrainConfig, train: list[Sequence]) -> tuple[dict, Stats, l
     return saved["model"], stats, list(saved["arch"].get("styles") or [])
 
 
+def state_digest(state: dict) -> str:
+    """SHA-256 of a state dict's names, shapes and values (which seed RNN a run started from)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}{tuple(value.shape)}{value.dtype}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def run(
     config: TrainConfig, progress: bool, rank: int, world: int, device: torch.device
 ) -> Trained:
@@ -66,7 +78,10 @@ def run(
     model = rnn.build(arch)
     disc = Discriminator(arch["audio_dim"], MOTION_DIM, config.d_hidden)
     init_generator_from_rnn(model, init_state)
-    loop = Loop(config, stats, (train_seqs, val_seqs), arch, model, disc, rank, world, device)
+    start = state_digest(init_state)  # a retrained seed RNN: the GAN starts afresh
+    loop = Loop(
+        config, stats, (train_seqs, val_seqs), arch, model, disc, rank, world, device, start
+    )
     for epoch in loop.epochs():
         for audio, motion, mask in loop.batches(epoch, progress):
             fake, out = fake_motion(loop.forward, audio, motion, loop.rng)

@@ -212,8 +212,12 @@ class Loop:
         rank: int,
         world: int,
         device: torch.device,
+        start: str | None = None,
     ) -> None:
         self.config, self.stats, self.arch = config, stats, arch
+        # What the weights start from (the C-RNN-GAN: its seed RNN's digest), kept in the
+        # resume state: a .last.pt that started from other weights is not resumed.
+        self.start = start
         self.rank, self.world, self.device = rank, world, device
         self.files = paths_for(config.out)
         window, stride = _windows_for(config, stats.fps)
@@ -268,6 +272,11 @@ class Loop:
         # re-split sheet resumed a finished run on the old split and trained nothing).
         if not Stats.from_dict(saved["stats"]).same_data(self.stats):
             log.warning("%s was trained on other data: starting afresh", self.files["last"])
+            return 0
+        # (the m2d run resumed a C-RNN-GAN of the old seed RNN after the RNN was retrained
+        # with the same settings: same arch, same data, other starting weights)
+        if saved.get("start") != self.start:
+            log.warning("%s started from other weights: starting afresh", self.files["last"])
             return 0
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -395,6 +404,8 @@ class Loop:
             "best_val": self.best,
             "bad_epochs": self.bad_epochs,
         }
+        if self.start is not None:
+            extra["start"] = self.start
         if self.disc is not None:
             extra["discriminator"] = _state(self.disc)
             extra["d_optimizer"] = self.d_optimizer.state_dict()
