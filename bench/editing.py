@@ -80,8 +80,8 @@ generate.enforce = _keeping_made(generate.enforce)
 def seam_sources(dance: Dance, constraints: Constraints) -> tuple[float, float, float]:
     """(crossing, added, own): the largest jerk (m/s^3) of the third differences across a
     seam (a given and a generated frame); of the shift enforcement adds (the edited dance
-    minus what the model made) and of the model's own motion, on the generated frames
-    within BLEND_S of a seam."""
+    minus what the model made) and of the model's own motion, within BLEND_S of a seam
+    (on the frames the model made that are not kept exactly)."""
     near, crossing = seam_stencils(constraints, dance.fps)
     if not near.any():
         return 0.0, 0.0, 0.0
@@ -94,7 +94,9 @@ def seam_sources(dance: Dance, constraints: Constraints) -> tuple[float, float, 
     own[exact] = (pose[exact] != constraints.pose[exact]).any(axis=(1, 2)) | (
         root[exact] != constraints.root[exact]
     ).any(axis=1)
-    inner = near & ~crossing & (np.convolve(~own, np.ones(4), "valid") == 0)
+    # Stencils of frames the model made, none of them kept exactly (a keyframe's frame is
+    # one: there, what enforcement changes is the shift that reaches it).
+    inner = near & (np.convolve(~own | exact, np.ones(4), "valid") == 0)
     world = dance.world().astype(np.float64)
     cross = frame_jerk(world, dance.fps)[crossing].max() if crossing.any() else 0.0
     if not inner.any():
