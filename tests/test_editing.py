@@ -313,18 +313,18 @@ def test_the_blend_profile_is_flat_in_position_velocity_and_acceleration_at_both
 
 
 def test_a_seam_adds_no_step_in_acceleration():
-    """A model whose motion is the kept dance moved (an offset q) and drifting (a velocity
-    d): the edited dance minus the kept one is (q + d t) (1 - fall) on each seam of a
-    span, so its jerk is at most 60 |q + d t| / W^3 + 60 |d| / W^2 (W: the blend in
-    frames), where a raised cosine's step in acceleration would give q pi^2 / (2 W^2), or
-    where velocities measured a frame apart would add the kept dance's acceleration."""
+    """A kept dance moving at a steady speed and a model whose motion is that dance moved
+    (an offset q) and drifting (a velocity d): the edited dance minus the kept one is
+    (q + d t) (1 - fall) on each seam of a span, so its jerk is at most
+    60 |q + d t| / W^3 + 60 |d| / W^2 (W: the blend in frames), where a raised cosine's
+    step in acceleration would give q pi^2 / (2 W^2)."""
     fps = 600.0  # a long blend (W = 300 frames) tells O(1 / W^3) from O(1 / W^2)
     width = round(BLEND_S * fps)
     frames = 4 * width
     t = np.arange(frames, dtype=np.float64)
     rng = np.random.default_rng(0)
-    phase = rng.uniform(0, 2 * np.pi, (1, 17, 3))
-    given = (0.3 * np.sin(2 * np.pi * t[:, None, None] / fps + phase)).astype(np.float32)
+    speed = rng.uniform(-0.3, 0.3, (1, 17, 3)) / fps  # m per frame
+    given = (rng.uniform(-0.5, 0.5, (1, 17, 3)) + speed * t[:, None, None]).astype(np.float32)
     given[:, 0] = 0  # root-centred
     q = np.float32(0.4)
     drift = np.float32(0.5 / fps)  # 0.5 m/s, per frame

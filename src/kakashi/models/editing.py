@@ -23,8 +23,8 @@ The edits of ``kakashi generate`` (docs/editing.md) build their constraints here
 naming the file and the fix.
 
 Seams. Where generated frames meet given ones, the generated motion is shifted to meet
-them: a joint's offset (position, and velocity where two or more frames are given, both
-velocities over the same two frames) falls to zero over :data:`BLEND_S` with the
+them: a joint's offset (position, and velocity where two or more frames are given) falls
+to zero over :data:`BLEND_S` with the
 minimum-jerk quintic, so the shift has no step in position, velocity or acceleration at
 either end; the root's offset does not fall off (a continued dance goes on from where it
 stands) but moves the same way across a span from its left to its right seam. The jerk
@@ -301,8 +301,8 @@ def _blend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One channel (T, 3): the given values where ``known``, the made ones shifted to meet
     them elsewhere (see the module doc), and the weight (T,) of the shift. ``made`` must
-    hold the model's own values on the two given frames at each side of a gap too: the
-    offset is measured on the nearer, the velocity mismatch over both."""
+    hold the model's own values on the given frame at each side of a gap too (the
+    offsets), and its velocity is taken from inside the gap."""
     out = made.copy()
     weight = known.astype(np.float64)
     frames = len(made)
@@ -320,10 +320,11 @@ def _blend(
             offset = given[a - 1] - made[a - 1]
             slope = np.zeros(3)
             if a >= 2 and known[a - 2]:  # a run of two or more frames: its velocity too
-                # Both velocities over the same two frames: the model's from inside the
-                # gap (made[a] - made[a - 1]) differs from the given one by the given
-                # acceleration too, a jerk of up to 600 m/s^3 at the seam.
-                slope = (given[a - 1] - given[a - 2]) - (made[a - 1] - made[a - 2])
+                # The given velocity into the seam, the model's out of it: the seam's
+                # acceleration is then 0, and a kept and a generated acceleration that
+                # differ make two steps of jerk, each one's own, not one of their
+                # difference (measured: docs/editing.md, "Candidates tried").
+                slope = (given[a - 1] - given[a - 2]) - (made[a] - made[a - 1])
             fall = _fall(k + 1, min(width, n + 1))
             if keep_offset:
                 ramp = _fall(k + 1, n + 1) if right else np.ones(n)
@@ -336,7 +337,7 @@ def _blend(
             offset = given[b] - made[b]
             slope = np.zeros(3)
             if b + 1 < frames and known[b + 1]:
-                slope = (given[b] - given[b + 1]) - (made[b] - made[b + 1])
+                slope = (given[b] - given[b + 1]) - (made[b - 1] - made[b])
             d = n - k  # distance to frame b
             fall = _fall(d, min(width, n + 1))
             if keep_offset:

@@ -98,12 +98,12 @@ def _edited_motion(
     root = np.where(exact[:, None], constraints.root, 0).astype(np.float32)
     edges = np.diff(np.r_[0, (~exact).astype(np.int8), 0])
     for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-        # Over the two kept frames on each side of the span too: the seams' offsets and
-        # velocity mismatches are measured on those (enforce overwrites them with the kept
-        # frames). It starts LEAD_S earlier, from the kept pose there, so that the model's
-        # start (motiongraph blends its first pose into a segment within 3 frames: jerk up
-        # to 12,600 m/s^3) lies in kept frames and the seam meets its running motion.
-        start, end = max(a - round(LEAD_S * model.stats.fps), 0), min(b + 2, len(exact))
+        # From the kept frame before the span to the one after it: the seams' offsets are
+        # measured on those two (enforce overwrites them with the kept frames).
+        # It starts LEAD_S earlier, from the kept pose there, so that the model's start
+        # (motiongraph blends its first pose into a segment within 3 frames: jerk up to
+        # 12,600 m/s^3) lies in kept frames and the seam meets its running motion.
+        start, end = max(a - round(LEAD_S * model.stats.fps), 0), min(b + 1, len(exact))
         first = constraints.pose[start] if a > 0 else first_pose
         part_pose, part_root = model.generate_motion(audio[start:end], first, seed, **options)
         if a > 0:  # the root goes on from where the kept frame stands
