@@ -31,7 +31,7 @@ stands) but moves the same way across a span from its left to its right seam. Th
 this adds stays far below the mocap's own: on the 35 real Dance-with-Melody dances the
 99.5th percentile of a frame's largest joint jerk (world positions, third difference at
 30 fps) is 3,119 m/s^3 (median 144, 99th 2,335); on the m2d test songs the shift adds at
-most 879 m/s^3 for any model (``bench/editing.py``, docs/editing.md). What is left of a
+most 831 m/s^3 for any model (``bench/editing.py``, docs/editing.md). What is left of a
 seam's jerk is the model's own motion next to it, and where kept and generated frames
 accelerate differently, a step at the seam (:func:`seam_stencils`).
 """
