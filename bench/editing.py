@@ -14,11 +14,17 @@ Printed:
   is the seam target);
 - per model: the largest frame jerk of its unedited dances (after their first 10 frames,
   where a model blends its start pose in): what the model makes without any edit;
+- per model: whether a dance made through the edit path with no constraint is
+  bit-identical to the unedited one (an edit must not change what is not edited);
 - per model and edit: the kept frames bit-identical (yes/no), the largest seam jerk over
-  the test songs (within ``BLEND_S`` of a seam, :func:`kakashi.models.editing.seam_jerk`),
-  the 99.5th percentile of the edited dance's own frame jerk (mean over songs: what the
-  model makes anyway), the mean keyframe error (cm) and the seconds (generation +
-  enforcement; a shared 2-core machine's figures vary).
+  the test songs (within ``BLEND_S`` of a seam, :func:`kakashi.models.editing.seam_jerk`)
+  and where it comes from: the largest jerk of the third differences that cross the seam
+  (a given and a generated frame), the largest jerk the enforcement adds to the model's
+  motion within ``BLEND_S`` (the jerk of the shift, the edited dance minus what the model
+  made, on generated frames only) and the largest jerk of the model's own motion on the
+  same frames (before enforcement); then the 99.5th percentile of the edited dance's own
+  frame jerk (mean over songs: what the model makes anyway), the mean keyframe error (cm)
+  and the seconds (generation + enforcement; a shared 2-core machine's figures vary).
 
 Each song's edits: continue its first half to the whole song; regenerate 40-60 % of it;
 pass through 3 poses of another test dance (at 25, 50 and 75 %); keep its upper body.
@@ -37,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from kakashi.dance import Dance  # noqa: E402
+from kakashi.models import generate  # noqa: E402
 from kakashi.models.checkpoint import load_model  # noqa: E402
 from kakashi.models.editing import (  # noqa: E402
     Constraints,
@@ -44,16 +51,58 @@ from kakashi.models.editing import (  # noqa: E402
     add_keyframes,
     body_part,
     continuation,
+    frame_jerk,
     inbetween,
     keyframe_error,
     seam_jerk,
+    seam_stencils,
 )
 from kakashi.models.generate import dance_for_audio  # noqa: E402
 from kakashi.shards import list_shards, read_shard  # noqa: E402
 
+# What the model made before enforcement (pose, root: the arrays generate.py hands to
+# ``enforce``), kept by the wrapper below: the seam's jerk is split into the model's own
+# and what the enforcement adds.
+MADE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-def frame_jerk(world: np.ndarray, fps: float) -> np.ndarray:
-    return np.linalg.norm(np.diff(world, 3, axis=0), axis=2).max(axis=1) * fps**3
+
+def _keeping_made(enforce):
+    def wrapped(pose, root, constraints, fps):
+        MADE["last"] = (np.array(pose, np.float64), np.array(root, np.float64))
+        return enforce(pose, root, constraints, fps)
+
+    return wrapped
+
+
+generate.enforce = _keeping_made(generate.enforce)
+
+
+def seam_sources(dance: Dance, constraints: Constraints) -> tuple[float, float, float]:
+    """(crossing, added, own): the largest jerk (m/s^3) of the third differences across a
+    seam (a given and a generated frame); of the shift enforcement adds (the edited dance
+    minus what the model made) and of the model's own motion, within BLEND_S of a seam
+    (on the frames the model made that are not kept exactly)."""
+    near, crossing = seam_stencils(constraints, dance.fps)
+    if not near.any():
+        return 0.0, 0.0, 0.0
+    pose, root = MADE["last"]
+    made = pose + root[:, None]
+    # Frames of ``made`` the model made: the given ones too where its span began earlier
+    # (generate.LEAD_S) or ended one later; elsewhere generate.py filled in the given frames.
+    exact = constraints.exact
+    own = ~exact
+    own[exact] = (pose[exact] != constraints.pose[exact]).any(axis=(1, 2)) | (
+        root[exact] != constraints.root[exact]
+    ).any(axis=1)
+    # Stencils of frames the model made, none of them kept exactly (a keyframe's frame is
+    # one: there, what enforcement changes is the shift that reaches it).
+    inner = near & (np.convolve(~own | exact, np.ones(4), "valid") == 0)
+    world = dance.world().astype(np.float64)
+    cross = frame_jerk(world, dance.fps)[crossing].max() if crossing.any() else 0.0
+    if not inner.any():
+        return float(cross), 0.0, 0.0
+    added = frame_jerk(world - made, dance.fps)[inner].max()
+    return float(cross), float(added), float(frame_jerk(made, dance.fps)[inner].max())
 
 
 def mocap(shards: Path) -> None:
@@ -77,6 +126,11 @@ def edits(model, audio: np.ndarray, other: Dance, seed: int):
     plain = dance_for_audio(model, audio, model.stats.mean_pose(), seed)
     yield "none", Constraints.free(len(plain)), plain, 0.0
     frames = len(plain)
+    free = dance_for_audio(
+        model, audio, model.stats.mean_pose(), seed, constraints=Constraints.free(frames)
+    )
+    same = np.array_equal(free.pose, plain.pose) and np.array_equal(free.root, plain.root)
+    yield "free", Constraints.free(frames), free, float(same)
     half = Dance(plain.pose[: frames // 2], plain.root[: frames // 2], fps)
     keys = Constraints.free(frames)
     times = [round(frames * q) / fps for q in (0.25, 0.5, 0.75)]
@@ -123,12 +177,17 @@ def main() -> None:
                 if name == "keep upper":
                     upper = list(range(7, 17))
                     kept = np.array_equal(dance.pose[:, upper], constraints.pose[:, upper])
+                if name == "free":
+                    rows.setdefault(name, []).append(seconds)
+                    continue
                 own = frame_jerk(dance.world()[10:], dance.fps)  # after the start's blend-in
                 p995 = own.max() if name == "none" else np.percentile(own, 99.5)
+                sources = seam_sources(dance, constraints) if name != "none" else (0, 0, 0)
                 rows.setdefault(name, []).append(
                     (
                         kept,
                         seam_jerk(dance, constraints),
+                        *sources,
                         keyframe_error(dance.pose, constraints),
                         p995,
                         seconds,
@@ -136,7 +195,12 @@ def main() -> None:
                     )
                 )
         for name, values in rows.items():
-            kept, jerk, error, p995, seconds, duration = (
+            if name == "free":
+                same = "yes" if all(values) else "NO"
+                print(f"{checkpoint.stem:12s} no constraint through the edit path: "
+                      f"bit-identical to the unedited dance: {same}")  # fmt: skip
+                continue
+            kept, jerk, cross, added, made, error, p995, seconds, duration = (
                 np.array(v) for v in zip(*values, strict=True)
             )
             same = "yes" if kept.all() else "NO"
@@ -145,7 +209,9 @@ def main() -> None:
                       f"{p995.max():.0f} m/s^3 (after their first 10 frames)")  # fmt: skip
                 continue
             print(f"{checkpoint.stem:12s} {name:11s} kept bit-identical: {same}"
-                  f"; seam jerk max {jerk.max():.0f} m/s^3; the dance's 99.5th percentile "
+                  f"; seam jerk max {jerk.max():.0f} m/s^3 (across the seam "
+                  f"{cross.max():.0f}, enforcement adds {added.max():.0f}, the model's own "
+                  f"{made.max():.0f}); the dance's 99.5th percentile "
                   f"{p995.mean():.0f}; keyframe error {100 * error.mean():.2f} cm"
                   f"; {seconds.sum():.1f} s for {duration.sum():.0f} s of dance")  # fmt: skip
 

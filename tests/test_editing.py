@@ -16,6 +16,7 @@ from conftest import DEMO, TINY_TOKEN_MODELS
 from kakashi import skeleton
 from kakashi.cli import main
 from kakashi.dance import Dance
+from kakashi.models.checkpoint import load_model
 from kakashi.models.config import resolve
 from kakashi.models.distributed import train
 from kakashi.models.editing import (
@@ -23,10 +24,13 @@ from kakashi.models.editing import (
     PARTS,
     Constraints,
     EditRequest,
+    _fall,
     enforce,
     keyframe_error,
     seam_jerk,
+    seam_stencils,
 )
+from kakashi.models.generate import dance_for_audio, song_features
 
 SONG = DEMO / "music" / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
 # The largest joint jerk of a frame (world positions, m/s^3) that 99.5 % of the frames of
@@ -277,3 +281,80 @@ def test_enforce_keeps_exact_frames_and_reaches_keyframes(frames, start, length,
     )
     assert np.abs(pose[key] - (source[key] + 0.1)).max() < 1e-6
     assert np.isfinite(pose).all() and np.isfinite(root).all()
+
+
+@pytest.mark.parametrize("model", ["rnn", "motiongraph", "motif", "crnngan", "maskdance"])
+def test_an_edit_without_constraints_leaves_the_dance_bit_identical(model, checkpoints, songs):
+    """Through the edit path (generation per span, enforcement) with nothing constrained,
+    every model's dance is the unedited one, bit for bit."""
+    loaded = load_model(checkpoints[model])
+    audio = song_features(songs["short"], loaded.stats, checkpoints[model]).values
+    first = loaded.stats.mean_pose()
+    plain = dance_for_audio(loaded, audio, first, 4)
+    free = dance_for_audio(loaded, audio, first, 4, constraints=Constraints.free(len(plain)))
+    assert np.array_equal(free.pose, plain.pose) and np.array_equal(free.root, plain.root)
+
+
+def test_the_blend_profile_is_flat_in_position_velocity_and_acceleration_at_both_ends():
+    """The fall of a seam's offset (minimum-jerk quintic): 1 -> 0 over ``width`` with its
+    first and second derivatives 0 at both ends (a raised cosine's second derivative is
+    -pi^2/2 and +pi^2/2 there), and monotone in between."""
+    width = 1000
+    d = np.arange(-3, width + 4, dtype=np.float64)
+    f = _fall(d, width)
+    assert f[3] == 1.0 and f[3 + width] == 0.0
+    assert np.all(np.diff(f) <= 0)
+    for end in (3, 3 + width):  # index of distance 0 and of distance ``width``
+        near = f[end - 3 : end + 4]
+        velocity = np.diff(near) * width  # d f / d x, x = distance / width
+        acceleration = np.diff(near, 2) * width**2
+        assert np.abs(velocity).max() < 1e-3, velocity  # cosine: 0.015
+        assert np.abs(acceleration).max() < 0.5, acceleration  # cosine: 4.9
+
+
+def test_a_seam_adds_no_step_in_acceleration():
+    """A kept dance moving at a steady speed and a model whose motion is that dance moved
+    (an offset q) and drifting (a velocity d): the edited dance minus the kept one is
+    (q + d t) (1 - fall) on each seam of a span, so its jerk is at most
+    60 |q + d t| / W^3 + 60 |d| / W^2 (W: the blend in frames), where a raised cosine's
+    step in acceleration would give q pi^2 / (2 W^2)."""
+    fps = 600.0  # a long blend (W = 300 frames) tells O(1 / W^3) from O(1 / W^2)
+    width = round(BLEND_S * fps)
+    frames = 4 * width
+    t = np.arange(frames, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    speed = rng.uniform(-0.3, 0.3, (1, 17, 3)) / fps  # m per frame
+    given = (rng.uniform(-0.5, 0.5, (1, 17, 3)) + speed * t[:, None, None]).astype(np.float32)
+    given[:, 0] = 0  # root-centred
+    q = np.float32(0.4)
+    drift = np.float32(0.5 / fps)  # 0.5 m/s, per frame
+    made = given + q + drift * t[:, None, None].astype(np.float32)
+    made[:, 0] = 0
+    root = np.zeros((frames, 3), np.float32)
+    constraints = Constraints.free(frames)
+    a, b = width, 3 * width
+    keep = np.ones(frames, bool)
+    keep[a:b] = False
+    constraints.pose[keep], constraints.root[keep], constraints.exact[keep] = (
+        given[keep], root[keep], True)  # fmt: skip
+    pose, _ = enforce(made, root, constraints, fps)
+    added = pose.astype(np.float64) - given
+    jerk = np.abs(np.diff(added, 3, axis=0)).max()
+    bound = 60 * (q + drift * b) / width**3 + 60 * drift / width**2
+    assert jerk <= 1.1 * bound, (jerk, bound)
+    assert jerk < 0.2 * q * np.pi**2 / (2 * width**2)  # the cosine's step, for scale
+    # Position and velocity meet the kept frames on both sides.
+    for seam, step in ((a - 1, 1), (b, -1)):
+        assert np.abs(added[seam]).max() == 0
+        assert np.abs(added[seam + step]).max() < 1e-4
+
+
+def test_seam_stencils_mark_the_frames_a_seam_touches():
+    constraints = Constraints.free(40)
+    constraints.exact[:10] = True
+    constraints.pose[:10] = 0
+    near, crossing = seam_stencils(constraints, 30.0)
+    # stencil i holds frames i .. i + 3; frame 9 is the last given, 10 .. 24 within 0.5 s
+    assert np.flatnonzero(crossing).tolist() == [7, 8, 9]
+    assert np.flatnonzero(near).tolist() == list(range(7, 25))
+    assert not seam_stencils(Constraints.free(40), 30.0)[0].any()

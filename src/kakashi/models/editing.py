@@ -24,12 +24,16 @@ naming the file and the fix.
 
 Seams. Where generated frames meet given ones, the generated motion is shifted to meet
 them: a joint's offset (position, and velocity where two or more frames are given) falls
-to zero over :data:`BLEND_S` with a raised-cosine, so it has no kink; the root's offset
-does not fall off (a continued dance goes on from where it stands) but moves smoothly
-across a span from its left to its right seam. The jerk this adds stays far below the
-mocap's own: on the 35 real Dance-with-Melody dances the 99.5th percentile of a frame's
-largest joint jerk (world positions, third difference at 30 fps) is 3,119 m/s^3 (median
-144, 99th 2,335; ``bench/editing.py``, docs/editing.md).
+to zero over :data:`BLEND_S` with the
+minimum-jerk quintic, so the shift has no step in position, velocity or acceleration at
+either end; the root's offset does not fall off (a continued dance goes on from where it
+stands) but moves the same way across a span from its left to its right seam. The jerk
+this adds stays far below the mocap's own: on the 35 real Dance-with-Melody dances the
+99.5th percentile of a frame's largest joint jerk (world positions, third difference at
+30 fps) is 3,119 m/s^3 (median 144, 99th 2,335); on the m2d test songs the shift adds at
+most 831 m/s^3 for any model (``bench/editing.py``, docs/editing.md). What is left of a
+seam's jerk is the model's own motion next to it, and where kept and generated frames
+accelerate differently, a step at the seam (:func:`seam_stencils`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from kakashi import skeleton
 from kakashi.errors import EditError
 
 # Seconds over which a seam's offset falls to zero: long enough that the shift of a 0.5-m
-# pose offset has a jerk of 148 m/s^3, 354 with a 1.5-m/s velocity mismatch too (5-11 % of
+# pose offset has a jerk of 151 m/s^3, 337 with a 1.5-m/s velocity mismatch too (5-11 % of
 # the mocap's 99.5th percentile, 3,119), short enough that the model's own motion is back
 # after half a second.
 BLEND_S = 0.5
@@ -284,9 +288,12 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _fall(distance: np.ndarray, width: int) -> np.ndarray:
-    """Raised cosine: 1 at distance 0, 0 from ``width`` on, flat at both ends."""
+    """The minimum-jerk (quintic) fall: 1 at distance 0, 0 from ``width`` on, its first
+    and second derivatives 0 at both ends, so a shift shaped by it adds no step in
+    acceleration (a raised cosine's second derivative is not 0 at its ends: each end of a
+    0.5-s blend of a 0.5-m offset steps the acceleration by 9.9 m/s^2)."""
     x = np.clip(distance / max(width, 1), 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * x)
+    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
 def _blend(
@@ -313,6 +320,10 @@ def _blend(
             offset = given[a - 1] - made[a - 1]
             slope = np.zeros(3)
             if a >= 2 and known[a - 2]:  # a run of two or more frames: its velocity too
+                # The given velocity into the seam, the model's out of it: the seam's
+                # acceleration is then 0, and a kept and a generated acceleration that
+                # differ make two steps of jerk, each one's own, not one of their
+                # difference (measured: docs/editing.md, "Candidates tried").
                 slope = (given[a - 1] - given[a - 2]) - (made[a] - made[a - 1])
             fall = _fall(k + 1, min(width, n + 1))
             if keep_offset:
@@ -432,27 +443,44 @@ def keyframe_error(pose: np.ndarray, constraints: Constraints) -> float:
     return float(np.linalg.norm(pose[frames] - constraints.pose[frames], axis=2).mean())
 
 
-def seam_jerk(dance, constraints: Constraints) -> float:
-    """The largest joint jerk (m/s^3, world positions, third difference) of ``dance`` that
-    involves a generated frame within :data:`BLEND_S` of a given one: what a seam can
-    add (the given frames' own jerk is not the seam's). 0 when there is no seam."""
+def seam_stencils(constraints: Constraints, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two (T - 3,) masks of the third differences (stencil i: frames i .. i + 3) of a
+    ``len(constraints)``-frame dance: ``near``, those that involve a generated frame within
+    :data:`BLEND_S` of a given one (what a seam can change), and ``crossing``, those that
+    involve a given and a generated frame (the seam itself)."""
     known = constraints.exact | constraints.joint_known().any(axis=1)
-    width = round(BLEND_S * dance.fps)
+    frames = len(known)
+    if frames < 4 or not known.any() or known.all():
+        return np.zeros(max(frames - 3, 0), bool), np.zeros(max(frames - 3, 0), bool)
+    width = round(BLEND_S * fps)
     given = np.flatnonzero(known)
-    if not len(given) or known.all():
-        return 0.0
-    index = np.arange(len(known))
+    index = np.arange(frames)
     slot = np.clip(np.searchsorted(given, index), 1, len(given)) - 1
     distance = np.minimum(  # frames to the nearest given frame
         np.abs(index - given[slot]), np.abs(index - given[np.minimum(slot + 1, len(given) - 1)])
     )
     blended = ~known & (distance <= width)
-    # the third difference at i uses frames i .. i + 3
-    touched = np.convolve(blended.astype(int), np.ones(4, int))[3 : 3 + len(known) - 3] > 0
-    if not touched.any():
+
+    def any_of(mask):  # a stencil that holds a frame of ``mask``
+        return np.convolve(mask.astype(int), np.ones(4, int))[3:frames] > 0
+
+    return any_of(blended), any_of(known) & any_of(~known)
+
+
+def frame_jerk(world: np.ndarray, fps: float) -> np.ndarray:
+    """(T - 3,) the largest joint jerk (m/s^3, third difference) of each stencil of
+    ``world`` (T, J, 3)."""
+    return np.linalg.norm(np.diff(world, 3, axis=0), axis=2).max(axis=1) * fps**3
+
+
+def seam_jerk(dance, constraints: Constraints) -> float:
+    """The largest joint jerk (m/s^3, world positions, third difference) of ``dance`` that
+    involves a generated frame within :data:`BLEND_S` of a given one: what a seam can
+    add (the given frames' own jerk is not the seam's). 0 when there is no seam."""
+    near, _ = seam_stencils(constraints, dance.fps)
+    if not near.any():
         return 0.0
-    jerk = np.linalg.norm(np.diff(dance.world(), 3, axis=0), axis=2).max(axis=1) * dance.fps**3
-    return float(jerk[touched].max())
+    return float(frame_jerk(dance.world(), dance.fps)[near].max())
 
 
 def describe(kind: str, **details) -> dict:
