@@ -52,10 +52,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def tokenizer_of(args, train, val, stats):
-    """(tokenizer, arch, seconds): the checkpoint's, or one trained with motif's settings."""
+    """(tokenizer, arch, stats, seconds): the checkpoint's (its own stats, in its root_frame),
+    or one trained with motif's settings."""
     if args.checkpoint:
         model = load_model(args.checkpoint)
-        return model.net.tokenizer, model.net.arch, 0.0
+        return model.net.tokenizer, model.net.arch, model.stats, 0.0
     settings = {"mirror": False}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -66,12 +67,15 @@ def tokenizer_of(args, train, val, stats):
     net = SimpleNamespace(tokenizer=Tokenizer(arch))  # what _train_tokenizer reads
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
-    train_m, val_m = motif_train._motion(train, stats), motif_train._motion(val, stats)
+    if s.root_frame != "world":
+        train, val, stats = load_training_data(args.shards, False, s.root_frame)
+    train_m = motif_train._motion(train, stats, s.root_frame)
+    val_m = motif_train._motion(val, stats, s.root_frame)
     started = time.perf_counter()
     history: list[dict] = []
     motif_train._train_tokenizer(net, s, train_m, val_m, torch.device("cpu"), gen, history)
     print(f"settings {settings}: last {history[-1]}")
-    return net.tokenizer, arch, time.perf_counter() - started
+    return net.tokenizer, arch, stats, time.perf_counter() - started
 
 
 def main() -> None:
@@ -85,13 +89,14 @@ def main() -> None:
     classifier = style_eval.train_classifier([(d.world, d.fps, d.style) for d in train_dances])
     reference = heldout.clip_features([(d.world, d.fps) for d in real.values()], 5.0, 2.5)
 
-    tok, arch, seconds = tokenizer_of(args, train, val, stats)
+    tok, arch, stats, seconds = tokenizer_of(args, train, val, stats)
     tok.eval()
     down = arch["down"]
     print(f"tokenizer trained in {seconds:.0f} s; down {down}, codebook {arch['codebook']}")
     for smooth in (arch.get("smooth", 0.0), 0.0):
         dances, scored = [], []
-        for seq, (motion, _) in zip(val, motif_train._motion(val, stats), strict=True):
+        val_m = motif_train._motion(val, stats, arch.get("root_frame", "world"))
+        for seq, (motion, _) in zip(val, val_m, strict=True):
             usable = len(motion) // down * down
             with torch.no_grad():
                 out = tok.decode(tok.encode(torch.from_numpy(motion[:usable])[None]))[0].numpy()

@@ -1,4 +1,5 @@
-"""maskdance: masking, parallel decoding that keeps given codes, edits, seeds, checkpoints.
+"""maskdance: masking, parallel decoding that keeps given codes, edits, seeds, checkpoints,
+the body-frame root velocity (``root_frame``).
 
 Tiny networks on real motion (CMU subject 131 mocap from the shared test data) with
 synthetic audio features, and one few-step run of `kakashi train`'s path on the demo shards.
@@ -16,10 +17,13 @@ import torch
 from conftest import NOISE_FEATURES, mocap_sequences
 from kakashi import skeleton
 from kakashi.errors import ModelError
+from kakashi.kinematics import ROOT_FRAMES, root_to_body, root_to_world, root_velocity
 from kakashi.models import maskdance, maskdance_train
 from kakashi.models.config import TrainConfig, resolve
-from kakashi.models.data import Sequence, compute_stats
+from kakashi.models.data import Sequence, compute_stats, motion_of
 from kakashi.models.editing import Constraints
+from kakashi.models.motif import finish_motion
+from kakashi.models.stats import POSE_DIM
 
 TINY = {
     "down": 4,
@@ -254,3 +258,92 @@ def test_trains_on_the_demo_shards_and_generates_with_a_keyframe(demo_shards, tm
     assert (given[30] >= 0).all() and (np.delete(given, 30, axis=0) < 0).all()
     other, _ = model.generate_motion(audio, model.stats.mean_pose(), 1, constraints=key)
     assert not np.array_equal(pose, other)  # the rest is generated: seeds differ
+
+
+# ---------------------------------------------------------------- root_frame: body
+
+
+def _spun(seq: Sequence, yaw: float) -> Sequence:
+    """``seq`` turned about the vertical axis by ``yaw`` (radians): pose and root."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    turn = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], np.float64)
+    pose = (seq.pose.astype(np.float64) @ turn.T).astype(np.float32)
+    root = (seq.root.astype(np.float64) @ turn.T).astype(np.float32)
+    return Sequence(seq.name, seq.audio, pose, root, seq.conf, seq.fps, seq.feature_names, 512)
+
+
+def test_body_frame_velocity_round_trips_and_ignores_the_facing(sequences):
+    """Real mocap: body -> world with the same poses gives the world velocity back; the same
+    dance turned by a constant yaw has other world velocities but the same body ones."""
+    for seq in sequences:
+        world = root_velocity(seq.root.astype(np.float64), seq.pose, "world")
+        body = root_velocity(seq.root.astype(np.float64), seq.pose, "body")
+        assert np.abs(world[:, [0, 2]]).max() > 1e-3  # the dancer travels
+        np.testing.assert_allclose(root_to_world(body, seq.pose), world, rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(body[:, 1], world[:, 1])  # up is up in both
+        spun = _spun(seq, 2.0)
+        spun_world = motion_of(spun.pose, spun.root)[:, POSE_DIM:]
+        spun_body = motion_of(spun.pose, spun.root, "body")[:, POSE_DIM:]
+        assert np.abs(spun_world - world).max() > 1e-3
+        np.testing.assert_allclose(spun_body, body, rtol=0, atol=2e-6)  # float32 storage
+    # Facing +z (yaw 0) the body frame is the world frame: x left, z forward.
+    rest = np.zeros((1, skeleton.NUM_JOINTS, 3))
+    rest[0, skeleton.INDEX["left_hip"], 0], rest[0, skeleton.INDEX["right_hip"], 0] = 0.1, -0.1
+    step = np.array([[0.3, 0.0, 0.5]])
+    np.testing.assert_array_equal(root_to_body(step, rest), step)
+    with pytest.raises(ValueError, match="root_frame must be one of"):
+        root_velocity(seq.root, seq.pose, "camera")
+
+
+def test_finish_turns_a_body_frame_velocity_back_to_the_world(sequences):
+    """The real dance's body-frame motion, finished by a body-frame arch, travels as its
+    world-frame motion finished by a world-frame arch (the bone projection nudges the
+    heading: under a millimetre); an arch without the key is the world frame, bit for bit."""
+    seq = sequences[1]
+    arch = {"down": 4, "smooth": 0.0, "foot_lock": 0.0}
+    out = {}
+    for frame in ROOT_FRAMES:
+        stats = compute_stats(sequences, frame)
+        motion = (motion_of(seq.pose, seq.root, frame) - stats.motion_mean) / stats.motion_std
+        motion = motion.astype(np.float32)
+        out[frame] = finish_motion(motion.copy(), motion[0], stats, {**arch, "root_frame": frame})
+        if frame == "world":
+            old = finish_motion(motion.copy(), motion[0], stats, arch)  # a pre-setting arch
+            np.testing.assert_array_equal(old[0], out[frame][0])
+            np.testing.assert_array_equal(old[1], out[frame][1])
+    travel = np.abs(out["world"][1] - out["world"][1][0]).max()
+    assert travel > 0.2, travel
+    np.testing.assert_allclose(out["body"][1], out["world"][1], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(out["body"][0], out["world"][0], rtol=0, atol=1e-6)
+
+
+def test_body_frame_model_trains_edits_and_keeps_old_arches(trained, sequences):
+    """A tiny body-frame maskdance trains and keeps its setting in the arch; given_codes of
+    an arch without the key (an old checkpoint) are the world frame's."""
+    result, stats, net = trained
+    assert result["arch"]["root_frame"] == "world"
+    seq, frames = sequences[2], 96
+    pose, root = _real(seq, frames)
+    whole = Constraints.free(frames)
+    whole.pose[:], whole.root[:] = pose, root
+    codes = maskdance.given_codes(net, stats, whole, frames // 4)
+    old = maskdance.build({k: v for k, v in net.arch.items() if k != "root_frame"})
+    old.load_state_dict(net.state_dict())
+    np.testing.assert_array_equal(maskdance.given_codes(old.eval(), stats, whole, 24), codes)
+
+    body_stats = compute_stats(sequences, "body")
+    body = maskdance_train.fit(
+        tiny(root_frame="body", vq_steps=20, mask_steps=10),
+        sequences[:2],
+        sequences[2:],
+        body_stats,
+        torch.device("cpu"),
+    )
+    assert body["arch"]["root_frame"] == "body"
+    body_net = maskdance.build(body["arch"])
+    body_net.load_state_dict(body["model"])
+    body_net.eval()
+    body_codes = maskdance.given_codes(body_net, body_stats, whole, 24)
+    assert (body_codes >= 0).all()
+    dance, travel = maskdance.generate_motion(body_net, body_stats, seq.audio[:frames], pose[0])
+    assert dance.shape == (frames, 17, 3) and np.isfinite(travel).all()

@@ -70,6 +70,62 @@ def project_bones_np(pose: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+# The frames a token model's root velocity can be written in (``root_frame`` of motif and
+# maskdance): "world" as stored, or "body", the horizontal velocity in the dancer's heading
+# frame (HumanML3D, MoMask), so "travel forward" is one code whatever the facing.
+ROOT_FRAMES = ("world", "body")
+_ACROSS = (
+    (skeleton.INDEX["left_hip"], skeleton.INDEX["right_hip"]),
+    (skeleton.INDEX["left_shoulder"], skeleton.INDEX["right_shoulder"]),
+)
+
+
+def heading(pose: np.ndarray) -> np.ndarray:
+    """(T, 2) cos and sin of each frame's yaw from its pose (T, 17, 3), world-oriented:
+    the facing is perpendicular to the hips' and shoulders' right-to-left line, yaw 0
+    facing +z (the skeleton's rest facing); a frame without a horizontal line keeps yaw 0."""
+    pose = np.asarray(pose, dtype=np.float64)
+    across = sum(pose[:, left] - pose[:, right] for left, right in _ACROSS)
+    x, z = across[:, 0], across[:, 2]
+    norm = np.hypot(x, z)
+    ok = norm > 1e-9
+    safe = np.where(ok, norm, 1.0)
+    # left = (cos, 0, -sin), forward = (sin, 0, cos): yaw 0 has left +x, forward +z.
+    return np.stack([np.where(ok, x / safe, 1.0), np.where(ok, -z / safe, 0.0)], axis=1)
+
+
+def root_to_body(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """World root velocity (T, 3) -> the body frame of each frame's pose (T, 17, 3): x to
+    the dancer's left, z forward, y (up) unchanged. Same dtype as ``velocity``."""
+    cos, sin = heading(pose).T
+    v = np.asarray(velocity, dtype=np.float64)
+    out = v.copy()
+    out[:, 0] = cos * v[:, 0] - sin * v[:, 2]
+    out[:, 2] = sin * v[:, 0] + cos * v[:, 2]
+    return out.astype(np.asarray(velocity).dtype)
+
+
+def root_to_world(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`root_to_body` with the same poses (the decoded pose keeps its
+    world orientation, so no yaw is integrated)."""
+    cos, sin = heading(pose).T
+    v = np.asarray(velocity, dtype=np.float64)
+    out = v.copy()
+    out[:, 0] = cos * v[:, 0] + sin * v[:, 2]
+    out[:, 2] = -sin * v[:, 0] + cos * v[:, 2]
+    return out.astype(np.asarray(velocity).dtype)
+
+
+def root_velocity(root: np.ndarray, pose: np.ndarray, root_frame: str = "world") -> np.ndarray:
+    """(T, 3) per-frame root velocity (0 at the first frame) in ``root_frame``, the dtype of
+    ``root``; ``pose`` (T, 17, 3) gives the body frame's heading."""
+    if root_frame not in ROOT_FRAMES:
+        raise ValueError(f"root_frame must be one of {ROOT_FRAMES}, got {root_frame!r}")
+    velocity = np.zeros_like(root)
+    velocity[1:] = root[1:] - root[:-1]
+    return root_to_body(velocity, pose) if root_frame == "body" else velocity
+
+
 def leaky_integral(velocity: np.ndarray, time_constant_frames: float) -> np.ndarray:
     """Running sum of ``velocity`` (T, 3) that decays towards 0 with the given time constant.
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
+from kakashi.kinematics import root_velocity
 from kakashi.models.stats import STD_FLOOR, Stats
 from kakashi.models.styles import style_columns, style_index
 from kakashi.shards import Sequence, list_shards, read_shard
@@ -87,19 +88,20 @@ def mirror_sequence(seq: Sequence) -> Sequence:
     )
 
 
-def motion_of(pose: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """(T, 54): flattened root-centred pose and the root velocity (0 at the first frame)."""
-    velocity = np.zeros_like(root)
-    velocity[1:] = root[1:] - root[:-1]
+def motion_of(pose: np.ndarray, root: np.ndarray, root_frame: str = "world") -> np.ndarray:
+    """(T, 54): flattened root-centred pose and the root velocity (0 at the first frame), in
+    the world frame or the body frame of each pose (:func:`kakashi.kinematics.root_velocity`)."""
+    velocity = root_velocity(root, pose, root_frame)
     return np.concatenate([pose.reshape(len(pose), -1), velocity], axis=1).astype(np.float32)
 
 
-def compute_stats(train: list[Sequence]) -> Stats:
-    """Statistics of the train split (pass it already augmented, so they match training)."""
+def compute_stats(train: list[Sequence], root_frame: str = "world") -> Stats:
+    """Statistics of the train split (pass it already augmented, so they match training),
+    the root velocity in ``root_frame`` (what the model is trained on)."""
     if not train:
         raise ModelError("no training sequences: the train split is empty")
     audio = np.concatenate([s.audio for s in train])
-    motion = np.concatenate([motion_of(s.pose, s.root) for s in train])
+    motion = np.concatenate([motion_of(s.pose, s.root, root_frame) for s in train])
     person = np.concatenate([s.conf for s in train]) > 0
     poses = np.concatenate([s.pose for s in train])[person]
     return Stats(
@@ -202,9 +204,10 @@ def _style_indices(styles, style: str | None, count: int) -> np.ndarray | None:
 
 
 def load_training_data(
-    shards: str | Path, mirror: bool = True
+    shards: str | Path, mirror: bool = True, root_frame: str = "world"
 ) -> tuple[list[Sequence], list[Sequence], Stats]:
-    """(train, val, stats): train augmented with mirrors if asked; stats from train only."""
+    """(train, val, stats): train augmented with mirrors if asked; stats from train only,
+    the root velocity in ``root_frame``."""
     train = read_split(shards, "train")
     if not train:
         raise ModelError(
@@ -214,4 +217,4 @@ def load_training_data(
     if mirror:
         train = train + [mirror_sequence(s) for s in train]
     val = read_split(shards, "val")
-    return train, val, compute_stats(train)
+    return train, val, compute_stats(train, root_frame)

@@ -47,6 +47,7 @@ from torch import nn
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
+from kakashi.kinematics import root_velocity
 from kakashi.models.editing import Constraints
 from kakashi.models.motif import Tokenizer, finish_motion, part_columns, pool_audio, start_rows
 from kakashi.models.stats import POSE_DIM, Stats
@@ -242,8 +243,7 @@ def given_codes(net: MaskDance, stats: Stats, constraints: Constraints, steps: i
     root = np.zeros((frames, 3))
     if root_ok.any():
         root = _filled(constraints.root[:frames], np.repeat(root_ok[:, None], 3, 1), np.zeros(3))
-    velocity = np.zeros_like(root)
-    velocity[1:] = np.diff(root, axis=0)
+    velocity = root_velocity(root, pose, net.arch.get("root_frame", "world"))
     motion = np.concatenate([pose.reshape(frames, -1), velocity], axis=1)
     motion = ((motion - stats.motion_mean) / stats.motion_std).astype(np.float32)
     if frames < steps * down:  # the last step's missing frames repeat the last one

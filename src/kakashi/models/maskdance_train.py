@@ -198,8 +198,9 @@ def fit(
     rank: int = 0,
     world: int = 1,
 ) -> dict:
-    """Train maskdance with the settings ``config`` (``config.resolve("maskdance", ...)``);
-    returns ``{"arch", "model" (cpu state_dict), "history"}``."""
+    """Train maskdance with the settings ``config`` (``config.resolve("maskdance", ...)``)
+    and ``stats`` computed with its ``root_frame`` (``load_training_data``); returns
+    ``{"arch", "model" (cpu state_dict), "history"}``."""
     if not 0 <= config.overlap < config.window:
         raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
@@ -211,7 +212,7 @@ def run(
 ) -> Trained:
     """Train maskdance as ``kakashi train --model maskdance`` asks (kakashi.models.distributed
     calls this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
-    train, val, stats = load_training_data(config.shards, config.mirror)
+    train, val, stats = load_training_data(config.shards, config.mirror, config.root_frame)
     result = fit(config, train, val, stats, device, rank, world)
     arch = {**result["arch"], "kind": "maskdance"}
     return Trained(arch, stats, result["model"], result["history"])

@@ -4,12 +4,14 @@ The seed RNN regresses poses and slides into the mean pose. motif generates in a
 vocabulary of real motion instead (Bailando, Li et al. CVPR 2022):
 
 1. **Tokenizer**: a 1-D convolutional VQ-VAE over the normalised 54-d motion (root-centred
-   pose 51 + root velocity 3). The encoder downsamples time by ``down`` (4: one code per
-   4 frames); the codebooks (``vector-quantize-pytorch``: EMA updates, k-means init,
-   dead-code restarts) quantise each step. With ``parts == 2`` the lower body (hips, legs,
-   root velocity) and the upper body (spine, head, arms) each have their own encoder,
-   codebook and decoder, as Bailando's. The decoder can only produce motion built from
-   the codebook's units of real dance, so it cannot freeze into a mean pose.
+   pose 51 + root velocity 3, in the world frame or, ``root_frame: body``, in each frame's
+   heading frame: :func:`kakashi.kinematics.root_velocity`). The encoder downsamples time
+   by ``down`` (4: one code per 4 frames); the codebooks (``vector-quantize-pytorch``: EMA
+   updates, k-means init, dead-code restarts) quantise each step. With ``parts == 2`` the
+   lower body (hips, legs, root velocity) and the upper body (spine, head, arms) each have
+   their own encoder, codebook and decoder, as Bailando's. The decoder can only produce
+   motion built from the codebook's units of real dance, so it cannot freeze into a mean
+   pose.
 2. **Choreographer**: a small causal transformer (nanoGPT blocks) over the code sequence.
    Position ``i`` reads the codes of step ``i - 1`` and the music of step ``i`` (audio
    features of the ``down`` frames of the step, concatenated so beat and onset timing
@@ -50,6 +52,7 @@ from kakashi.kinematics import (
     ROOT_LEAK_S,
     leaky_integral,
     project_bones,
+    root_to_world,
     settle_own_feet,
 )
 from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
@@ -530,7 +533,8 @@ def generate_motion(
 
 def start_rows(first_pose: np.ndarray, stats: Stats, down: int) -> np.ndarray:
     """The start pose (root-centred, bones at the training lengths) as ``down`` normalised
-    motion rows (down, 54) standing still: what the tokenizer encodes as the start."""
+    motion rows (down, 54) standing still: what the tokenizer encodes as the start (a zero
+    velocity is zero in either ``root_frame``; ``stats`` are in the model's)."""
     first = np.asarray(first_pose, dtype=np.float32).reshape(-1, 3)
     first = first - first[0]  # root-centred, whatever it held
     lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
@@ -549,7 +553,8 @@ def finish_motion(
     """Decoded normalised motion (T, 54) -> pose (T, 17, 3) and root (T, 3), float32: smoothed,
     blended into the start row ``start`` (54,) over the first ``arch["down"]`` frames (frame 0
     is the start pose), bones at the training lengths, the root integrated with a leak and
-    the feet settled. ``smooth``/``foot_lock`` None: the values in ``arch``."""
+    the feet settled; a ``root_frame`` "body" velocity is first turned into the world frame.
+    ``smooth``/``foot_lock`` None: the values in ``arch``."""
     frames, down = len(motion), arch["down"]
     lengths = torch.from_numpy(stats.bone_lengths.astype(np.float32))
     # The decoder's frame-level ripple (jerk 3-4x the real dances') is removed by a Gaussian
@@ -567,6 +572,10 @@ def finish_motion(
     pose = torch.from_numpy(motion[:, :POSE_DIM].reshape(frames, skeleton.NUM_JOINTS, 3))
     pose = project_bones(pose, lengths).numpy()
     velocity = motion[:, POSE_DIM:].astype(np.float64)
+    # A body-frame root velocity turns back with the decoded pose's own heading (the pose
+    # keeps its world orientation). Checkpoints from before this setting: world.
+    if arch.get("root_frame", "world") == "body":
+        velocity = root_to_world(velocity, pose)
     velocity[0] = 0.0
     root = leaky_integral(velocity, ROOT_LEAK_S * stats.fps)
     # The decoder knows nothing of the floor: its planted feet glide (skating 3-4x the real

@@ -45,7 +45,7 @@ log = logging.getLogger("kakashi.models.motif")
 # Settings kept in the arch of every model over motif's tokens (motif, maskdance): the
 # tokenizer's, and what generation reads to sample and finish the motion.
 TOKENIZER_KEYS = ["down", "parts", "codebook", "code_dim", "vq_width", "ema_decay", "dead_code",
-                  "commitment"]  # fmt: skip
+                  "commitment", "root_frame"]  # fmt: skip
 SAMPLING_KEYS = ["temperature", "top_k", "smooth", "foot_lock"]
 ARCH_KEYS = [
     *TOKENIZER_KEYS,
@@ -69,11 +69,16 @@ def _lr(step: int, steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _motion(seqs: list[Sequence], stats: Stats) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Normalised motion (T, 54) and person mask (T,) of each sequence."""
+def _motion(
+    seqs: list[Sequence], stats: Stats, root_frame: str = "world"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Normalised motion (T, 54) and person mask (T,) of each sequence, the root velocity in
+    ``root_frame`` (``stats`` computed in the same frame)."""
     return [
         (
-            ((motion_of(s.pose, s.root) - stats.motion_mean) / stats.motion_std).astype(np.float32),
+            ((motion_of(s.pose, s.root, root_frame) - stats.motion_mean) / stats.motion_std).astype(
+                np.float32
+            ),
             (s.conf > 0).astype(np.float32),
         )
         for s in seqs
@@ -374,7 +379,8 @@ def fit(
     rank: int = 0,
     world: int = 1,
 ) -> dict:
-    """Train motif with the settings ``config`` (``config.resolve("motif", ...)``); returns
+    """Train motif with the settings ``config`` (``config.resolve("motif", ...)``) and
+    ``stats`` computed with its ``root_frame`` (``load_training_data``); returns
     ``{"arch", "model" (cpu state_dict), "history"}``. With ``world > 1`` this is rank
     ``rank`` of a process group that is already initialised."""
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
@@ -418,7 +424,7 @@ def fit_tokens(
         torch.manual_seed(s.seed + RANK_SEED * rank)
     history: list[dict] = []
 
-    train_m, val_m = _motion(train, stats), _motion(val, stats)
+    train_m, val_m = _motion(train, stats, s.root_frame), _motion(val, stats, s.root_frame)
     _train_tokenizer(net, s, train_m, val_m, device, gen, history, rank, world)
 
     styles = arch["styles"]
@@ -439,7 +445,7 @@ def run(
 ) -> Trained:
     """Train motif as ``kakashi train --model motif`` asks (kakashi.models.distributed calls
     this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
-    train, val, stats = load_training_data(config.shards, config.mirror)
+    train, val, stats = load_training_data(config.shards, config.mirror, config.root_frame)
     result = fit(config, train, val, stats, device, rank, world)
     arch = {**result["arch"], "kind": "motif"}
     return Trained(arch, stats, result["model"], result["history"])
