@@ -56,7 +56,7 @@ from kakashi.kinematics import (
     settle_own_feet,
 )
 from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
-from kakashi.models.styles import allowed_codes, code_vocabulary, style_index
+from kakashi.models.styles import style_index
 
 # Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]
@@ -269,18 +269,24 @@ class Choreographer(nn.Module):
         return out
 
     def learn_style_codes(self, codes: list[tuple[np.ndarray, int]]) -> None:
-        """Set each style's vocabulary (:func:`kakashi.models.styles.code_vocabulary`)."""
+        """Set each style's vocabulary from (codes (N, parts), style index) of the train
+        sequences (an index past the styles: unlabelled, not counted)."""
         if self.style is None:
             return
-        styles, parts, codebook = self.style_codes.shape
-        used = code_vocabulary(codes, styles, parts, codebook)
-        self.style_codes.copy_(torch.from_numpy(used))
+        used = torch.zeros_like(self.style_codes)
+        for sequence, index in codes:
+            if index < len(used):
+                for part in range(self.parts):
+                    used[index, part, torch.from_numpy(np.asarray(sequence[:, part]))] = True
+        self.style_codes.copy_(used)
 
     def vocabulary(self, style: str | None) -> np.ndarray | None:
         """(parts, codebook) bool: the codes a dance in ``style`` may use; None: any."""
-        if self.style is None:
+        index = self.style_index(style)
+        if self.style is None or index >= len(self.arch_styles):
             return None
-        return allowed_codes(self.style_codes.cpu().numpy(), self.style_index(style))
+        allowed = self.style_codes[index].cpu().numpy()
+        return allowed if allowed.any(axis=1).all() else None  # a part it never saw: any
 
     def style_index(self, style: str | None) -> int:
         """The embedding row of ``style``; the "no style" row for None or an unknown one."""

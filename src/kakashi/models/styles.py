@@ -113,30 +113,6 @@ def style_weights(groups: np.ndarray):
     return torch.from_numpy(1.0 / counts[groups]).double()
 
 
-def code_vocabulary(codes, styles: int, parts: int, codebook: int) -> np.ndarray:
-    """(styles, parts, codebook) bool: the codes each style's train dances use, from
-    (codes (N, parts), style index) of the train sequences (an index past the styles:
-    unlabelled, not counted). A model over motion tokens (motif, maskdance) keeps it as a
-    buffer: a dance asked for in a style samples only these codes, as the motion graph takes
-    only that style's segments (m2d val, motif's requested rumba 0 % -> 0.91 in style)."""
-    used = np.zeros((styles, parts, codebook), dtype=bool)
-    for sequence, index in codes:
-        if index < styles:
-            for part in range(parts):
-                used[index, part, np.asarray(sequence[:, part])] = True
-    return used
-
-
-def allowed_codes(vocabulary: np.ndarray, index: int) -> np.ndarray | None:
-    """(parts, codebook) bool: row ``index`` of a :func:`code_vocabulary`; None (any code)
-    for "no style" (an index past the styles), or when a part of that row is empty (a
-    vocabulary never learnt, or a style whose dances never reached the tokenizer)."""
-    if index >= len(vocabulary):
-        return None
-    allowed = vocabulary[index]
-    return allowed if allowed.any(axis=1).all() else None
-
-
 def known_styles(payload: dict) -> list[str]:
     """The styles a checkpoint knows ([] for one trained without style labels)."""
     return list(payload.get("styles") or [])
