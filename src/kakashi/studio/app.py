@@ -384,7 +384,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
             style = _style(model, _text_field(form, "style", "", 100))
             start_pose = _start_pose(start)
             stored = await run_in_threadpool(_store, song)
-            song_name = (song.filename or "song")[:200]
+            song_fields = stored.request_fields(song.filename)
         finally:
             await form.close()
         checkpoint = model.path
@@ -401,10 +401,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
                 "seed": seed,
                 "start": start,
                 "style": style or "auto",
-                "song_sha256": stored.sha256,
-                "duration_s": round(stored.duration_s, 3),
-                "song": stored.path.name,
-                "song_name": Path(song_name.replace("\\", "/")).name,
+                **song_fields,
             },
         )
         job = board.submit(

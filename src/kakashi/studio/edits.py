@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 from kakashi.errors import EditError
 from kakashi.studio.jobs import Job, JobBoard, job_id
@@ -166,13 +165,7 @@ def edit_job(form, board: JobBoard, catalog, check_style, store) -> tuple[Job, t
         if isinstance(song, str):
             song_fields = _studio_song(song_text, board)
         else:
-            stored = store(song)
-            song_fields = {
-                "song": stored.path.name,
-                "song_name": Path((song.filename or "song")[:200].replace("\\", "/")).name,
-                "song_sha256": stored.sha256,
-                "duration_s": round(stored.duration_s, 3),
-            }
+            song_fields = store(song).request_fields(song.filename)
         kept_s = frames / fps
         if song_fields["duration_s"] <= kept_s + 1 / fps:
             raise EditError(

@@ -111,6 +111,17 @@ class Song:
     sha256: str
     duration_s: float
 
+    def request_fields(self, filename: str | None) -> dict:
+        """What a dance job's request says of its song (the client's file name, as shown:
+        its last path part, at most 200 characters)."""
+        shown = (filename or "song")[:200].replace("\\", "/")
+        return {
+            "song_sha256": self.sha256,
+            "duration_s": round(self.duration_s, 3),
+            "song": self.path.name,
+            "song_name": Path(shown).name,
+        }
+
 
 def _undecodable() -> MediaError:
     return MediaError(
