@@ -51,6 +51,7 @@ from kakashi.kinematics import root_velocity
 from kakashi.models.editing import Constraints
 from kakashi.models.motif import Tokenizer, finish_motion, part_columns, pool_audio, start_rows
 from kakashi.models.stats import POSE_DIM, Stats
+from kakashi.models.styles import style_index
 
 
 class MaskTransformer(nn.Module):
@@ -84,7 +85,7 @@ class MaskTransformer(nn.Module):
 
     def style_index(self, style: str | None) -> int:
         """The embedding row of ``style``; the "no style" row for None or an unknown one."""
-        return self.styles.index(style) if style in self.styles else len(self.styles)
+        return style_index(self.styles, style)
 
     def music_features(self, padded: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         """Pooled audio padded by back/ahead steps (B, N + back + ahead, down*F) and style
