@@ -94,10 +94,10 @@ def heading(pose: np.ndarray) -> np.ndarray:
     return np.stack([np.where(ok, x / safe, 1.0), np.where(ok, -z / safe, 0.0)], axis=1)
 
 
-def root_to_body(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """World root velocity (T, 3) -> the body frame of each frame's pose (T, 17, 3): x to
-    the dancer's left, z forward, y (up) unchanged. Same dtype as ``velocity``."""
+def _turned(velocity: np.ndarray, pose: np.ndarray, sign: float) -> np.ndarray:
+    """``velocity`` (T, 3) turned about the vertical by ``sign`` times each frame's yaw."""
     cos, sin = heading(pose).T
+    sin = sign * sin
     v = np.asarray(velocity, dtype=np.float64)
     out = v.copy()
     out[:, 0] = cos * v[:, 0] - sin * v[:, 2]
@@ -105,15 +105,16 @@ def root_to_body(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
     return out.astype(np.asarray(velocity).dtype)
 
 
+def root_to_body(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """World root velocity (T, 3) -> the body frame of each frame's pose (T, 17, 3): x to
+    the dancer's left, z forward, y (up) unchanged. Same dtype as ``velocity``."""
+    return _turned(velocity, pose, 1.0)
+
+
 def root_to_world(velocity: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """The inverse of :func:`root_to_body` with the same poses (the decoded pose keeps its
     world orientation, so no yaw is integrated)."""
-    cos, sin = heading(pose).T
-    v = np.asarray(velocity, dtype=np.float64)
-    out = v.copy()
-    out[:, 0] = cos * v[:, 0] + sin * v[:, 2]
-    out[:, 2] = -sin * v[:, 0] + cos * v[:, 2]
-    return out.astype(np.asarray(velocity).dtype)
+    return _turned(velocity, pose, -1.0)
 
 
 def root_velocity(root: np.ndarray, pose: np.ndarray, root_frame: str = "world") -> np.ndarray:
