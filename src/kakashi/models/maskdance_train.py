@@ -39,6 +39,7 @@ from kakashi.models.motif_train import (
     fit_tokens,
     transformer_optimizer,
 )
+from kakashi.models.rnn_train import optimise
 from kakashi.models.stats import Stats
 from kakashi.models.styles import style_weights
 
@@ -141,10 +142,7 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
         loss = loss_of(inputs, codes, hidden, music, style, keep)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimise(opt, loss, model, 1.0)
         running.append(loss.item())
         if (step + 1) % s.log_every == 0 or step + 1 == s.mask_steps:
             loss_val, acc_val = _val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2

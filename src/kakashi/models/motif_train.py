@@ -36,6 +36,7 @@ from kakashi.models.config import TrainConfig
 from kakashi.models.data import Sequence, load_training_data, motion_of
 from kakashi.models.distributed import RANK_SEED, Trained
 from kakashi.models.motif import Motif, build, pool_audio, song_summary
+from kakashi.models.rnn_train import optimise
 from kakashi.models.stats import Stats
 from kakashi.models.styles import style_index, style_weights, train_labels
 
@@ -156,10 +157,7 @@ def _train_tokenizer(
             group["lr"] = _lr(step, s.vq_steps, s.vq_lr)
         out, _, commit = forward(motion)
         loss = _recon_loss(out, motion, mask, s) + commit
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
-        opt.step()
+        optimise(opt, loss, tok, 1.0)
         running.append(loss.item())
         if (step + 1) % s.log_every == 0 or step + 1 == s.vq_steps:
             # Rank 0 alone scores (evaluation mode runs no collective): it writes the files.
@@ -332,10 +330,7 @@ def _train_choreographer(
         for param_group in opt.param_groups:
             param_group["lr"] = _lr(step, s.gpt_steps, s.gpt_lr)
         loss = loss_of(*batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimise(opt, loss, model, 1.0)
         running.append(loss.item())
         if (step + 1) % s.log_every == 0 or step + 1 == s.gpt_steps:
             entry = {
