@@ -62,6 +62,18 @@ def shared_file(relative: str) -> Path:
 
 
 # Settings that train the token models in seconds on the demo shards (tests only).
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny networks (``pytestmark = usefixtures``):
+    threads only add synchronisation, and a busy machine punishes it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY_TOKEN_MODELS = {
     "motif": dict(vq_steps=5, gpt_steps=5, log_every=5, vq_window=16, vq_batch=4,
                   gpt_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,

@@ -39,13 +39,7 @@ TINY = {
 FEATURES = NOISE_FEATURES  # the width of the fixture sequences' audio
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add synchronisation (and a busy machine punishes it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**changes) -> TrainConfig:
