@@ -8,8 +8,9 @@ Run from the repository root::
 
 - Warm: the checkpoint loaded and the feature code compiled once (a first song), as in a
   running studio; then, best of 3, the features of a 3-minute song (the song file's audio
-  repeated to 180 s, written as a WAV once) and the dance (parallel decoding, the
-  tokenizer's decoder, the finish).
+  repeated to 180 s, written as a WAV once) and the dance (the style chosen from the music
+  as `kakashi generate --style auto` does, parallel decoding, guided by the style when the
+  checkpoint's ``guidance`` asks for it, the tokenizer's decoder, the finish).
 - An edit: the same song with frames 60-90 s regenerated (in-betweening: the rest given).
 - Long song: 10 minutes, the longest freeze, the joint speed per minute (drift: it must not
   fall) and how far the root wanders.
@@ -35,6 +36,7 @@ from kakashi.evaluate.quality import frozen_frames, joint_speed, longest_run  # 
 from kakashi.features import audio_features, settings_of  # noqa: E402
 from kakashi.models.checkpoint import load_model  # noqa: E402
 from kakashi.models.editing import Constraints  # noqa: E402
+from kakashi.models.styles import choose_style  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +66,10 @@ def main() -> None:
     stats = model.stats
     kinds, n_mfcc = settings_of(stats.feature_names)
 
+    def style_of(audio: np.ndarray) -> str | None:
+        choice = choose_style(model.payload, None, audio, args.checkpoint, "the bench song")
+        return choice.style if choice else None
+
     def features(song: Path) -> np.ndarray:
         return audio_features(
             song, fps=stats.fps, hop_length=stats.hop_length, feature_set=kinds, n_mfcc=n_mfcc
@@ -73,18 +79,23 @@ def main() -> None:
         three = song_of(args.song, 180, Path(tmp))
         ten = song_of(args.song, 600, Path(tmp))
         audio = features(three)  # warm-up: numba compiles, the model runs once
-        model.generate_motion(audio[:500], stats.mean_pose(), 0)
+        model.generate_motion(audio[:500], stats.mean_pose(), 0, style=style_of(audio[:500]))
         best = {"features": np.inf, "dance": np.inf}
         for take in range(3):
             started = time.perf_counter()
             audio = features(three)
             middle = time.perf_counter()
-            pose, root = model.generate_motion(audio, stats.mean_pose(), take)
+            style = style_of(audio)
+            pose, root = model.generate_motion(audio, stats.mean_pose(), take, style=style)
             done = time.perf_counter()
             best["features"] = min(best["features"], middle - started)
             best["dance"] = min(best["dance"], done - middle)
         total = best["features"] + best["dance"]
-        print(f"checkpoint {args.checkpoint}, {args.threads} thread(s)")
+        guidance = model.net.arch.get("guidance", 1.0)
+        print(
+            f"checkpoint {args.checkpoint}, {args.threads} thread(s), "
+            f"style {style}, guidance {guidance}"
+        )
         print(
             f"3-minute song, warm: {total:.2f} s (features {best['features']:.2f} s, "
             f"dance {best['dance']:.2f} s; best of 3)"
@@ -95,7 +106,9 @@ def main() -> None:
         keep[int(60 * stats.fps) : int(90 * stats.fps)] = False
         span.pose[keep], span.root[keep], span.exact[keep] = pose[keep], root[keep], True
         started = time.perf_counter()
-        edited, _ = model.generate_motion(audio, stats.mean_pose(), 7, constraints=span)
+        edited, _ = model.generate_motion(
+            audio, stats.mean_pose(), 7, style=style, constraints=span
+        )
         seconds = time.perf_counter() - started
         err = np.linalg.norm(edited[keep] - pose[keep], axis=-1).mean() * 100
         print(
@@ -105,7 +118,7 @@ def main() -> None:
 
         audio = features(ten)
         started = time.perf_counter()
-        pose, root = model.generate_motion(audio, stats.mean_pose(), 0)
+        pose, root = model.generate_motion(audio, stats.mean_pose(), 0, style=style_of(audio))
         seconds = time.perf_counter() - started
         fps = stats.fps
         frozen = frozen_frames(pose + root[:, None], fps)

@@ -5,15 +5,17 @@ Run from the repository root::
     nice -n 10 .venv/bin/python studies/val_split.py results/m2d/models/maskdance.pt
         [--shards results/m2d/shards] [--seeds 0,1,2] [--set foot_lock=0.5 --set smooth=2]
 
-Each val song is danced with ``--style auto`` where the checkpoint knows styles, from the
-mean pose, for each seed; ``--set`` overrides a value of the checkpoint's arch (its
-generation settings: ``temperature``, ``top_k``, ``smooth``, ``foot_lock``, ``iterations``).
-The reference is the real val dances of the styles the train split has (a style training
-never saw cannot be asked for), as 5-s clips every 2.5 s, the evaluation's held-out clips.
+Each val song is danced with ``--style auto`` where the checkpoint knows styles (the styles
+chosen are printed first), from the mean pose, for each seed; ``--set`` overrides a value
+of the checkpoint's arch (its generation settings: ``temperature``, ``top_k``, ``smooth``,
+``foot_lock``, ``iterations``, ``guidance``). The reference is the real val dances of the
+styles the train split has (a style training never saw cannot be asked for), as 5-s clips
+every 2.5 s, the evaluation's held-out clips.
 
 Prints per seed: held-out FID_k / FID_g against the real val dances, the share of 5-s
-windows the evaluation's style classifier puts in the song's style, and skating, PFC, mean
-jerk and joint speed as ratios to the real val dances' (``kakashi.evaluate``'s definitions).
+windows the evaluation's style classifier puts in the song's style (overall, then per
+style), and skating, PFC, mean jerk and joint speed as ratios to the real val dances'
+(``kakashi.evaluate``'s definitions).
 """
 
 from __future__ import annotations
@@ -82,12 +84,18 @@ def main() -> None:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value)
     model.net.arch.update(overrides)
+    chosen = {
+        d.name: choose_style(model.payload, "auto", audio[d.name], str(args.checkpoint), d.name)
+        for d in val
+    }
+    print(
+        "auto styles (chosen/real): "
+        + ", ".join(f"{d.name} {chosen[d.name].style}/{d.style}" for d in val)
+    )
     for seed in (int(s) for s in args.seeds.split(",")):
         dances, scored = [], []
         for d in val:
-            choice = choose_style(
-                model.payload, "auto", audio[d.name], str(args.checkpoint), d.name
-            )
+            choice = chosen[d.name]
             dance = dance_for_audio(
                 model, audio[d.name], model.stats.mean_pose(), seed, style=choice
             )
@@ -95,11 +103,24 @@ def main() -> None:
             scored.append((dance.world(), dance.fps, d.style))
         clips = heldout.clip_features(dances, CLIP_S, HOP_S)
         fid_k, fid_g = heldout.heldout_fid(reference, clips)
-        in_style = style_eval.style_accuracy(classifier, scored)["style_accuracy"] if styles else 0
+        in_style, per_style = 0.0, ""
+        if styles:
+            result = style_eval.style_accuracy(classifier, scored)
+            in_style, confusion = result["style_accuracy"], result["style_confusion"]
+            counts = np.array(confusion["counts"])
+            per_style = (
+                " ("
+                + " ".join(
+                    f"{name} {counts[i, i] / counts[i].sum():.2f}"
+                    for i, name in enumerate(confusion["classes"])
+                    if counts[i].sum()
+                )
+                + ")"
+            )
         ratios = quality(dances)
         print(
             f"{args.checkpoint.name} {overrides or ''} seed {seed}: val FID_k {fid_k:.2f} "
-            f"FID_g {fid_g:.2f} style {in_style:.3f} "
+            f"FID_g {fid_g:.2f} style {in_style:.3f}{per_style} "
             + " ".join(f"{key} x{ratios[key] / real[key]:.2f}" for key in ratios),
             flush=True,
         )

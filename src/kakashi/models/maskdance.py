@@ -24,7 +24,9 @@ a dance, regenerates a span of it and keeps the upper or lower body of another (
    ``cos(t * pi / 2)`` share of the free tokens for the next pass. A song is covered by
    windows that overlap by ``overlap`` steps; each window keeps the codes the previous one
    chose in the overlap, so a song of any length costs the same per second and its windows
-   join as one dance.
+   join as one dance. With ``guidance`` above 1 (a model trained with ``style_drop``) and a
+   style asked for, each pass's logits are classifier-free guided away from the "no style"
+   row: ``free + guidance * (styled - free)``, one batch of two per pass.
 4. **Edits** (:class:`kakashi.models.editing.Constraints`): the given frames are encoded by
    the tokenizer (free frames filled by interpolation in time from the given ones, so the
    encoder sees smooth context) and the code of every step whose frames are all given is
@@ -150,11 +152,15 @@ def fill_window(
     iterations: int,
     temperature: float,
     top_k: int,
+    free_music: torch.Tensor | None = None,
+    guidance: float = 1.0,
 ) -> np.ndarray:
     """Codes (L, parts) with -1 where free -> every code chosen, the given ones unchanged.
     ``music``: the window's conditioning (L, dim). MoMask's decoding: all free tokens start
     masked; after pass t of T (t = 0..T-1), the ``cos(pi/2 * (t+1)/T)`` least confident
-    share of the free tokens is masked again and resampled."""
+    share of the free tokens is masked again and resampled. With ``free_music`` (the same
+    music without the style) each pass's logits are classifier-free guided (Ho & Salimans
+    2022; MoMask's cond_scale): ``free + guidance * (styled - free)``."""
     free = codes < 0
     count = int(free.sum())
     if count == 0:
@@ -165,7 +171,12 @@ def fill_window(
     is_mask = free.copy()
     for t in range(iterations):
         x = torch.from_numpy(ids[None]).to(device)
-        logits = model(x, music[None])[0].float().cpu().numpy()  # (L, parts, K)
+        if free_music is None:
+            logits = model(x, music[None])[0]  # (L, parts, K)
+        else:  # one batch of two: styled and style-free
+            styled, free_ = model(x.expand(2, -1, -1), torch.stack([music, free_music]))
+            logits = free_ + guidance * (styled - free_)
+        logits = logits.float().cpu().numpy()
         where = np.nonzero(is_mask)
         chosen = _sample(logits[where], temperature, top_k, rng)
         ids[where] = chosen
@@ -192,21 +203,28 @@ def sample_codes(
     iterations: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    free_music: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Codes (N, parts) for per-step conditioning ``music`` (N, dim), keeping ``given``
-    (N, parts; -1 = free), window by window; each window keeps the previous one's codes."""
+    (N, parts; -1 = free), window by window; each window keeps the previous one's codes.
+    ``free_music``: the conditioning without the style, for the arch's ``guidance``."""
     arch = net.arch
     iterations = arch["iterations"] if iterations is None else iterations
     temperature = arch["temperature"] if temperature is None else temperature
     top_k = arch["top_k"] if top_k is None else top_k
+    guidance = arch.get("guidance", 1.0)  # checkpoints before it: unguided
+    if guidance == 1:
+        free_music = None
     rng = np.random.default_rng(seed)
     codes = given.astype(np.int64).copy()
     window = net.transformer.window
     for start in windows(len(codes), window, arch["overlap"]):
         part = slice(start, start + window)
+        free = None if free_music is None else free_music[part]
         codes[part] = fill_window(
-            net.transformer, codes[part], music[part], rng, iterations, temperature, top_k
-        )
+            net.transformer, codes[part], music[part], rng, iterations, temperature, top_k,
+            free, guidance,
+        )  # fmt: skip
     return codes
 
 
@@ -299,7 +317,11 @@ def generate_motion(
     pooled = pool_audio(audio_n, down, steps)
     padded = np.pad(pooled, ((model.back, model.ahead), (0, 0)))
     index = torch.tensor([model.style_index(style)], device=device)
-    music = model.music_features(torch.from_numpy(padded)[None].to(device), index)[0]
+    padded = torch.from_numpy(padded)[None].to(device)
+    music = model.music_features(padded, index)[0]
+    free_music = None  # guidance steers from the "no style" row (a style asked for only)
+    if model.style is not None and index.item() < len(model.styles):
+        free_music = model.music_features(padded, None)[0]
 
     if constraints is not None and len(constraints) != frames:
         raise ModelError(
@@ -309,7 +331,7 @@ def generate_motion(
     given = np.full((steps, net.arch["parts"]), -1, dtype=np.int64)
     if constraints is not None and constraints.any():
         given = given_codes(net, stats, constraints, steps)
-    codes = sample_codes(net, music, given, seed, iterations, temperature, top_k)
+    codes = sample_codes(net, music, given, seed, iterations, temperature, top_k, free_music)
     motion = net.tokenizer.decode(torch.from_numpy(codes)[None].to(device))[0, :frames]
     start = start_rows(first_pose, stats, down)[0]
     return finish_motion(motion.float().cpu().numpy(), start, stats, net.arch)

@@ -56,6 +56,7 @@ ARCH_KEYS = [
     "music_back",
     "music_ahead",
     "iterations",
+    "guidance",
     *SAMPLING_KEYS,
 ]
 
@@ -139,6 +140,11 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
         keep = None
         if s.music_drop > 0:
             keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
+        # A style_drop share reads the "no style" row: the style-free model that guidance
+        # (``guidance``) steers away from. (no draw when off, as music_drop)
+        if s.style_drop > 0 and model.style is not None:
+            drop = (torch.rand(len(pick), generator=gen) < s.style_drop).to(device)
+            style = torch.where(drop, len(model.styles), style)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
         loss = loss_of(inputs, codes, hidden, music, style, keep)
@@ -201,6 +207,11 @@ def fit(
     ``{"arch", "model" (cpu state_dict), "history"}``."""
     if not 0 <= config.overlap < config.window:
         raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
+    if config.guidance != 1 and config.style_drop == 0:
+        raise ValueError(
+            f"guidance {config.guidance} needs a style-free model: set style_drop above 0 "
+            "(0.1 is usual), or guidance 1"
+        )
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
                       _train_transformer)  # fmt: skip
 
