@@ -70,8 +70,9 @@ def sequences() -> list[Sequence]:
 
 @pytest.fixture(scope="module")
 def trained(sequences):
-    stats = compute_stats(sequences)
-    result = maskdance_train.fit(tiny(), sequences[:2], sequences[2:], stats, torch.device("cpu"))
+    settings = tiny()  # the schema's root_frame: the stats are computed in it
+    stats = compute_stats(sequences, settings.root_frame)
+    result = maskdance_train.fit(settings, sequences[:2], sequences[2:], stats, torch.device("cpu"))
     net = maskdance.build(result["arch"])
     net.load_state_dict(result["model"])
     return result, stats, net.eval()
@@ -313,35 +314,34 @@ def test_finish_turns_a_body_frame_velocity_back_to_the_world(sequences):
     np.testing.assert_allclose(out["body"][0], out["world"][0], rtol=0, atol=1e-6)
 
 
-def test_body_frame_model_trains_edits_and_keeps_old_arches(trained, sequences):
-    """A tiny body-frame maskdance trains and keeps its setting in the arch; given_codes of
-    an arch without the key (an old checkpoint) are the world frame's."""
+def test_root_frames_train_and_an_old_arch_is_the_world_frame(trained, sequences):
+    """The schema's frame (body) is kept in the arch and its edits encode; a world-frame
+    maskdance trains, edits and generates too, and given_codes of an arch without the key
+    (a checkpoint from before the setting) are the world frame's, bit for bit."""
     result, stats, net = trained
-    assert result["arch"]["root_frame"] == "world"
+    assert result["arch"]["root_frame"] == "body"
     seq, frames = sequences[2], 96
     pose, root = _real(seq, frames)
     whole = Constraints.free(frames)
     whole.pose[:], whole.root[:] = pose, root
-    codes = maskdance.given_codes(net, stats, whole, frames // 4)
-    old = maskdance.build({k: v for k, v in net.arch.items() if k != "root_frame"})
-    old.load_state_dict(net.state_dict())
-    np.testing.assert_array_equal(maskdance.given_codes(old.eval(), stats, whole, 24), codes)
+    assert (maskdance.given_codes(net, stats, whole, frames // 4) >= 0).all()
 
-    body_stats = compute_stats(sequences, "body")
-    body = maskdance_train.fit(
-        tiny(root_frame="body", vq_steps=20, mask_steps=10),
+    world_stats = compute_stats(sequences, "world")
+    world = maskdance_train.fit(
+        tiny(root_frame="world", vq_steps=20, mask_steps=10),
         sequences[:2],
         sequences[2:],
-        body_stats,
+        world_stats,
         torch.device("cpu"),
     )
-    assert body["arch"]["root_frame"] == "body"
-    body_net = maskdance.build(body["arch"])
-    body_net.load_state_dict(body["model"])
-    body_net.eval()
-    body_codes = maskdance.given_codes(body_net, body_stats, whole, 24)
-    assert (body_codes >= 0).all()
-    dance, travel = maskdance.generate_motion(body_net, body_stats, seq.audio[:frames], pose[0])
+    assert world["arch"]["root_frame"] == "world"
+    world_net = maskdance.build(world["arch"])
+    world_net.load_state_dict(world["model"])
+    codes = maskdance.given_codes(world_net.eval(), world_stats, whole, 24)
+    old = maskdance.build({k: v for k, v in world["arch"].items() if k != "root_frame"})
+    old.load_state_dict(world["model"])
+    np.testing.assert_array_equal(maskdance.given_codes(old.eval(), world_stats, whole, 24), codes)
+    dance, travel = maskdance.generate_motion(world_net, world_stats, seq.audio[:frames], pose[0])
     assert dance.shape == (frames, 17, 3) and np.isfinite(travel).all()
 
 
@@ -352,8 +352,8 @@ def test_style_guidance_steers_only_a_styled_dance_and_needs_a_style_free_model(
     labelled = [
         dataclasses.replace(s, style=st) for s, st in zip(sequences, ("a", "b", "a"), strict=True)
     ]
-    stats = compute_stats(labelled)
-    settings = tiny(style_drop=0.5, vq_steps=20, mask_steps=20)
+    settings = tiny(style_drop=0.5, guidance=1.0, vq_steps=20, mask_steps=20)
+    stats = compute_stats(labelled, settings.root_frame)
     result = maskdance_train.fit(settings, labelled[:2], labelled[2:], stats, torch.device("cpu"))
     assert result["arch"]["styles"] == ["a", "b"] and result["arch"]["guidance"] == 1.0
 
@@ -374,5 +374,9 @@ def test_style_guidance_steers_only_a_styled_dance_and_needs_a_style_free_model(
 
     with pytest.raises(ValueError, match="style_drop"):
         maskdance_train.fit(
-            tiny(guidance=3.0), labelled[:2], labelled[2:], stats, torch.device("cpu")
+            tiny(guidance=3.0, style_drop=0.0),
+            labelled[:2],
+            labelled[2:],
+            stats,
+            torch.device("cpu"),
         )
