@@ -15,7 +15,7 @@ every 2.5 s, the evaluation's held-out clips.
 Prints per seed: held-out FID_k / FID_g against the real val dances, the share of 5-s
 windows the evaluation's style classifier puts in the song's style (overall, then per
 style), and skating, PFC, mean jerk and joint speed as ratios to the real val dances'
-(``kakashi.evaluate``'s definitions).
+(``kakashi.evaluate``'s definitions); then, with two seeds or more, the variety across them.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def main() -> None:
         "auto styles (chosen/real): "
         + ", ".join(f"{d.name} {chosen[d.name].style}/{d.style}" for d in val)
     )
+    takes, songs = [], []  # every seed's dances, for the variety across seeds
     for seed in (int(s) for s in args.seeds.split(",")):
         dances, scored = [], []
         for d in val:
@@ -101,6 +102,8 @@ def main() -> None:
             )
             dances.append((dance.world(), dance.fps))
             scored.append((dance.world(), dance.fps, d.style))
+        takes += dances
+        songs += [d.name for d in val]
         clips = heldout.clip_features(dances, CLIP_S, HOP_S)
         fid_k, fid_g = heldout.heldout_fid(reference, clips)
         in_style, per_style = 0.0, ""
@@ -124,6 +127,10 @@ def main() -> None:
             + " ".join(f"{key} x{ratios[key] / real[key]:.2f}" for key in ratios),
             flush=True,
         )
+
+    variety = heldout.variety(reference, heldout.clip_features(takes, CLIP_S, HOP_S), songs)
+    if variety is not None:
+        print(f"variety across the seeds {variety:.3f} (the evaluation's: 1 = as two real dances)")
 
 
 if __name__ == "__main__":
