@@ -348,7 +348,8 @@ def test_root_frames_train_and_an_old_arch_is_the_world_frame(trained, sequences
 def test_style_guidance_steers_only_a_styled_dance_and_needs_a_style_free_model(sequences):
     """Classifier-free guidance: a model trained with style_drop guides a dance with a style
     (seeded, different from the unguided one); a dance without a style, or guidance 1, is
-    the unguided dance bit for bit; guidance without style_drop is refused at training."""
+    the unguided dance bit for bit; guidance without style_drop is refused at training on
+    labelled shards (unlabelled ones have nothing to guide)."""
     labelled = [
         dataclasses.replace(s, style=st) for s, st in zip(sequences, ("a", "b", "a"), strict=True)
     ]
@@ -372,6 +373,8 @@ def test_style_guidance_steers_only_a_styled_dance_and_needs_a_style_free_model(
     assert np.isfinite(guided).all() and not np.array_equal(guided, plain)
     np.testing.assert_array_equal(dance(4.0, None), dance(1.0, None))  # no style: no guidance
 
+    unlabelled = tiny(guidance=3.0, style_drop=0.0, vq_steps=5, mask_steps=5)
+    maskdance_train.fit(unlabelled, sequences[:2], sequences[2:], stats, torch.device("cpu"))
     with pytest.raises(ValueError, match="style_drop"):
         maskdance_train.fit(
             tiny(guidance=3.0, style_drop=0.0),

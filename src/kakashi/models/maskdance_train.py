@@ -41,7 +41,7 @@ from kakashi.models.motif_train import (
 )
 from kakashi.models.rnn_train import optimise
 from kakashi.models.stats import Stats
-from kakashi.models.styles import style_weights
+from kakashi.models.styles import style_weights, train_labels
 
 log = logging.getLogger("kakashi.models.maskdance")
 
@@ -207,7 +207,8 @@ def fit(
     ``{"arch", "model" (cpu state_dict), "history"}``."""
     if not 0 <= config.overlap < config.window:
         raise ValueError(f"overlap must be below window ({config.window}), got {config.overlap}")
-    if config.guidance != 1 and config.style_drop == 0:
+    # Without two styles in the train shards there is nothing to guide: no check.
+    if config.guidance != 1 and config.style_drop == 0 and train_labels(train):
         raise ValueError(
             f"guidance {config.guidance} needs a style-free model: set style_drop above 0 "
             "(0.1 is usual), or guidance 1"
