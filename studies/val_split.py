@@ -90,7 +90,7 @@ def main() -> None:
     }
     print(
         "auto styles (chosen/real): "
-        + ", ".join(f"{d.name} {chosen[d.name].style}/{d.style}" for d in val)
+        + ", ".join(f"{d.name} {c.style if (c := chosen[d.name]) else None}/{d.style}" for d in val)
     )
     takes, songs = [], []  # every seed's dances, for the variety across seeds
     for seed in (int(s) for s in args.seeds.split(",")):
