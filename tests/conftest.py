@@ -80,7 +80,7 @@ TINY_TOKEN_MODELS = {
                   layers=1, context=8),
     "maskdance": dict(vq_steps=5, mask_steps=5, log_every=5, vq_window=16, vq_batch=4,
                       mask_batch=4, codebook=16, code_dim=8, vq_width=16, dim=16, heads=2,
-                      layers=1, window=12, overlap=4),
+                      layers=1, window=12, overlap=4, residual_steps=5),
 }  # fmt: skip
 NOISE_FEATURES = 6
 

@@ -149,9 +149,9 @@ def test_two_process_ddp_trains_motif_with_synced_codebooks(
 def test_two_process_ddp_trains_maskdance_with_identical_ranks(
     demo_shards: Path, tmp_path: Path
 ) -> None:
-    """maskdance under DDP: motif's synced tokenizer, then the masked transformer, whose
-    loss module wraps the music convolution so DDP averages every gradient: both ranks end
-    with the same weights, bit for bit."""
+    """maskdance under DDP: motif's synced tokenizer (residual codebooks), then the masked
+    and the residual transformer, whose loss modules wrap the music convolutions so DDP
+    averages every gradient: both ranks end with the same weights, bit for bit."""
     out = tmp_path / "maskdance.pt"
     run_kakashi(
         ["--model", "maskdance", "--shards", str(demo_shards), "--out", str(out),
@@ -159,11 +159,12 @@ def test_two_process_ddp_trains_maskdance_with_identical_ranks(
          "--vq-window", "32", "--vq-batch", "8", "--vq-steps", "20", "--dim", "32",
          "--heads", "2", "--layers", "1", "--window", "12", "--overlap", "4",
          "--mask-batch", "8", "--mask-steps", "20", "--music-drop", "0.3", "--log-every", "10",
-         "--device", "cpu", "--no-progress"],
+         "--quantizers", "3", "--residual-steps", "20", "--device", "cpu", "--no-progress"],
         tmp_path / "dump",
     )  # fmt: skip
     saved = load_checkpoint(out)
     assert saved["config"]["devices"] == 2 and saved["arch"]["kind"] == "maskdance"
     rows = [row for row in saved["history"] if "val_loss" in row]
     assert len(rows) == 2 and rows[-1]["loss"] < rows[0]["loss"]
+    assert len([row for row in saved["history"] if "residual_step" in row]) == 2
     assert_same_weights(tmp_path / "dump", out)

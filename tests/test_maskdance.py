@@ -42,6 +42,7 @@ TINY = {
     "overlap": 4,
     "mask_batch": 8,
     "mask_steps": 40,
+    "residual_steps": 40,
     "log_every": 20,
     "iterations": 4,
 }
@@ -383,3 +384,86 @@ def test_style_guidance_steers_only_a_styled_dance_and_needs_a_style_free_model(
             stats,
             torch.device("cpu"),
         )
+
+
+# ---------------------------------------------------------------- residual quantizers
+
+
+@pytest.fixture(scope="module")
+def residual(sequences):
+    """A tiny maskdance over three residual layers: tokenizer, masked and residual
+    transformer trained."""
+    settings = tiny(quantizers=3)
+    stats = compute_stats(sequences, settings.root_frame)
+    result = maskdance_train.fit(settings, sequences[:2], sequences[2:], stats, torch.device("cpu"))
+    net = maskdance.build(result["arch"])
+    net.load_state_dict(result["model"])
+    return result, stats, net.eval()
+
+
+def test_residual_layers_code_finer_motion_and_the_first_decodes_alone(residual, sequences):
+    result, stats, net = residual
+    pose, root = _real(sequences[2], 160)
+    motion = motion_of(pose, root, result["arch"]["root_frame"])
+    motion = torch.from_numpy((motion - stats.motion_mean) / stats.motion_std).float()[None]
+    codes = net.tokenizer.encode(motion)
+    assert codes.shape == (1, 40, 2, 3) and codes.dtype == torch.long
+    with torch.no_grad():
+        errors = [
+            ((net.tokenizer.decode(codes[..., :layers]) - motion) ** 2).mean().item()
+            for layers in (1, 2, 3)
+        ]
+    assert errors[2] < errors[1] < errors[0], errors  # each layer codes what is left
+    entries = [e for e in result["history"] if "residual_step" in e]
+    assert [e["residual_step"] for e in entries] == [20.0, 40.0]
+    assert 0.0 <= entries[-1]["residual_val_accuracy"] <= 1.0
+    assert np.isfinite(entries[-1]["residual_val_loss"])
+
+
+def test_residual_transformer_reads_only_the_layers_below(residual):
+    _, _, net = residual
+    model = net.residual
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(32, (1, 12, 2, 3), generator=gen)
+    music = torch.randn(1, 12, 32, generator=gen)
+    with torch.no_grad():
+        first = model(codes, music, torch.tensor([1]))
+        changed = codes.clone()
+        changed[..., 1:] = torch.randint(32, (1, 12, 2, 2), generator=gen)
+        assert torch.equal(model(changed, music, torch.tensor([1])), first)  # layer 1 reads 0
+        assert not torch.allclose(model(changed, music, torch.tensor([2])),
+                                  model(codes, music, torch.tensor([2])))  # fmt: skip
+        assert first.shape == (1, 12, 2, 32)
+
+
+def test_residual_decoding_keeps_given_codes_and_edits_keep_every_layer(residual, sequences):
+    result, stats, net = residual
+    music = torch.randn(30, 32, generator=torch.Generator().manual_seed(1))
+    codes = np.full((30, 2, 3), -1)
+    codes[:, :, 0] = np.arange(60).reshape(30, 2) % 32  # the masked transformer's choice
+    codes[5:9, 1, 1:] = 7  # an upper body given at every layer
+    out = maskdance.fill_residual(net.residual, codes, music, 4)
+    np.testing.assert_array_equal(out[codes >= 0], codes[codes >= 0])
+    assert ((out >= 0) & (out < 32)).all()
+    np.testing.assert_array_equal(maskdance.fill_residual(net.residual, codes, music, 4), out)
+
+    seq, frames = sequences[2], 160
+    pose, root = _real(seq, frames)
+    span = Constraints.free(frames)
+    span.pose[:64], span.root[:64], span.exact[:64] = pose[:64], root[:64], True
+    given = maskdance.given_codes(net, stats, span, frames // 4)
+    assert given.shape == (40, 2, 3)
+    assert (given[:16] >= 0).all() and (given[16:] < 0).all()
+    a = maskdance.generate_motion(net, stats, seq.audio[:frames], pose[0], seed=2,
+                                  constraints=span)  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save({**result, "stats": stats.to_dict()}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    again = maskdance.build(loaded["arch"])
+    again.load_state_dict(loaded["model"])
+    b = maskdance.generate_motion(again.eval(), stats, seq.audio[:frames], pose[0], seed=2,
+                                  constraints=span)  # fmt: skip
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert np.isfinite(a[0]).all() and a[0].shape == (frames, 17, 3)

@@ -6,7 +6,10 @@ a dance, regenerates a span of it and keeps the upper or lower body of another (
 
 1. **Tokenizer**: motif's (``kakashi.models.motif.Tokenizer``): a 1-D convolutional VQ-VAE
    over the normalised 54-d motion, one code per ``down`` frames, with ``parts == 2`` a
-   lower-body and an upper-body codebook.
+   lower-body and an upper-body codebook. With ``quantizers`` above 1 each part's codebook
+   is residual (MoMask's RVQ, ``vector-quantize-pytorch``'s ``ResidualVQ``): layer q codes
+   what layers 0..q-1 left of the latent, and quantizer dropout trains the first layer to
+   decode alone too.
 2. **Masked transformer**: a bidirectional (non-causal) transformer encoder
    (``torch.nn.TransformerEncoder``, pre-norm) over a window of ``window`` code steps. Each
    step's input is the sum of its parts' code embeddings (a code or the extra [MASK] row),
@@ -27,13 +30,18 @@ a dance, regenerates a span of it and keeps the upper or lower body of another (
    join as one dance. With ``guidance`` above 1 (a model trained with ``style_drop``) and a
    style asked for, each pass's logits are classifier-free guided away from the "no style"
    row: ``free + guidance * (styled - free)``, one batch of two per pass.
+   **Residual transformer** (``quantizers`` > 1; MoMask): the masked transformer chooses
+   the first layer's codes; a second bidirectional transformer of the same shape then
+   chooses each finer layer from the summed embeddings of the layers below, the music and
+   the style, every step at once (its likeliest code), window by window as the first.
 4. **Edits** (:class:`kakashi.models.editing.Constraints`): the given frames are encoded by
    the tokenizer (free frames filled by interpolation in time from the given ones, so the
    encoder sees smooth context) and the code of every step whose frames are all given is
-   kept: for each part separately, so "keep the upper body" keeps the upper codes and the
-   transformer fills in the lower ones. A step holding a keyframe (a full pose at one
-   frame) keeps the code of that pose. Generation then enforces the constraints exactly on
-   the frames (:mod:`kakashi.models.generate`); this only makes the dance close already.
+   kept (every layer of it): for each part separately, so "keep the upper body" keeps the
+   upper codes and the transformer fills in the lower ones. A step holding a keyframe (a
+   full pose at one frame) keeps the code of that pose. Generation then enforces the
+   constraints exactly on the frames (:mod:`kakashi.models.generate`); this only makes
+   the dance close already.
 
 The decoded motion goes through motif's finish (smoothing, start-pose blend, bone lengths,
 leaky root, feet settled). Inference only: training is in ``maskdance_train``.
@@ -107,12 +115,52 @@ class MaskTransformer(nn.Module):
         return torch.stack([head(h) for head in self.heads], dim=2)
 
 
+class ResidualTransformer(MaskTransformer):
+    """Bidirectional transformer over residual codes (MoMask's residual transformer): the
+    codes of the layers below ``layer`` (their embeddings summed) + music + style + which
+    layer -> the codes of that layer, every step and part at once. The music, style,
+    position and encoder are built as the masked transformer's (weights of its own)."""
+
+    def __init__(self, arch: dict) -> None:
+        super().__init__(arch)
+        dim, parts, codebook = arch["dim"], arch["parts"], arch["codebook"]
+        self.quantizers = arch["quantizers"]
+        layers = self.quantizers - 1  # the predicted layers 1..quantizers-1
+        self.tokens = nn.ModuleList(nn.Embedding(codebook, dim) for _ in range(parts * layers))
+        self.layer = nn.Embedding(layers, dim)
+        self.heads = nn.ModuleList(nn.Linear(dim, codebook) for _ in range(parts * layers))
+
+    def forward(self, codes: torch.Tensor, music: torch.Tensor, layer: torch.Tensor):
+        """Logits (B, L, parts, codebook) of layer ``layer`` (B,; 1..quantizers-1) from
+        ``codes`` (B, L, parts, quantizers; only the layers below each ``layer`` are read,
+        the others may be -1) and per-step conditioning ``music`` (B, L, dim). Every table
+        and head takes part in the graph (the unread ones times 0), as DDP needs."""
+        length = codes.shape[1]
+        x = music + self.position.weight[:length] + self.layer(layer - 1)[:, None]
+        for below in range(self.quantizers - 1):
+            read = (below < layer).to(x.dtype)[:, None, None]
+            for p in range(self.parts):
+                table = self.tokens[below * self.parts + p]
+                x = x + read * table(codes[:, :, p, below].clamp(min=0))
+        h = self.ln(self.encoder(x))
+        logits = torch.stack(
+            [
+                torch.stack([self.heads[q * self.parts + p](h) for p in range(self.parts)], 2)
+                for q in range(self.quantizers - 1)
+            ]
+        )  # (quantizers - 1, B, L, parts, codebook)
+        return logits[layer - 1, torch.arange(len(layer), device=layer.device)]
+
+
 class MaskDance(nn.Module):
     def __init__(self, arch: dict) -> None:
         super().__init__()
         self.arch = dict(arch)
         self.tokenizer = Tokenizer(arch)
         self.transformer = MaskTransformer(arch)
+        # quantizers > 1: the masked transformer chooses the first layer, this one the rest.
+        quantizers = arch.get("quantizers", 1)  # checkpoints before it: one codebook
+        self.residual = ResidualTransformer(arch) if quantizers > 1 else None
 
 
 def build(arch: dict) -> MaskDance:
@@ -195,6 +243,28 @@ def fill_window(
     return ids
 
 
+@torch.no_grad()
+def fill_residual(model: ResidualTransformer, codes: np.ndarray, music: torch.Tensor, overlap: int):
+    """Codes (N, parts, quantizers) whose first layer is chosen, -1 where a finer layer is
+    free -> every layer chosen, the given codes unchanged. Window by window (as the first
+    layer), layer by layer, each free code the residual transformer's likeliest: the fine
+    detail of the motion the first layer's codes already fix (MoMask)."""
+    codes = codes.copy()
+    device, window = music.device, model.window
+    for start in windows(len(codes), window, overlap):
+        part = codes[start : start + window]  # a view: filled in place
+        for layer in range(1, model.quantizers):
+            free = part[:, :, layer] < 0
+            if not free.any():
+                continue
+            x = torch.from_numpy(part[None]).to(device)
+            index = torch.tensor([layer], device=device)
+            chosen = model(x, music[None, start : start + window], index)[0]
+            chosen = chosen.argmax(-1).cpu().numpy()
+            part[:, :, layer] = np.where(free, chosen, part[:, :, layer])
+    return codes
+
+
 def sample_codes(
     net: MaskDance,
     music: torch.Tensor,
@@ -207,7 +277,13 @@ def sample_codes(
 ) -> np.ndarray:
     """Codes (N, parts) for per-step conditioning ``music`` (N, dim), keeping ``given``
     (N, parts; -1 = free), window by window; each window keeps the previous one's codes.
-    ``free_music``: the conditioning without the style, for the arch's ``guidance``."""
+    ``free_music``: the conditioning without the style, for the arch's ``guidance``. A
+    residual tokenizer's ``given`` is (N, parts, quantizers): this fills the first layer;
+    :func:`fill_residual` the rest."""
+    if given.ndim == 3:
+        first = sample_codes(net, music, given[..., 0], seed, iterations, temperature, top_k,
+                             free_music)  # fmt: skip
+        return np.concatenate([first[..., None], given[..., 1:]], axis=-1)
     arch = net.arch
     iterations = arch["iterations"] if iterations is None else iterations
     temperature = arch["temperature"] if temperature is None else temperature
@@ -242,12 +318,18 @@ def _filled(values: np.ndarray, known: np.ndarray, fallback: np.ndarray) -> np.n
     return out
 
 
+def code_shape(arch: dict, steps: int) -> tuple[int, ...]:
+    """(steps, parts), or (steps, parts, quantizers) for a residual tokenizer."""
+    quantizers = arch.get("quantizers", 1)
+    return (steps, arch["parts"]) + ((quantizers,) if quantizers > 1 else ())
+
+
 def given_codes(net: MaskDance, stats: Stats, constraints: Constraints, steps: int) -> np.ndarray:
-    """Codes (steps, parts) the constraints fix, -1 where free: for each part, the steps
+    """Codes (``code_shape``) the constraints fix, -1 where free: for each part, the steps
     whose frames all give that part's joints, and (every part) the steps holding a full
     keyframe pose. The frames are encoded whole, free ones interpolated from given ones."""
     down, parts = net.arch["down"], net.arch["parts"]
-    given = np.full((steps, parts), -1, dtype=np.int64)
+    given = np.full(code_shape(net.arch, steps), -1, dtype=np.int64)
     frames = min(len(constraints), steps * down)
     joints = constraints.joint_known()[:frames]
     if not joints.any():
@@ -328,10 +410,13 @@ def generate_motion(
             f"the edits cover {len(constraints)} frames but the song has {frames}; "
             "give constraints for every frame of the dance"
         )
-    given = np.full((steps, net.arch["parts"]), -1, dtype=np.int64)
+    given = np.full(code_shape(net.arch, steps), -1, dtype=np.int64)
     if constraints is not None and constraints.any():
         given = given_codes(net, stats, constraints, steps)
     codes = sample_codes(net, music, given, seed, iterations, temperature, top_k, free_music)
+    if net.residual is not None:
+        residual_music = net.residual.music_features(padded, index)[0]
+        codes = fill_residual(net.residual, codes, residual_music, net.arch["overlap"])
     motion = net.tokenizer.decode(torch.from_numpy(codes)[None].to(device))[0, :frames]
     start = start_rows(first_pose, stats, down)[0]
     return finish_motion(motion.float().cpu().numpy(), start, stats, net.arch)

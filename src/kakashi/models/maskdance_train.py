@@ -6,7 +6,10 @@
    frames), with its music and style (motif's ``_code_sequences``);
 3. masked transformer: random windows of ``window`` steps, style-balanced when the shards
    have two styles or more (``styles.style_weights``), masked as MoMask (see
-   ``maskdance``); the loss is the cross-entropy of the hidden tokens with label smoothing.
+   ``maskdance``); the loss is the cross-entropy of the hidden tokens with label smoothing;
+   with residual quantizers it learns the first layer's codes;
+4. residual transformer (``quantizers`` > 1, ``residual_steps``): the same windows, each
+   predicting one random finer layer from the true codes of the layers below (MoMask).
 
 DDP as motif (``train.devices``): each rank draws its own batches, DDP averages gradients,
 vector-quantize-pytorch keeps the codebooks in sync. ``fit`` returns plain tensors, numbers,
@@ -27,7 +30,7 @@ from torch import nn
 from kakashi.models.config import TrainConfig
 from kakashi.models.data import Sequence, load_training_data
 from kakashi.models.distributed import Trained
-from kakashi.models.maskdance import MaskDance, MaskTransformer, build
+from kakashi.models.maskdance import MaskDance, MaskTransformer, ResidualTransformer, build
 from kakashi.models.motif_train import (
     SAMPLING_KEYS,
     TOKENIZER_KEYS,
@@ -57,6 +60,7 @@ ARCH_KEYS = [
     "music_ahead",
     "iterations",
     "guidance",
+    "quantizers",
     *SAMPLING_KEYS,
 ]
 
@@ -105,8 +109,25 @@ class MaskedLoss(nn.Module):
         return F.cross_entropy(logits[hidden], target[hidden], label_smoothing=self.smoothing)
 
 
+class ResidualLoss(nn.Module):
+    """Cross-entropy of one residual layer's codes (each window its own layer, ``layer``)."""
+
+    def __init__(self, model: ResidualTransformer, smoothing: float) -> None:
+        super().__init__()
+        self.model, self.smoothing = model, smoothing
+
+    def forward(self, codes, layer, music, style) -> torch.Tensor:
+        logits = self.model(codes, self.model.music_features(music, style), layer)
+        index = layer[:, None, None, None].expand(*codes.shape[:3], 1)
+        target = codes.gather(3, index)[..., 0]
+        return F.cross_entropy(
+            logits.flatten(0, 2), target.flatten(), label_smoothing=self.smoothing
+        )
+
+
 def _batch(data, idx, starts, pick, window: int, extra: int, device):
-    """codes (B, L, parts), padded music (B, L + back + ahead, down*F), style (B,)."""
+    """codes (B, L, parts[, quantizers]), padded music (B, L + back + ahead, down*F), style
+    (B,)."""
     codes, music, style = [], [], []
     for p in pick:
         seq_codes, pooled, _, seq_style = data[idx[p]]
@@ -121,6 +142,89 @@ def _batch(data, idx, starts, pick, window: int, extra: int, device):
     )
 
 
+def _first_layer(codes: torch.Tensor) -> torch.Tensor:
+    """The codes the masked transformer learns: (B, L, parts), a residual tokenizer's first
+    layer."""
+    return codes[..., 0] if codes.dim() == 4 else codes
+
+
+def _train_codes(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
+    """The masked transformer, then (residual quantizers) the residual transformer."""
+    _train_transformer(net, s, data, val_data, device, gen, history, rank, world)
+    if net.residual is not None:
+        _train_residual(net, s, data, val_data, device, gen, history, rank, world)
+
+
+def _train_residual(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
+    """Random windows (as the masked transformer's), each predicting one random residual
+    layer from the true codes of the layers below (MoMask); style_drop as the masked one's,
+    so the "no style" row is known too."""
+    model = net.residual
+    loss_of = _data_parallel(ResidualLoss(model, s.label_smoothing), world, device)
+    window, extra = s.window, s.music_back + s.music_ahead
+    idx, starts = _windows([len(c) for c, *_ in data], window)
+    weights = style_weights(np.array([data[i][3] for i in idx]))
+    opt = transformer_optimizer(model, s.mask_lr, s.weight_decay, (0.9, 0.99))
+    model.train()
+    started, running = time.perf_counter(), []
+    for step in range(s.residual_steps):
+        pick = draw_windows(weights, len(idx), s.mask_batch, gen)
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        layer = torch.randint(1, s.quantizers, (len(pick),), generator=gen).to(device)
+        if s.style_drop > 0 and model.style is not None:
+            drop = (torch.rand(len(pick), generator=gen) < s.style_drop).to(device)
+            style = torch.where(drop, len(model.styles), style)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, s.residual_steps, s.mask_lr)
+        loss = loss_of(codes, layer, music, style)
+        optimise(opt, loss, model, 1.0)
+        running.append(loss.item())
+        if (step + 1) % s.log_every == 0 or step + 1 == s.residual_steps:
+            loss_val, acc_val = (math.nan,) * 2
+            if rank == 0:
+                loss_val, acc_val = _residual_val(model, val_data, s, device)
+            entry = {
+                "residual_step": float(step + 1),
+                "residual_loss": _rank_mean(float(np.mean(running)), world, device),
+                "residual_val_loss": loss_val,
+                "residual_val_accuracy": acc_val,
+                "seconds": time.perf_counter() - started,
+            }
+            model.train()
+            history.append(entry)
+            running = []
+            log.info("residual %s", {k: round(v, 4) for k, v in entry.items()})
+
+
+@torch.no_grad()
+def _residual_val(model: ResidualTransformer, data, s, device) -> tuple[float, float]:
+    """Cross-entropy and accuracy of every residual layer's codes, given the true layers
+    below, over non-overlapping validation windows."""
+    if not data:
+        return math.nan, math.nan
+    model.eval()
+    window, extra = s.window, s.music_back + s.music_ahead
+    try:
+        idx, starts = _windows([len(c) for c, *_ in data], window)
+    except ValueError:
+        return math.nan, math.nan
+    keep = starts % window == 0
+    idx, starts = idx[keep], starts[keep]
+    total = correct = count = 0.0
+    for chunk in range(0, len(idx), 64):
+        pick = np.arange(chunk, min(chunk + 64, len(idx)))
+        codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        condition = model.music_features(music, style)
+        for q in range(1, model.quantizers):
+            layer = torch.full((len(pick),), q, device=device)
+            logits = model(codes, condition, layer).flatten(0, 2)
+            target = codes[..., q].flatten()
+            total += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(-1) == target).sum().item()
+            count += len(target)
+    return total / max(count, 1), correct / max(count, 1)
+
+
 def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
     model = net.transformer
     loss_of = _data_parallel(MaskedLoss(model, s.label_smoothing), world, device)
@@ -133,6 +237,7 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
     for step in range(s.mask_steps):
         pick = draw_windows(weights, len(idx), s.mask_batch, gen)
         codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        codes = _first_layer(codes)
         inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
         # A music_drop share of the windows sees no music: the model must also read the
         # codes around a hidden one, not only recall the dance a song's music came with.
@@ -184,6 +289,7 @@ def _val(model: MaskTransformer, data, s, device) -> tuple[float, float]:
     for chunk in range(0, len(idx), 64):
         pick = np.arange(chunk, min(chunk + 64, len(idx)))
         codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
+        codes = _first_layer(codes)
         inputs, hidden = mask_tokens(codes, s.codebook, s.span_masks, gen)
         logits = model(inputs, model.music_features(music, style))[hidden]
         target = codes[hidden]
@@ -214,7 +320,7 @@ def fit(
             "(0.1 is usual), or guidance 1"
         )
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
-                      _train_transformer)  # fmt: skip
+                      _train_codes)  # fmt: skip
 
 
 def run(

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import erf
 from torch import nn
-from vector_quantize_pytorch import VectorQuantize
+from vector_quantize_pytorch import ResidualVQ, VectorQuantize
 
 from kakashi import skeleton
 from kakashi.kinematics import (
@@ -116,7 +116,7 @@ class PartVQ(nn.Module):
             ]
         dec += [nn.ReLU(), nn.Conv1d(width, in_dim, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
-        self.vq = VectorQuantize(
+        codebook = dict(
             dim=code_dim,
             codebook_size=arch["codebook"],
             decay=arch["ema_decay"],
@@ -125,6 +125,13 @@ class PartVQ(nn.Module):
             threshold_ema_dead_code=arch["dead_code"],
             commitment_weight=arch["commitment"],
         )
+        # quantizers > 1 (maskdance): residual layers, each coding what the ones before left
+        # (MoMask); quantizer dropout trains the first layers to decode alone too.
+        quantizers = arch.get("quantizers", 1)
+        if quantizers == 1:
+            self.vq = VectorQuantize(**codebook)
+        else:
+            self.vq = ResidualVQ(num_quantizers=quantizers, quantize_dropout=True, **codebook)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T/down, code_dim) continuous latents."""
@@ -134,12 +141,14 @@ class PartVQ(nn.Module):
         return self.decoder(z.transpose(1, 2)).transpose(1, 2)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, N) -> motion (B, N*down, D)."""
+        """Codes (B, N), or (B, N, layers) of a residual codebook (the first layers only: a
+        coarser motion) -> motion (B, N*down, D)."""
         return self.decode_latent(self.vq.get_output_from_indices(codes))
 
 
 class Tokenizer(nn.Module):
-    """Motion (B, T, 54) <-> codes (B, T/down, parts)."""
+    """Motion (B, T, 54) <-> codes (B, T/down, parts), or (B, T/down, parts, quantizers)
+    with residual quantizers."""
 
     def __init__(self, arch: dict) -> None:
         super().__init__()
@@ -156,11 +165,12 @@ class Tokenizer(nn.Module):
             out[..., cols] = part.decode_latent(quantized)
             codes.append(idx)
             loss = loss + commit.sum()
-        return out, torch.stack(codes, -1), loss
+        return out, torch.stack(codes, 2), loss
 
     @torch.no_grad()
     def encode(self, motion: torch.Tensor) -> torch.Tensor:
-        """(B, T, 54) -> codes (B, T/down, parts), nearest codebook entries (no EMA update)."""
+        """(B, T, 54) -> codes (B, T/down, parts[, quantizers]), nearest codebook entries (no
+        EMA update)."""
         codes = []
         for cols, part in zip(self.columns, self.parts, strict=True):
             was = part.vq.training
@@ -168,11 +178,11 @@ class Tokenizer(nn.Module):
             _, idx, _ = part.vq(part.encode(motion[..., cols]))
             part.vq.train(was)
             codes.append(idx)
-        return torch.stack(codes, -1)
+        return torch.stack(codes, 2)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, N, parts) -> motion (B, N*down, 54)."""
-        chunks = [part.decode(codes[..., p]) for p, part in enumerate(self.parts)]
+        """Codes (B, N, parts[, layers]) -> motion (B, N*down, 54)."""
+        chunks = [part.decode(codes[:, :, p]) for p, part in enumerate(self.parts)]
         out = chunks[0].new_zeros(*chunks[0].shape[:2], MOTION_DIM)
         for cols, chunk in zip(self.columns, chunks, strict=True):
             out[..., cols] = chunk

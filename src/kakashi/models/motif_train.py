@@ -192,11 +192,13 @@ def _tokenizer_val(tok, seqs, down: int, device) -> float:
 
 @torch.no_grad()
 def _codes_used(tok, seqs, down: int, device) -> float:
-    """Mean over parts of the share of codebook entries the training motion uses."""
+    """Mean over parts of the share of codebook entries the training motion uses (the first
+    layer of residual codebooks)."""
     codes = _encode_all(tok, seqs, down, device, phases=1)
     flat = np.concatenate([c for c, _ in codes])
     size = tok.parts[0].vq.codebook_size
-    return float(np.mean([len(np.unique(flat[:, p])) / size for p in range(flat.shape[1])]))
+    flat = flat.reshape(len(flat), flat.shape[1], -1)  # (n, parts, quantizers)
+    return float(np.mean([len(np.unique(flat[:, p, 0])) / size for p in range(flat.shape[1])]))
 
 
 @torch.no_grad()
