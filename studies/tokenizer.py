@@ -39,7 +39,8 @@ from kakashi.models import motif_train  # noqa: E402
 from kakashi.models.checkpoint import load_model  # noqa: E402
 from kakashi.models.config import resolve  # noqa: E402
 from kakashi.models.data import load_training_data  # noqa: E402
-from kakashi.models.motif import Tokenizer, finish_motion, start_rows  # noqa: E402
+from kakashi.models.maskdance import fill_residual  # noqa: E402
+from kakashi.models.motif import Tokenizer, finish_motion, pool_audio, start_rows  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,22 +48,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shards", type=Path, default=REPO / "results" / "m2d" / "shards")
     parser.add_argument("--checkpoint", type=Path, help="score this model's tokenizer")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (JSON value)")
+    parser.add_argument(
+        "--model",
+        choices=["motif", "maskdance"],
+        default="motif",
+        help="whose tokenizer settings to train (maskdance: residual quantizers)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
 
 
 def tokenizer_of(args, train, val, stats):
-    """(tokenizer, arch, stats, seconds): the checkpoint's (its own stats, in its root_frame),
-    or one trained with motif's settings."""
+    """(tokenizer, arch, stats, seconds, residual transformer or None): the checkpoint's
+    (its own stats, in its root_frame), or one trained with motif's settings."""
     if args.checkpoint:
         model = load_model(args.checkpoint)
-        return model.net.tokenizer, model.net.arch, model.stats, 0.0
+        residual = getattr(model.net, "residual", None)
+        return model.net.tokenizer, model.net.arch, model.stats, 0.0, residual
     settings = {"mirror": False}
     for item in args.set:
         key, value = item.split("=", 1)
         settings[key] = json.loads(value)
-    s = resolve("motif", {}, settings)
-    arch = {key: getattr(s, key) for key in motif_train.TOKENIZER_KEYS}
+    s = resolve(args.model, {}, settings)
+    keys = [*motif_train.TOKENIZER_KEYS, *(["quantizers"] if args.model == "maskdance" else [])]
+    arch = {key: getattr(s, key) for key in keys}
     arch["smooth"] = s.smooth
     net = SimpleNamespace(tokenizer=Tokenizer(arch))  # what _train_tokenizer reads
     torch.manual_seed(s.seed)
@@ -75,7 +84,21 @@ def tokenizer_of(args, train, val, stats):
     history: list[dict] = []
     motif_train._train_tokenizer(net, s, train_m, val_m, torch.device("cpu"), gen, history)
     print(f"settings {settings}: last {history[-1]}")
-    return net.tokenizer, arch, stats, time.perf_counter() - started
+    return net.tokenizer, arch, stats, time.perf_counter() - started, None
+
+
+def predicted_residual(residual, codes, seq, stats, arch, style) -> torch.Tensor:
+    """``codes`` (1, N, parts, quantizers) with the finer layers chosen by maskdance's
+    residual transformer from the real first layer, the song and its style."""
+    down = arch["down"]
+    audio_n = (np.asarray(seq.audio, np.float32) - stats.audio_mean) / stats.audio_std
+    pooled = pool_audio(audio_n, down, codes.shape[1])
+    padded = torch.from_numpy(np.pad(pooled, ((residual.back, residual.ahead), (0, 0))))[None]
+    music = residual.music_features(padded, torch.tensor([residual.style_index(style)]))[0]
+    given = codes[0].numpy().copy()
+    given[..., 1:] = -1
+    filled = fill_residual(residual, given, music, arch["overlap"])
+    return torch.from_numpy(filled)[None]
 
 
 def main() -> None:
@@ -89,17 +112,29 @@ def main() -> None:
     classifier = style_eval.train_classifier([(d.world, d.fps, d.style) for d in train_dances])
     reference = heldout.clip_features([(d.world, d.fps) for d in real.values()], 5.0, 2.5)
 
-    tok, arch, stats, seconds = tokenizer_of(args, train, val, stats)
+    tok, arch, stats, seconds, residual = tokenizer_of(args, train, val, stats)
     tok.eval()
     down = arch["down"]
     print(f"tokenizer trained in {seconds:.0f} s; down {down}, codebook {arch['codebook']}")
-    for smooth in (arch.get("smooth", 0.0), 0.0):
+    smooth_of, quantizers = arch.get("smooth", 0.0), arch.get("quantizers", 1)
+    # A residual tokenizer also decodes its first layer alone (what the masked transformer
+    # chooses before the residual layers are filled in).
+    runs = [(smooth_of, quantizers), (0.0, quantizers)] + [(smooth_of, 1)] * (quantizers > 1)
+    # A maskdance checkpoint's residual transformer: the real first layer, its finer layers.
+    runs += [(smooth_of, "predicted")] * (residual is not None)
+    for smooth, layers in runs:
         dances, scored = [], []
         val_m = motif_train._motion(val, stats, arch.get("root_frame", "world"))
         for seq, (motion, _) in zip(val, val_m, strict=True):
             usable = len(motion) // down * down
             with torch.no_grad():
-                out = tok.decode(tok.encode(torch.from_numpy(motion[:usable])[None]))[0].numpy()
+                codes = tok.encode(torch.from_numpy(motion[:usable])[None])
+                if layers == "predicted":
+                    codes = predicted_residual(residual, codes, seq, stats, arch,
+                                               real[seq.name].style)  # fmt: skip
+                elif quantizers > 1:
+                    codes = codes[..., :layers]
+                out = tok.decode(codes)[0].numpy()
             start = start_rows(seq.pose[0], stats, down)[0]
             pose, root = finish_motion(out, start, stats, arch, smooth=smooth)
             world = pose + root[:, None]
@@ -108,7 +143,7 @@ def main() -> None:
         fid_k, fid_g = heldout.heldout_fid(reference, heldout.clip_features(dances, 5.0, 2.5))
         accuracy = style_eval.style_accuracy(classifier, scored)["style_accuracy"]
         print(
-            f"ROUND TRIP smooth {smooth}: val FID_k {fid_k:.2f} FID_g {fid_g:.2f} "
+            f"ROUND TRIP smooth {smooth}, layers {layers}: val FID_k {fid_k:.2f} FID_g {fid_g:.2f} "
             f"style {accuracy:.3f}",
             flush=True,
         )

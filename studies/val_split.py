@@ -51,6 +51,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="comma-separated generation seeds")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (JSON value)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--first-layer-only",
+        action="store_true",
+        help="maskdance with residual quantizers: decode the first layer's "
+        "codes alone (what the residual transformer adds, by its absence)",
+    )
     return parser.parse_args()
 
 
@@ -79,6 +85,10 @@ def main() -> None:
         for d in val
     }
     model = load_model(args.checkpoint)
+    if args.first_layer_only:  # the residual layers left out: the tokenizer decodes layer 0
+        from kakashi.models import maskdance
+
+        maskdance.fill_residual = lambda model, codes, music, overlap: codes[..., :1]
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
