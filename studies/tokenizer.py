@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
 
 def tokenizer_of(args, train, val, stats):
     """(tokenizer, arch, stats, seconds, residual transformer or None): the checkpoint's
-    (its own stats, in its root_frame), or one trained with motif's settings."""
+    (its own stats, in its root_frame), or one trained with ``--model``'s settings."""
     if args.checkpoint:
         model = load_model(args.checkpoint)
         residual = getattr(model.net, "residual", None)

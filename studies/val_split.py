@@ -85,6 +85,9 @@ def main() -> None:
         for d in val
     }
     model = load_model(args.checkpoint)
+    residual = getattr(model.net, "residual", None) is not None
+    if args.first_layer_only and not residual:
+        sys.exit(f"{args.checkpoint}: --first-layer-only needs a maskdance with quantizers > 1")
     if args.first_layer_only:  # the residual layers left out: the tokenizer decodes layer 0
         from kakashi.models import maskdance
 
@@ -93,6 +96,8 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value)
+    if "quantizers" in overrides:  # the network's shape, not a generation setting
+        sys.exit("--set quantizers cannot change the checkpoint's layers: --first-layer-only")
     model.net.arch.update(overrides)
     chosen = {
         d.name: choose_style(model.payload, "auto", audio[d.name], str(args.checkpoint), d.name)

@@ -247,8 +247,9 @@ def fill_window(
 def fill_residual(model: ResidualTransformer, codes: np.ndarray, music: torch.Tensor, overlap: int):
     """Codes (N, parts, quantizers) whose first layer is chosen, -1 where a finer layer is
     free -> every layer chosen, the given codes unchanged. Window by window (as the first
-    layer), layer by layer, each free code the residual transformer's likeliest: the fine
-    detail of the motion the first layer's codes already fix (MoMask)."""
+    layer), layer by layer, each free code the residual transformer's likeliest (argmax;
+    MoMask samples them): the fine detail of the motion the first layer's codes already
+    fix, so the seed acts through the first layer alone."""
     codes = codes.copy()
     device, window = music.device, model.window
     for start in windows(len(codes), window, overlap):

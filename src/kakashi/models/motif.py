@@ -126,7 +126,8 @@ class PartVQ(nn.Module):
             commitment_weight=arch["commitment"],
         )
         # quantizers > 1 (maskdance): residual layers, each coding what the ones before left
-        # (MoMask); quantizer dropout trains the first layers to decode alone too.
+        # (MoMask); quantizer dropout (on for a share of the training batches: see
+        # Tokenizer.drop_layers) trains the first layers to decode alone too.
         quantizers = arch.get("quantizers", 1)
         if quantizers == 1:
             self.vq = VectorQuantize(**codebook)
@@ -156,8 +157,20 @@ class Tokenizer(nn.Module):
         self.columns = part_columns(arch["parts"])
         self.parts = nn.ModuleList(PartVQ(len(cols), arch) for cols in self.columns)
 
+    @property
+    def residual(self) -> bool:
+        """Whether the codebooks are residual (``quantizers`` > 1)."""
+        return isinstance(self.parts[0].vq, ResidualVQ)
+
+    def drop_layers(self, on: bool) -> None:
+        """Residual codebooks: whether the next training forwards cut every part's stack at a
+        random depth (vector-quantize-pytorch draws it, the same on every rank)."""
+        for part in self.parts:
+            part.vq.quantize_dropout = on
+
     def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction (B, T, 54), codes (B, T/down, parts), commitment loss."""
+        """Reconstruction (B, T, 54), codes (B, T/down, parts[, quantizers]; in training, -1
+        for the layers a quantizer dropout left out), commitment loss."""
         out = torch.zeros_like(motion)
         codes, loss = [], motion.new_zeros(())
         for cols, part in zip(self.columns, self.parts, strict=True):

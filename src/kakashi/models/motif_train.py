@@ -147,8 +147,16 @@ def _train_tokenizer(
     idx, starts = _windows([len(m) for m, _ in train], window)
     opt = torch.optim.AdamW(tok.parameters(), lr=s.vq_lr, weight_decay=0.0)
     tok.train()
+    # Residual codebooks: a quantizer_dropout share of the steps cut the stacks at a random
+    # depth (MoMask: 0.2), drawn from a generator seeded alike on every rank (a cut on one
+    # rank alone would hang its collective). Step 0 keeps every layer, so each layer's
+    # k-means start sees the same synced first batch. (No draw with one codebook.)
+    drops = torch.Generator().manual_seed(s.seed) if tok.residual else None
     started, running = time.perf_counter(), []
     for step in range(s.vq_steps):
+        if drops is not None:
+            cut = torch.rand((), generator=drops).item() < s.quantizer_dropout
+            tok.drop_layers(cut and step > 0)
         pick = torch.randint(len(idx), (s.vq_batch,), generator=gen).numpy()
         motion = np.stack([train[idx[p]][0][starts[p] : starts[p] + window] for p in pick])
         mask = np.stack([train[idx[p]][1][starts[p] : starts[p] + window] for p in pick])
@@ -203,7 +211,8 @@ def _codes_used(tok, seqs, down: int, device) -> float:
 
 @torch.no_grad()
 def _encode_all(tok, seqs, down: int, device, phases: int) -> list[tuple[np.ndarray, int]]:
-    """Codes (N, parts) of every sequence at every phase, with the phase (frame offset)."""
+    """Codes (N, parts[, quantizers]) of every sequence at every phase, with the phase (frame
+    offset)."""
     tok.eval()
     out = []
     for motion, _ in seqs:
@@ -219,8 +228,8 @@ def _encode_all(tok, seqs, down: int, device, phases: int) -> list[tuple[np.ndar
 def _code_sequences(
     tok, seqs, motions, stats: Stats, s: TrainConfig, device, phases: int, styles=()
 ) -> list:
-    """(codes (N, parts), music (N + back + ahead, down*F) zero-padded, song summary (2F,),
-    style index) per sequence and phase."""
+    """(codes (N, parts[, quantizers]), music (N + back + ahead, down*F) zero-padded, song
+    summary (2F,), style index) per sequence and phase."""
     down, back, ahead = s.down, s.music_back, s.music_ahead
     styles = list(styles)
     out = []
