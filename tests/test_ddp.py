@@ -146,12 +146,14 @@ def test_two_process_ddp_trains_motif_with_synced_codebooks(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("quantizers", [1, 3])
 def test_two_process_ddp_trains_maskdance_with_identical_ranks(
-    demo_shards: Path, tmp_path: Path
+    demo_shards: Path, tmp_path: Path, quantizers: int
 ) -> None:
-    """maskdance under DDP: motif's synced tokenizer (residual codebooks), then the masked
-    and the residual transformer, whose loss modules wrap the music convolutions so DDP
-    averages every gradient: both ranks end with the same weights, bit for bit."""
+    """maskdance under DDP: motif's synced tokenizer (one or residual codebooks, the dropout
+    of their layers drawn alike on each rank), then the masked (and residual) transformer,
+    whose loss modules wrap the music convolutions so DDP averages every gradient: both
+    ranks end with the same weights, bit for bit."""
     out = tmp_path / "maskdance.pt"
     run_kakashi(
         ["--model", "maskdance", "--shards", str(demo_shards), "--out", str(out),
@@ -159,12 +161,14 @@ def test_two_process_ddp_trains_maskdance_with_identical_ranks(
          "--vq-window", "32", "--vq-batch", "8", "--vq-steps", "20", "--dim", "32",
          "--heads", "2", "--layers", "1", "--window", "12", "--overlap", "4",
          "--mask-batch", "8", "--mask-steps", "20", "--music-drop", "0.3", "--log-every", "10",
-         "--quantizers", "3", "--residual-steps", "20", "--device", "cpu", "--no-progress"],
+         "--quantizers", str(quantizers), "--residual-steps", "20", "--device", "cpu",
+         "--no-progress"],
         tmp_path / "dump",
     )  # fmt: skip
     saved = load_checkpoint(out)
     assert saved["config"]["devices"] == 2 and saved["arch"]["kind"] == "maskdance"
     rows = [row for row in saved["history"] if "val_loss" in row]
     assert len(rows) == 2 and rows[-1]["loss"] < rows[0]["loss"]
-    assert len([row for row in saved["history"] if "residual_step" in row]) == 2
+    residual_rows = [row for row in saved["history"] if "residual_step" in row]
+    assert len(residual_rows) == (2 if quantizers > 1 else 0)
     assert_same_weights(tmp_path / "dump", out)

@@ -420,6 +420,19 @@ def test_residual_layers_code_finer_motion_and_the_first_decodes_alone(residual,
     assert np.isfinite(entries[-1]["residual_val_loss"])
 
 
+def test_an_arch_without_quantizers_is_one_codebook(trained):
+    """Checkpoints from before the setting: no key, one codebook, the same dance."""
+    result, stats, net = trained
+    assert result["arch"]["quantizers"] == 1 and net.residual is None
+    old = maskdance.build({k: v for k, v in result["arch"].items() if k != "quantizers"})
+    old.load_state_dict(result["model"])
+    assert old.residual is None
+    audio = np.random.default_rng(3).standard_normal((90, FEATURES)).astype(np.float32)
+    a = maskdance.generate_motion(net, stats, audio, stats.mean_pose(), seed=1)
+    b = maskdance.generate_motion(old.eval(), stats, audio, stats.mean_pose(), seed=1)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
 def test_residual_transformer_reads_only_the_layers_below(residual):
     _, _, net = residual
     model = net.residual
@@ -446,6 +459,9 @@ def test_residual_decoding_keeps_given_codes_and_edits_keep_every_layer(residual
     np.testing.assert_array_equal(out[codes >= 0], codes[codes >= 0])
     assert ((out >= 0) & (out < 32)).all()
     np.testing.assert_array_equal(maskdance.fill_residual(net.residual, codes, music, 4), out)
+    # windows of 12 steps every 8: the first window's codes stay those of a fill of it alone
+    alone = maskdance.fill_residual(net.residual, codes[:12], music[:12], 4)
+    np.testing.assert_array_equal(out[:12], alone)
 
     seq, frames = sequences[2], 160
     pose, root = _real(seq, frames)
@@ -454,6 +470,20 @@ def test_residual_decoding_keeps_given_codes_and_edits_keep_every_layer(residual
     given = maskdance.given_codes(net, stats, span, frames // 4)
     assert given.shape == (40, 2, 3)
     assert (given[:16] >= 0).all() and (given[16:] < 0).all()
+    upper = Constraints.free(frames)  # keep the upper body: every layer of its codes
+    upper.pose[:, 7:] = pose[:, 7:]
+    kept = maskdance.given_codes(net, stats, upper, frames // 4)
+    assert (kept[:, 1] >= 0).all() and (kept[:, 0] < 0).all()
+    model = net.transformer
+    audio_n = (seq.audio[:frames] - stats.audio_mean) / stats.audio_std
+    pooled = maskdance.pool_audio(audio_n.astype(np.float32), 4, frames // 4)
+    padded = torch.from_numpy(np.pad(pooled, ((model.back, model.ahead), (0, 0))))[None]
+    with torch.no_grad():
+        cond = model.music_features(padded, None)[0]
+        chosen = maskdance.sample_codes(net, cond, kept, seed=0)
+        chosen = maskdance.fill_residual(net.residual, chosen, cond, 4)
+    np.testing.assert_array_equal(chosen[:, 1], kept[:, 1])  # the upper body, every layer
+    assert (chosen >= 0).all()
     a = maskdance.generate_motion(net, stats, seq.audio[:frames], pose[0], seed=2,
                                   constraints=span)  # fmt: skip
     buffer = io.BytesIO()
