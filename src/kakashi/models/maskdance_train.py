@@ -148,6 +148,44 @@ def _first_layer(codes: torch.Tensor) -> torch.Tensor:
     return codes[..., 0] if codes.dim() == 4 else codes
 
 
+def _drop_styles(style: torch.Tensor, model, share: float, gen) -> torch.Tensor:
+    """A ``share`` of the windows read the "no style" row (the style-free model that
+    guidance steers away from); no draw when off or unlabelled, so the generator's stream
+    (the weights) stays as measured."""
+    if share <= 0 or model.style is None:
+        return style
+    drop = (torch.rand(len(style), generator=gen) < share).to(style.device)
+    return torch.where(drop, len(model.styles), style)
+
+
+def _record(history, prefix: str, step: int, running, val, started, world, device) -> None:
+    """One logging point of a transformer phase (``prefix`` "" masked, "residual_")."""
+    entry = {
+        f"{prefix}step": float(step + 1),
+        f"{prefix}loss": _rank_mean(float(np.mean(running)), world, device),
+        f"{prefix}val_loss": val[0],
+        f"{prefix}val_accuracy": val[1],
+        "seconds": time.perf_counter() - started,
+    }
+    history.append(entry)
+    log.info(
+        "%s %s", prefix.rstrip("_") or "transformer", {k: round(v, 4) for k, v in entry.items()}
+    )
+
+
+def _val_windows(data, window: int):
+    """(sequence index, start) of the non-overlapping validation windows, or None where
+    there is no validation data or no sequence holds a window."""
+    if not data:
+        return None
+    try:
+        idx, starts = _windows([len(c) for c, *_ in data], window)
+    except ValueError:
+        return None
+    keep = starts % window == 0
+    return idx[keep], starts[keep]
+
+
 def _train_codes(net: MaskDance, s, data, val_data, device, gen, history, rank, world):
     """The masked transformer, then (residual quantizers) the residual transformer."""
     _train_transformer(net, s, data, val_data, device, gen, history, rank, world)
@@ -171,45 +209,28 @@ def _train_residual(net: MaskDance, s, data, val_data, device, gen, history, ran
         pick = draw_windows(weights, len(idx), s.mask_batch, gen)
         codes, music, style = _batch(data, idx, starts, pick, window, extra, device)
         layer = torch.randint(1, s.quantizers, (len(pick),), generator=gen).to(device)
-        if s.style_drop > 0 and model.style is not None:
-            drop = (torch.rand(len(pick), generator=gen) < s.style_drop).to(device)
-            style = torch.where(drop, len(model.styles), style)
+        style = _drop_styles(style, model, s.style_drop, gen)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.residual_steps, s.mask_lr)
         loss = loss_of(codes, layer, music, style)
         optimise(opt, loss, model, 1.0)
         running.append(loss.item())
         if (step + 1) % s.log_every == 0 or step + 1 == s.residual_steps:
-            loss_val, acc_val = (math.nan,) * 2
-            if rank == 0:
-                loss_val, acc_val = _residual_val(model, val_data, s, device)
-            entry = {
-                "residual_step": float(step + 1),
-                "residual_loss": _rank_mean(float(np.mean(running)), world, device),
-                "residual_val_loss": loss_val,
-                "residual_val_accuracy": acc_val,
-                "seconds": time.perf_counter() - started,
-            }
+            val = _residual_val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2
+            _record(history, "residual_", step, running, val, started, world, device)
             model.train()
-            history.append(entry)
             running = []
-            log.info("residual %s", {k: round(v, 4) for k, v in entry.items()})
 
 
 @torch.no_grad()
 def _residual_val(model: ResidualTransformer, data, s, device) -> tuple[float, float]:
     """Cross-entropy and accuracy of every residual layer's codes, given the true layers
     below, over non-overlapping validation windows."""
-    if not data:
+    windows = _val_windows(data, s.window)
+    if windows is None:
         return math.nan, math.nan
     model.eval()
-    window, extra = s.window, s.music_back + s.music_ahead
-    try:
-        idx, starts = _windows([len(c) for c, *_ in data], window)
-    except ValueError:
-        return math.nan, math.nan
-    keep = starts % window == 0
-    idx, starts = idx[keep], starts[keep]
+    (idx, starts), window, extra = windows, s.window, s.music_back + s.music_ahead
     total = correct = count = 0.0
     for chunk in range(0, len(idx), 64):
         pick = np.arange(chunk, min(chunk + 64, len(idx)))
@@ -247,43 +268,28 @@ def _train_transformer(net: MaskDance, s, data, val_data, device, gen, history, 
             keep = (torch.rand(len(pick), generator=gen) >= s.music_drop).float().to(device)
         # A style_drop share reads the "no style" row: the style-free model that guidance
         # (``guidance``) steers away from. (no draw when off, as music_drop)
-        if s.style_drop > 0 and model.style is not None:
-            drop = (torch.rand(len(pick), generator=gen) < s.style_drop).to(device)
-            style = torch.where(drop, len(model.styles), style)
+        style = _drop_styles(style, model, s.style_drop, gen)
         for group in opt.param_groups:
             group["lr"] = _lr(step, s.mask_steps, s.mask_lr)
         loss = loss_of(inputs, codes, hidden, music, style, keep)
         optimise(opt, loss, model, 1.0)
         running.append(loss.item())
         if (step + 1) % s.log_every == 0 or step + 1 == s.mask_steps:
-            loss_val, acc_val = _val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2
-            entry = {
-                "step": float(step + 1),
-                "loss": _rank_mean(float(np.mean(running)), world, device),
-                "val_loss": loss_val,
-                "val_accuracy": acc_val,
-                "seconds": time.perf_counter() - started,
-            }
+            val = _val(model, val_data, s, device) if rank == 0 else (math.nan,) * 2
+            _record(history, "", step, running, val, started, world, device)
             model.train()
-            history.append(entry)
             running = []
-            log.info("transformer %s", {k: round(v, 4) for k, v in entry.items()})
 
 
 @torch.no_grad()
 def _val(model: MaskTransformer, data, s, device) -> tuple[float, float]:
     """Cross-entropy and accuracy of the hidden tokens over non-overlapping validation
     windows, masked by a fixed seed (the same masks at every logging point)."""
-    if not data:
+    windows = _val_windows(data, s.window)
+    if windows is None:
         return math.nan, math.nan
     model.eval()
-    window, extra = s.window, s.music_back + s.music_ahead
-    try:
-        idx, starts = _windows([len(c) for c, *_ in data], window)
-    except ValueError:
-        return math.nan, math.nan
-    keep = starts % window == 0
-    idx, starts = idx[keep], starts[keep]
+    (idx, starts), window, extra = windows, s.window, s.music_back + s.music_ahead
     gen = torch.Generator().manual_seed(0)
     total = correct = count = 0.0
     for chunk in range(0, len(idx), 64):
