@@ -211,21 +211,27 @@ def test_edits_keep_the_codes_of_given_frames(trained, sequences):
         maskdance.generate_motion(net, stats, audio, pose[0], constraints=Constraints.free(10))
 
 
-def test_fit_history_and_weights_only_round_trip(trained):
-    result, stats, net = trained
-    steps = [e for e in result["history"] if "step" in e]
-    assert steps and any("vq_step" in e for e in result["history"])
-    assert steps[-1]["loss"] < steps[0]["loss"]
-    assert 0.0 <= steps[-1]["val_accuracy"] <= 1.0
+def _reloaded(result: dict, stats) -> maskdance.MaskDance:
+    """The fit's network, saved and loaded back with ``weights_only=True``."""
     buffer = io.BytesIO()
     torch.save({**result, "stats": stats.to_dict()}, buffer)
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=True)
     again = maskdance.build(loaded["arch"])
     again.load_state_dict(loaded["model"])
+    return again.eval()
+
+
+def test_fit_history_and_weights_only_round_trip(trained):
+    result, stats, net = trained
+    steps = [e for e in result["history"] if "step" in e]
+    assert steps and any("vq_step" in e for e in result["history"])
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert 0.0 <= steps[-1]["val_accuracy"] <= 1.0
+    again = _reloaded(result, stats)
     audio = np.random.default_rng(2).standard_normal((80, FEATURES)).astype(np.float32)
     a = maskdance.generate_motion(net, stats, audio, stats.mean_pose(), seed=0)
-    b = maskdance.generate_motion(again.eval(), stats, audio, stats.mean_pose(), seed=0)
+    b = maskdance.generate_motion(again, stats, audio, stats.mean_pose(), seed=0)
     np.testing.assert_array_equal(a[0], b[0])
     with pytest.raises(ModelError, match="--no-such-setting is not a setting of model maskdance"):
         tiny(no_such_setting=1)
@@ -486,13 +492,8 @@ def test_residual_decoding_keeps_given_codes_and_edits_keep_every_layer(residual
     assert (chosen >= 0).all()
     a = maskdance.generate_motion(net, stats, seq.audio[:frames], pose[0], seed=2,
                                   constraints=span)  # fmt: skip
-    buffer = io.BytesIO()
-    torch.save({**result, "stats": stats.to_dict()}, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=True)
-    again = maskdance.build(loaded["arch"])
-    again.load_state_dict(loaded["model"])
-    b = maskdance.generate_motion(again.eval(), stats, seq.audio[:frames], pose[0], seed=2,
+    again = _reloaded(result, stats)
+    b = maskdance.generate_motion(again, stats, seq.audio[:frames], pose[0], seed=2,
                                   constraints=span)  # fmt: skip
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
