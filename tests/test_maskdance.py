@@ -7,9 +7,11 @@ synthetic audio features, and one few-step run of `kakashi train`'s path on the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import itertools
+import random
 
 import numpy as np
 import pytest
@@ -424,6 +426,28 @@ def test_residual_layers_code_finer_motion_and_the_first_decodes_alone(residual,
     assert [e["residual_step"] for e in entries] == [20.0, 40.0]
     assert 0.0 <= entries[-1]["residual_val_accuracy"] <= 1.0
     assert np.isfinite(entries[-1]["residual_val_loss"])
+
+
+def test_quantizer_dropout_cuts_only_the_training_forwards_it_is_on_for(residual, sequences):
+    """The switch the tokenizer's training flips on a quantizer_dropout share of steps: on,
+    some forwards leave the finer layers out (-1), never the first; off, or in eval, none."""
+    result, stats, net = residual
+    tok = copy.deepcopy(net.tokenizer)  # a training forward moves the EMA codebooks
+    pose, root = _real(sequences[2], 160)
+    motion = motion_of(pose, root, result["arch"]["root_frame"])
+    motion = torch.from_numpy((motion - stats.motion_mean) / stats.motion_std).float()[None]
+    random.seed(0)  # vector-quantize-pytorch draws the depth from Python's random
+
+    def codes(training: bool, on: bool) -> list[torch.Tensor]:
+        tok.train(training)
+        tok.drop_layers(on)
+        with torch.no_grad():
+            return [tok(motion)[1] for _ in range(12)]
+
+    cut = codes(True, True)
+    assert any((c[..., 1:] == -1).any() for c in cut)
+    assert all((c[..., 0] >= 0).all() for c in cut)
+    assert all((c >= 0).all() for c in codes(True, False) + codes(False, True))
 
 
 def test_an_arch_without_quantizers_is_one_codebook(trained):
