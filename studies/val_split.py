@@ -85,10 +85,9 @@ def main() -> None:
         for d in val
     }
     model = load_model(args.checkpoint)
-    residual = getattr(model.net, "residual", None) is not None
-    if args.first_layer_only and not residual:
-        sys.exit(f"{args.checkpoint}: --first-layer-only needs a maskdance with quantizers > 1")
     if args.first_layer_only:  # the residual layers left out: the tokenizer decodes layer 0
+        if getattr(model.net, "residual", None) is None:
+            sys.exit(f"{args.checkpoint}: --first-layer-only needs a maskdance with quantizers > 1")
         from kakashi.models import maskdance
 
         maskdance.fill_residual = lambda model, codes, music, overlap: codes[..., :1]

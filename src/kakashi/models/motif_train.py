@@ -151,8 +151,7 @@ def _train_tokenizer(
     # depth, drawn from a generator seeded alike on every rank (a cut on one rank alone
     # would hang its collective). Step 0 keeps every layer, so each layer's k-means start
     # sees the same synced first batch. m2d val, 3 layers: every step (1.0) generates FID_k
-    # 53, MoMask's 0.2 94 at the same round trip (17.6 against 16.4). (No draw with one
-    # codebook.)
+    # 61, MoMask's 0.2 94, at the same round trip (17.6). (No draw with one codebook.)
     drops = torch.Generator().manual_seed(s.seed) if tok.residual else None
     started, running = time.perf_counter(), []
     for step in range(s.vq_steps):
