@@ -111,6 +111,33 @@ def test_transformer_is_bidirectional():
     assert not torch.allclose(base[:, :5], changed[:, :5])
 
 
+def test_rhythm_input_reads_only_the_onset_and_beat_columns():
+    names = [f"mfcc_{i}" for i in range(FEATURES - 3)] + ["onset_strength", "beat", "onset_peak"]
+    columns = maskdance.music_columns(names, maskdance.RHYTHM_KINDS)
+    assert columns == [FEATURES - 3, FEATURES - 2, FEATURES - 1]
+    torch.manual_seed(0)
+    rhythm = maskdance.build(tiny_arch(music_columns=columns)).transformer.eval()
+    torch.manual_seed(0)
+    every = maskdance.build(tiny_arch()).transformer.eval()
+    down = TINY["down"]
+    padded = torch.randn(1, 20, FEATURES * down)
+    timbre = padded.clone().view(1, 20, down, FEATURES)
+    timbre[..., : FEATURES - 3] += 1.0  # other mfcc values in every frame of every step
+    timbre = timbre.view(1, 20, -1)
+    beats = padded.clone().view(1, 20, down, FEATURES)
+    beats[..., FEATURES - 2] += 1.0
+    beats = beats.view(1, 20, -1)
+    with torch.no_grad():
+        base = rhythm.music_features(padded, None)
+        assert torch.equal(rhythm.music_features(timbre, None), base)
+        assert not torch.allclose(rhythm.music_features(beats, None), base)
+        assert not torch.allclose(
+            every.music_features(timbre, None), every.music_features(padded, None)
+        )
+    with pytest.raises(ModelError, match="hold none of onset, beat, peak.*music_input: all"):
+        maskdance.music_columns(names[:3], maskdance.RHYTHM_KINDS)
+
+
 def test_decoding_keeps_given_codes_and_is_seeded():
     torch.manual_seed(0)
     model = maskdance.build(tiny_arch(dropout=0.0)).transformer.eval()
@@ -263,6 +290,41 @@ def test_trains_on_the_demo_shards_and_generates_with_a_keyframe(demo_shards, tm
     assert (given[30] >= 0).all() and (np.delete(given, 30, axis=0) < 0).all()
     other, _ = model.generate_motion(audio, model.stats.mean_pose(), 1, constraints=key)
     assert not np.array_equal(pose, other)  # the rest is generated: seeds differ
+
+
+def test_rhythm_input_and_tempo_stretch_train_from_the_demo_shards(demo_shards, tmp_path):
+    """music_input rhythm and tempo_stretch through `kakashi train`'s path: the checkpoint
+    names the rhythm columns, and its dance of a song does not change with the song's mfcc
+    and chroma (the same seed, the same dance)."""
+    from kakashi.models.checkpoint import load_checkpoint, load_model
+    from kakashi.models.distributed import train
+    from kakashi.shards import list_shards, read_shard
+
+    out = tmp_path / "maskdance.pt"
+    small = dict(TINY, vq_steps=10, mask_steps=10, log_every=5, window=16, overlap=8)
+    settings = {**small, "music_input": "rhythm", "tempo_stretch": 0.1}
+    train(
+        resolve("maskdance", {}, {**settings, "shards": str(demo_shards), "out": str(out)}), False
+    )
+    checkpoint = load_checkpoint(out)
+    names = checkpoint["stats"]["feature_names"]
+    rhythm = [names.index(n) for n in ("onset_strength", "beat", "onset_peak")]
+    assert checkpoint["arch"]["music_columns"] == rhythm
+    assert checkpoint["arch"]["music_input"] == "rhythm"
+    model = load_model(out)
+    arrays, _ = read_shard(list_shards(demo_shards, "test")[0], ["audio"])
+    audio = arrays["audio"][:120]
+    other = audio.copy()
+    timbre = [c for c in range(audio.shape[1]) if c not in rhythm]
+    other[:, timbre] = np.random.default_rng(0).standard_normal((len(audio), len(timbre)))
+    start = model.stats.mean_pose()
+    a, _ = model.generate_motion(audio, start, 0)
+    b, _ = model.generate_motion(other, start, 0)
+    np.testing.assert_array_equal(a, b)
+    louder = audio.copy()
+    louder[:, rhythm[0]] = louder[::-1, rhythm[0]]  # other onsets: another dance
+    c, _ = model.generate_motion(louder, start, 0)
+    assert not np.array_equal(a, c)
 
 
 # ---------------------------------------------------------------- root_frame: body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from kakashi.models.data import (
     mirror_sequence,
     motion_of,
     read_split,
+    stretch_sequence,
 )
 from kakashi.models.distributed import train
 from kakashi.models.generate import generate, generate_split
@@ -83,6 +85,34 @@ def test_mirror_maps_pose_to_its_mirror_and_back(demo_shards: Path) -> None:
     np.testing.assert_allclose(
         motion_of(moved.pose, moved.root)[:, POSE_DIM], -motion_of(seq.pose, root)[:, POSE_DIM]
     )
+
+
+def test_tempo_stretch_resamples_dance_and_music_together(demo_shards: Path) -> None:
+    (seq,) = read_split(demo_shards, "train")
+    before = copy.deepcopy(seq)
+    beat = seq.feature_names.index("beat")
+    for rate in (0.9, 1.1):
+        fast = stretch_sequence(seq, rate)
+        assert fast.name == f"dancer-a~tempo{rate:g}"
+        assert len(fast.pose) == len(fast.audio) == len(fast.root) == len(fast.conf)
+        assert len(fast.pose) == round(len(seq.pose) / rate)
+        # Frame i of the stretch is time i * rate of the source: a pose there is between the
+        # source's neighbouring frames, linearly.
+        i = 17
+        lo, w = int(i * rate), i * rate - int(i * rate)
+        np.testing.assert_allclose(
+            fast.pose[i], (1 - w) * seq.pose[lo] + w * seq.pose[lo + 1], atol=1e-5
+        )
+        # Every beat survives as one impulse, at its time in the new tempo.
+        hits = np.flatnonzero(seq.audio[:, beat])
+        assert np.count_nonzero(fast.audio[:, beat]) == len(hits)
+        np.testing.assert_array_equal(
+            np.flatnonzero(fast.audio[:, beat]), np.round(hits / rate).astype(int)
+        )
+    for field in ("pose", "root", "audio", "conf"):  # the source is not modified
+        np.testing.assert_array_equal(getattr(seq, field), getattr(before, field))
+    train_seqs, _, _ = load_training_data(demo_shards, mirror=False, tempo_stretch=0.1)
+    assert [s.name for s in train_seqs] == ["dancer-a", "dancer-a~tempo0.9", "dancer-a~tempo1.1"]
 
 
 def test_statistics_come_from_the_train_split_only(demo_shards: Path) -> None:

@@ -122,16 +122,22 @@ def settings_of(names: list[str]) -> tuple[list[str], int]:
     n_mfcc = sum(name.startswith("mfcc_") for name in names)
     kinds: list[str] = []
     for name in names:
-        kind = _COLUMN_KINDS.get(name)
-        if kind is None and name.startswith("mfcc_"):
-            kind = "mfcc"
-        if kind is None and name.startswith("chroma_"):
-            kind = "chroma"
-        if kind is None:
-            raise MediaError(f"unknown audio feature column {name!r}")
+        kind = column_kind(name)
         if kind not in kinds:
             kinds.append(kind)
     return kinds, n_mfcc
+
+
+def column_kind(name: str) -> str:
+    """The feature kind (``FEATURE_KINDS``) of one column name."""
+    kind = _COLUMN_KINDS.get(name)
+    if kind is None and name.startswith("mfcc_"):
+        kind = "mfcc"
+    if kind is None and name.startswith("chroma_"):
+        kind = "chroma"
+    if kind is None:
+        raise MediaError(f"unknown audio feature column {name!r}")
+    return kind
 
 
 def feature_names(feature_set: tuple[str, ...] | list[str], n_mfcc: int) -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
+from kakashi.features import column_kind
 from kakashi.kinematics import root_velocity
 from kakashi.models.stats import STD_FLOOR, Stats
 from kakashi.models.styles import style_columns, style_index
@@ -81,6 +82,40 @@ def mirror_sequence(seq: Sequence) -> Sequence:
         pose,
         root,
         seq.conf,
+        seq.fps,
+        seq.feature_names,
+        seq.hop_length,
+        style=seq.style,
+    )
+
+
+def stretch_sequence(seq: Sequence, rate: float) -> Sequence:
+    """The dance and its music ``rate`` times as fast (1.1: 10 % faster, 10 % fewer frames):
+    pose, root and the continuous audio columns interpolated at the new frames' times, each
+    beat and onset peak moved to its nearest new frame (mfcc and chroma keep their values:
+    a time stretch, not a resampling that would shift the pitch)."""
+    frames = len(seq.pose)
+    count = max(2, round(frames / rate))
+    t = np.minimum(np.arange(count) * rate, frames - 1)
+    lo = np.floor(t).astype(int)
+    hi, w = np.minimum(lo + 1, frames - 1), (t - lo)
+
+    def resample(x: np.ndarray) -> np.ndarray:
+        shape = (count,) + (1,) * (x.ndim - 1)
+        return (x[lo] * (1 - w).reshape(shape) + x[hi] * w.reshape(shape)).astype(x.dtype)
+
+    audio = resample(seq.audio)
+    for c, name in enumerate(seq.feature_names):
+        if column_kind(name) in ("beat", "peak"):
+            hits = np.flatnonzero(seq.audio[:, c])
+            audio[:, c] = 0
+            audio[np.minimum(np.round(hits / rate).astype(int), count - 1), c] = seq.audio[hits, c]
+    return Sequence(
+        f"{seq.name}~tempo{rate:g}",
+        audio,
+        resample(seq.pose),
+        resample(seq.root),
+        seq.conf[np.round(t).astype(int)],
         seq.fps,
         seq.feature_names,
         seq.hop_length,
@@ -204,10 +239,11 @@ def _style_indices(styles, style: str | None, count: int) -> np.ndarray | None:
 
 
 def load_training_data(
-    shards: str | Path, mirror: bool = True, root_frame: str = "world"
+    shards: str | Path, mirror: bool = True, root_frame: str = "world", tempo_stretch: float = 0
 ) -> tuple[list[Sequence], list[Sequence], Stats]:
-    """(train, val, stats): train augmented with mirrors if asked; stats from train only,
-    the root velocity in ``root_frame``."""
+    """(train, val, stats): train augmented with mirrors if asked, then with every train
+    sequence at (1 - ``tempo_stretch``) and (1 + ``tempo_stretch``) times its tempo if above
+    0; stats from train only, the root velocity in ``root_frame``."""
     train = read_split(shards, "train")
     if not train:
         raise ModelError(
@@ -216,5 +252,8 @@ def load_training_data(
         )
     if mirror:
         train = train + [mirror_sequence(s) for s in train]
+    if tempo_stretch > 0:
+        rates = (1 - tempo_stretch, 1 + tempo_stretch)
+        train = train + [stretch_sequence(s, rate) for rate in rates for s in train]
     val = read_split(shards, "val")
     return train, val, compute_stats(train, root_frame)

@@ -57,11 +57,26 @@ from torch import nn
 
 from kakashi import skeleton
 from kakashi.errors import ModelError
+from kakashi.features import column_kind
 from kakashi.kinematics import root_velocity
 from kakashi.models.editing import Constraints
 from kakashi.models.motif import Tokenizer, finish_motion, part_columns, pool_audio, start_rows
 from kakashi.models.stats import POSE_DIM, Stats
 from kakashi.models.styles import style_index
+
+# ``music_input: rhythm``: the feature kinds the transformers read.
+RHYTHM_KINDS = ("onset", "beat", "peak")
+
+
+def music_columns(names: list[str], kinds) -> list[int]:
+    """Indices of the audio feature columns ``names`` of the given kinds."""
+    columns = [c for c, name in enumerate(names) if column_kind(name) in kinds]
+    if not columns:
+        raise ModelError(
+            f"the shards' audio features ({', '.join(names)}) hold none of {', '.join(kinds)}; "
+            "recompute them with those kinds in features.set, or set music_input: all"
+        )
+    return columns
 
 
 class MaskTransformer(nn.Module):
@@ -76,6 +91,13 @@ class MaskTransformer(nn.Module):
         self.styles = list(arch.get("styles") or [])
         self.tokens = nn.ModuleList(nn.Embedding(codebook + 1, dim) for _ in range(parts))
         self.music = nn.Conv1d(arch["audio_dim"] * arch["down"], dim, self.back + self.ahead + 1)
+        # music_columns (music_input: rhythm): the other columns reach the convolution as 0.
+        # Checkpoints before it, and music_input all, read every column.
+        read = torch.ones(arch["audio_dim"])
+        if arch.get("music_columns") is not None:
+            read = torch.zeros(arch["audio_dim"])
+            read[arch["music_columns"]] = 1
+        self.register_buffer("music_read", read.repeat(arch["down"]), persistent=False)
         # The last row (kept at zero) is "no style": unlabelled shards, or none asked for.
         styles = len(self.styles)
         self.style = nn.Embedding(styles + 1, dim, padding_idx=styles) if styles else None
@@ -100,7 +122,7 @@ class MaskTransformer(nn.Module):
     def music_features(self, padded: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         """Pooled audio padded by back/ahead steps (B, N + back + ahead, down*F) and style
         indices (B,) -> per-step conditioning (B, N, dim)."""
-        out = self.music(padded.transpose(1, 2)).transpose(1, 2)
+        out = self.music((padded * self.music_read).transpose(1, 2)).transpose(1, 2)
         if self.style is not None and style is not None:
             out = out + self.style(style)[:, None]
         return out

@@ -30,7 +30,14 @@ from torch import nn
 from kakashi.models.config import TrainConfig
 from kakashi.models.data import Sequence, load_training_data
 from kakashi.models.distributed import Trained
-from kakashi.models.maskdance import MaskDance, MaskTransformer, ResidualTransformer, build
+from kakashi.models.maskdance import (
+    RHYTHM_KINDS,
+    MaskDance,
+    MaskTransformer,
+    ResidualTransformer,
+    build,
+    music_columns,
+)
 from kakashi.models.motif_train import (
     SAMPLING_KEYS,
     TOKENIZER_KEYS,
@@ -58,6 +65,7 @@ ARCH_KEYS = [
     "overlap",
     "music_back",
     "music_ahead",
+    "music_input",
     "iterations",
     "guidance",
     "quantizers",
@@ -325,8 +333,11 @@ def fit(
             f"guidance {config.guidance} needs a style-free model: set style_drop above 0 "
             "(0.1 is usual), or guidance 1"
         )
+    extra = {}
+    if config.music_input == "rhythm":
+        extra["music_columns"] = music_columns(stats.feature_names, RHYTHM_KINDS)
     return fit_tokens(config, train, val, stats, device, rank, world, ARCH_KEYS, build,
-                      _train_codes)  # fmt: skip
+                      _train_codes, extra)  # fmt: skip
 
 
 def run(
@@ -334,7 +345,9 @@ def run(
 ) -> Trained:
     """Train maskdance as ``kakashi train --model maskdance`` asks (kakashi.models.distributed
     calls this): read the shards and fit; :func:`kakashi.models.distributed.finish` writes."""
-    train, val, stats = load_training_data(config.shards, config.mirror, config.root_frame)
+    train, val, stats = load_training_data(
+        config.shards, config.mirror, config.root_frame, config.tempo_stretch
+    )
     result = fit(config, train, val, stats, device, rank, world)
     arch = {**result["arch"], "kind": "maskdance"}
     return Trained(arch, stats, result["model"], result["history"])

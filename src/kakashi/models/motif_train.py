@@ -412,9 +412,10 @@ def fit_tokens(
     arch_keys: list[str],
     build_net,
     train_codes,
+    arch_extra: dict | None = None,
 ) -> dict:
     """The training of a model over motion tokens (motif, maskdance): seeds, the arch
-    (``arch_keys`` of the settings, the audio width, the styles), the network
+    (``arch_keys`` of the settings, the audio width, the styles, ``arch_extra``), the network
     (``build_net(arch)``), the tokenizer, every sequence's codes, then ``train_codes(net, s,
     data, val_data, device, gen, history, rank, world)``, the model over the codes."""
     if s.down < 2 or s.down & (s.down - 1):
@@ -426,6 +427,7 @@ def fit_tokens(
     arch = {key: getattr(s, key) for key in arch_keys}
     arch["audio_dim"] = len(stats.audio_mean)
     arch["styles"] = train_labels(train)
+    arch.update(arch_extra or {})
     net = build_net(arch).to(device)
     if rank:
         torch.manual_seed(s.seed + RANK_SEED * rank)
