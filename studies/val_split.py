@@ -6,9 +6,10 @@ Run from the repository root::
         [--shards results/m2d/shards] [--seeds 0,1,2] [--set foot_lock=0.5 --set smooth=2]
 
 Each val song is danced with ``--style auto`` where the checkpoint knows styles (the styles
-chosen are printed first), from the mean pose, for each seed; ``--set`` overrides a value
-of the checkpoint's arch (its generation settings: ``temperature``, ``top_k``, ``smooth``,
-``foot_lock``, ``iterations``, ``guidance``). The reference is the real val dances of the
+chosen are printed first), from the mean pose, for each seed; ``--set`` changes one of the
+checkpoint's generation settings as ``kakashi generate --sampling`` does (maskdance:
+``temperature``, ``top_k``, ``smooth``, ``foot_lock``, ``iterations``, ``guidance``,
+``style_vocabulary``). The reference is the real val dances of the
 styles the train split has (a style training never saw cannot be asked for), as 5-s clips
 every 2.5 s, the evaluation's held-out clips.
 
@@ -21,7 +22,6 @@ style), and skating, PFC, mean jerk and joint speed as ratios to the real val da
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from kakashi import shards  # noqa: E402
+from kakashi.errors import KakashiError  # noqa: E402
 from kakashi.evaluate import heldout  # noqa: E402
 from kakashi.evaluate import style as style_eval  # noqa: E402
 from kakashi.evaluate.contact import physical_foot_contact  # noqa: E402
@@ -49,7 +50,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--shards", type=Path, default=REPO / "results" / "m2d" / "shards")
     parser.add_argument("--seeds", default="0", help="comma-separated generation seeds")
-    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE (JSON value)")
+    parser.add_argument(
+        "--set", action="append", default=[], help="KEY=VALUE, as generate --sampling"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--first-layer-only",
@@ -91,13 +94,10 @@ def main() -> None:
         from kakashi.models import maskdance
 
         maskdance.fill_residual = lambda model, codes, music, overlap: codes[..., :1]
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        overrides[key] = json.loads(value)
-    if "quantizers" in overrides:  # the network's shape, not a generation setting
-        sys.exit("--set quantizers cannot change the checkpoint's layers: --first-layer-only")
-    model.net.arch.update(overrides)
+    try:  # the network's shape (quantizers: see --first-layer-only) is no such setting
+        overrides = model.set_sampling(args.set, args.checkpoint)
+    except KakashiError as exc:
+        sys.exit(f"{exc}")
     chosen = {
         d.name: choose_style(model.payload, "auto", audio[d.name], str(args.checkpoint), d.name)
         for d in val

@@ -16,6 +16,7 @@ from conftest import DEMO, TINY_TOKEN_MODELS
 from kakashi import skeleton
 from kakashi.cli import main
 from kakashi.dance import Dance
+from kakashi.errors import ModelError
 from kakashi.models.checkpoint import load_model
 from kakashi.models.config import resolve
 from kakashi.models.distributed import train
@@ -358,3 +359,46 @@ def test_seam_stencils_mark_the_frames_a_seam_touches():
     assert np.flatnonzero(crossing).tolist() == [7, 8, 9]
     assert np.flatnonzero(near).tolist() == list(range(7, 25))
     assert not seam_stencils(Constraints.free(40), 30.0)[0].any()
+
+
+def test_sampling_overrides_a_checkpoints_generation_settings(
+    checkpoints, songs, tmp_path, capsys
+) -> None:
+    """`kakashi generate --sampling KEY=VALUE`: the dance made with a changed setting differs
+    (seeded), records it, and with the checkpoint's own value is the dance without the flag;
+    a key that is not a generation setting of the model, a bad value, or guidance on a
+    model without a style-free row are one-line errors naming the fix."""
+    ckpt = checkpoints["maskdance"]
+    base = [songs["short"], "--checkpoint", ckpt, "-o"]
+    own = load_model(ckpt).net.arch["temperature"]
+    paths = {name: tmp_path / f"{name}.npz" for name in ("plain", "same", "hot", "hot2")}
+    run(*base, paths["plain"])
+    run(*base, paths["same"], "--sampling", f"temperature={own}")
+    run(*base, paths["hot"], "--sampling", "temperature=3", "--sampling", "top_k=0")
+    run(*base, paths["hot2"], "--sampling", "temperature=3", "--sampling", "top_k=0")
+    plain, same, hot = (Dance.load(paths[n]) for n in ("plain", "same", "hot"))
+    np.testing.assert_array_equal(plain.pose, same.pose)
+    np.testing.assert_array_equal(hot.pose, Dance.load(paths["hot2"]).pose)  # seeded
+    assert not np.array_equal(hot.pose, plain.pose)
+    assert hot.meta["sampling"] == {"temperature": 3.0, "top_k": 0}
+    assert "sampling" not in plain.meta
+
+    out = [*base, tmp_path / "bad.npz"]
+    err = one_line_error(capsys, [*out, "--sampling", "dim=64"])
+    assert "'dim=64': give KEY=VALUE with a generation setting of model maskdance" in err
+    assert "(iterations, guidance, " in err and "temperature, top_k, smooth, foot_lock)" in err
+    err = one_line_error(capsys, [*out, "--sampling", "top_k=-1"])
+    assert "'top_k=-1': -1 is less than the minimum of 0" in err
+    err = one_line_error(capsys, [*out, "--sampling", "temperature=warm"])
+    assert "'temperature=warm'" in err
+    err = one_line_error(capsys, [*out, "--sampling", "temperature"])
+    assert "give KEY=VALUE" in err
+    rnn = [songs["short"], "--checkpoint", checkpoints["rnn"], "-o", tmp_path / "r.npz"]
+    err = one_line_error(capsys, [*rnn, "--sampling", "temperature=1"])
+    assert "a generation setting of model rnn (none)" in err
+    assert not (tmp_path / "bad.npz").exists() and not (tmp_path / "r.npz").exists()
+
+    model = load_model(ckpt)
+    model.payload["config"]["style_drop"] = 0.0  # as a model trained without style_drop
+    with pytest.raises(ModelError, match="guidance needs a model trained with style_drop"):
+        model.set_sampling(["guidance=4"], ckpt)

@@ -55,6 +55,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             args.only,
             args.takes,
             args.style,
+            args.sampling,
         )
     else:
         generate(
@@ -66,6 +67,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             only=args.only,
             style=args.style,
             edit=_edit_of(args),
+            sampling=args.sampling,
         )
 
 
@@ -178,6 +180,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="the dance style: one the checkpoint knows (its train shards' style labels) "
         "or auto, the style the song's music calls for (default: auto when the checkpoint "
         "knows styles)",
+    )
+    generate.add_argument(
+        "--sampling",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one of the checkpoint's generation settings for these dances (motif and "
+        "maskdance: temperature, top_k, smooth, foot_lock; maskdance also iterations, "
+        "guidance, style_vocabulary; see train.MODEL in schemas/config.schema.yaml); "
+        "may be repeated, the dance's metadata records them",
     )
     edits = generate.add_argument_group(
         "editing", "keep parts of a dance, or poses at given times (docs/editing.md)"

@@ -130,6 +130,45 @@ class LoadedModel:
         network = registry.network(self.name)
         return name in inspect.signature(network.generate_motion).parameters
 
+    def set_sampling(self, items: list[str] | None, checkpoint: str | Path = "") -> dict:
+        """Change generation settings for the dances this model makes next: ``KEY=VALUE``
+        texts (``kakashi generate --sampling``), each one of the model's
+        ``GENERATION_KEYS`` (the arch settings its generation reads, never the network's
+        shape), parsed and checked by its schema entry ``train.MODEL.KEY``. Returns the
+        settings changed ({} for none): what the dance's metadata records."""
+        from kakashi.models.config import model_keys
+        from kakashi.settings import check_value, parse_value
+
+        allowed = getattr(registry.network(self.name), "GENERATION_KEYS", ())
+        changed = {}
+        for item in items or []:
+            key, sep, text = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in allowed:
+                known = ", ".join(allowed) or "none"
+                raise ModelError(
+                    f"--sampling {item!r}: give KEY=VALUE with a generation setting of model "
+                    f"{self.name} ({known})"
+                )
+            entry = model_keys(self.name)[key]
+            try:
+                value = parse_value(entry, text.strip())
+            except ValueError as exc:
+                raise ModelError(f"--sampling {item!r}: {exc}") from None
+            problem = check_value(entry, value, f"train.{self.name}.{key}")
+            if problem:
+                raise ModelError(f"--sampling {item!r}: {problem}")
+            changed[key] = value
+        style_drop = self.payload.get("config", {}).get("style_drop")
+        if changed.get("guidance", 1) != 1 and style_drop == 0:
+            raise ModelError(
+                f"--sampling guidance needs a model trained with style_drop above 0; "
+                f"{checkpoint or self.name} was trained without it: use guidance=1"
+            )
+        if changed:  # (the recurrent networks keep no arch: they have no such settings)
+            self.net.arch.update(changed)
+        return changed
+
     def generate_motion(self, audio, first_pose, seed: int, **options):
         """(pose (T, 17, 3), root (T, 3)) for raw audio features (T, F); ``options`` are
         keyword arguments only some models take (motiongraph's ``only``)."""

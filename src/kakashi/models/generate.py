@@ -141,14 +141,17 @@ def generate(
     only: str | None = None,
     style: str | None = None,
     edit: EditRequest | None = None,
+    sampling: list[str] | None = None,
 ) -> Dance:
     """Generate a dance for ``song`` with a trained checkpoint and save it to ``output``;
     ``style``: a style the checkpoint knows, ``auto`` or None; ``edit``: the edit flags
-    (see the module doc)."""
+    (see the module doc); ``sampling``: ``KEY=VALUE`` generation settings that override
+    the checkpoint's (:meth:`kakashi.models.checkpoint.LoadedModel.set_sampling`)."""
     if edit is not None:
         edit.check()  # before any work
     song = require(song, "song", MediaError, "give an audio file (WAV, OGG, FLAC, MP3, M4A)")
     model = load_model(checkpoint)
+    changed = model.set_sampling(sampling, checkpoint)
     stats = model.stats
     features = song_features(song, stats, checkpoint)
     constraints, edited = None, None
@@ -159,6 +162,8 @@ def generate(
     dance = dance_for_audio(model, features.values, first, seed, only, choice, constraints)
     if edited is not None:
         dance.meta["edit"] = edited
+    if changed:
+        dance.meta["sampling"] = changed
     dance.save(output)
     log.info(
         "%s: %d frames (%.1f s at %g fps) -> %s",
@@ -181,6 +186,7 @@ def generate_split(
     only: str | None = None,
     takes: int = 1,
     style: str | None = None,
+    sampling: list[str] | None = None,
 ) -> list[Path]:
     """A dance for every shard of ``split``, driven by the audio features stored in the shard.
 
@@ -190,7 +196,8 @@ def generate_split(
     the shard; with ``takes`` > 1, ``OUT_DIR/SEQ__seedN.npz`` for the seeds ``seed`` ...
     ``seed + takes - 1`` (the variety across seeds of the evaluation). Only the manifest's
     shards count when the folder has one. ``style``: as for :func:`generate`, per shard
-    (``auto`` infers each one's style from its music: what evaluation scores).
+    (``auto`` infers each one's style from its music: what evaluation scores);
+    ``sampling``: as for :func:`generate`.
     """
     if takes < 1:
         raise ModelError(f"--takes must be at least 1, got {takes}")
@@ -203,6 +210,7 @@ def generate_split(
             f"results/dataset_info.txt) or check that the sheet puts sources in that split"
         )
     model = load_model(checkpoint)
+    changed = model.set_sampling(sampling, checkpoint)
     first_pose = start_pose(start, model.stats)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +223,8 @@ def generate_split(
             name = path.stem if takes == 1 else f"{path.stem}__seed{seed + take}"
             target = out_dir / f"{name}.npz"
             dance = dance_for_audio(model, arrays["audio"], first_pose, seed + take, only, choice)
+            if changed:
+                dance.meta["sampling"] = changed
             dance.save(target)
             written.append(target)
     log.info("%s: %d dances for split %s -> %s", checkpoint, len(written), split, out_dir)

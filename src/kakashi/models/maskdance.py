@@ -60,10 +60,13 @@ from kakashi.errors import ModelError
 from kakashi.features import column_kind
 from kakashi.kinematics import root_velocity
 from kakashi.models.editing import Constraints
+from kakashi.models.motif import GENERATION_KEYS as motif_generation_keys
 from kakashi.models.motif import Tokenizer, finish_motion, part_columns, pool_audio, start_rows
 from kakashi.models.stats import POSE_DIM, Stats
 from kakashi.models.styles import style_index
 
+# The arch settings generation reads (``kakashi generate --sampling``): never the shape.
+GENERATION_KEYS = ("iterations", "guidance", *motif_generation_keys)
 # ``music_input: rhythm``: the feature kinds the transformers read.
 RHYTHM_KINDS = ("onset", "beat", "peak")
 

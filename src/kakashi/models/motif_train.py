@@ -35,7 +35,7 @@ from torch import nn
 from kakashi.models.config import TrainConfig
 from kakashi.models.data import Sequence, load_training_data, motion_of
 from kakashi.models.distributed import RANK_SEED, Trained
-from kakashi.models.motif import Motif, build, pool_audio, song_summary
+from kakashi.models.motif import GENERATION_KEYS, Motif, build, pool_audio, song_summary
 from kakashi.models.rnn_train import optimise
 from kakashi.models.stats import Stats
 from kakashi.models.styles import style_index, style_weights, train_labels
@@ -47,7 +47,7 @@ log = logging.getLogger("kakashi.models.motif")
 # tokenizer's, and what generation reads to sample and finish the motion.
 TOKENIZER_KEYS = ["down", "parts", "codebook", "code_dim", "vq_width", "ema_decay", "dead_code",
                   "commitment", "root_frame"]  # fmt: skip
-SAMPLING_KEYS = ["temperature", "top_k", "smooth", "foot_lock"]
+SAMPLING_KEYS = list(GENERATION_KEYS)  # stored in the arch: generation reads them
 ARCH_KEYS = [
     *TOKENIZER_KEYS,
     "dim",
