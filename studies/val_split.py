@@ -8,8 +8,8 @@ Run from the repository root::
 Each val song is danced with ``--style auto`` where the checkpoint knows styles (the styles
 chosen are printed first), from the mean pose, for each seed; ``--set`` changes one of the
 checkpoint's generation settings as ``kakashi generate --sampling`` does (maskdance:
-``temperature``, ``top_k``, ``smooth``, ``foot_lock``, ``iterations``, ``guidance``,
-``style_vocabulary``). The reference is the real val dances of the
+``temperature``, ``top_k``, ``smooth``, ``foot_lock``, ``iterations``, ``guidance``).
+The reference is the real val dances of the
 styles the train split has (a style training never saw cannot be asked for), as 5-s clips
 every 2.5 s, the evaluation's held-out clips.
 

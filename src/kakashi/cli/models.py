@@ -187,7 +187,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="change one of the checkpoint's generation settings for these dances (motif and "
         "maskdance: temperature, top_k, smooth, foot_lock; maskdance also iterations, "
-        "guidance, style_vocabulary; see train.MODEL in schemas/config.schema.yaml); "
+        "guidance; see train.MODEL in schemas/config.schema.yaml); "
         "may be repeated, the dance's metadata records them",
     )
     edits = generate.add_argument_group(

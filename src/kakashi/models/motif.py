@@ -58,9 +58,9 @@ from kakashi.kinematics import (
 from kakashi.models.stats import MOTION_DIM, POSE_DIM, STD_FLOOR, Stats
 from kakashi.models.styles import style_index
 
-# Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 # The arch settings generation reads (``kakashi generate --sampling``): never the shape.
 GENERATION_KEYS = ("temperature", "top_k", "smooth", "foot_lock")
+# Motion columns of each body part: the lower body holds the pelvis, legs and root velocity.
 _LOWER_JOINTS = [0, 1, 2, 3, 4, 5, 6]
 _UPPER_JOINTS = [j for j in range(skeleton.NUM_JOINTS) if j not in _LOWER_JOINTS]
 LOWER_COLUMNS = [3 * j + k for j in _LOWER_JOINTS for k in range(3)] + [
